@@ -1,0 +1,84 @@
+"""Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008), via implicit."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recsys.models.base import Recommender, check_positive
+
+
+class ALSRecommender(Recommender):
+    """implicit's ``AlternatingLeastSquares`` with the confidence ``1 + alpha * r_ui``.
+
+    Parameters
+    ----------
+    factors
+        Embedding size.
+    regularization
+        L2 penalty on both factor matrices (implicit scales it by the number of interactions
+        only with ``dynamic`` regularisation, which this wrapper does not use).
+    alpha
+        Confidence weight of an observed interaction.
+    iterations
+        Alternating sweeps.
+    seed
+        Seed of the factors' initialisation.
+    num_threads
+        Threads for implicit's solver (0: all cores). Each user/item solve is independent of
+        the others, so the result does not depend on it.
+    """
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 10.0,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        seed: int = 0,
+        num_threads: int = 0,
+    ):
+        self.factors = check_positive("model.factors", factors, integer=True)
+        self.regularization = check_positive("model.regularization", regularization,
+                                             allow_zero=True)  # fmt: skip
+        self.alpha = check_positive("model.alpha", alpha)
+        self.iterations = check_positive("model.iterations", iterations, integer=True)
+        self.num_threads = check_positive("model.num_threads", num_threads, integer=True,
+                                          allow_zero=True)  # fmt: skip
+        self.seed = int(seed)
+        self._user_factors: np.ndarray | None = None
+        self._item_factors: np.ndarray | None = None
+
+    def fit(self, train: sp.csr_matrix) -> ALSRecommender:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        self.n_users, self.n_items = train.shape
+        # implicit's solver is multithreaded itself; a multithreaded BLAS underneath it only
+        # oversubscribes the cores (implicit warns about it when the model is built), so pin
+        # BLAS to one thread for as long as implicit runs.
+        with threadpool_limits(limits=1, user_api="blas"):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                calculate_training_loss=False,
+                num_threads=self.num_threads,
+                random_state=self.seed,
+            )
+            model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False)
+        self._user_factors = np.asarray(model.user_factors, dtype=np.float32)
+        self._item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self._user_factors[users] @ self._item_factors.T  # (B, d) @ (d, n_items)
+
+    @property
+    def user_embeddings(self) -> np.ndarray | None:
+        return self._user_factors
+
+    @property
+    def item_embeddings(self) -> np.ndarray | None:
+        return self._item_factors

@@ -1,0 +1,124 @@
+"""The one small interface every model implements, and the shared top-K ranking."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.errors import ConfigError
+
+
+class Recommender(ABC):
+    """Fit on a user-item matrix, score items for batches of users, rank the top K.
+
+    Subclasses implement ``fit`` and ``score``; models with latent factors also return them
+    from ``user_embeddings`` / ``item_embeddings`` so that their scores are
+    ``user_embeddings @ item_embeddings.T`` (what the FAISS export relies on).
+    """
+
+    n_users: int = 0
+    n_items: int = 0
+
+    @abstractmethod
+    def fit(self, train: sp.csr_matrix) -> Self:
+        """Learn from the binary ``(n_users, n_items)`` training matrix; return ``self``."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """``(len(users), n_items)`` float32 scores, higher is better, for user indices."""
+
+    @property
+    def user_embeddings(self) -> np.ndarray | None:
+        """``(n_users, d)`` user vectors, or ``None`` for models without them."""
+        return None
+
+    @property
+    def item_embeddings(self) -> np.ndarray | None:
+        """``(n_items, d)`` item vectors, or ``None`` for models without them."""
+        return None
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        k: int,
+        exclude: sp.csr_matrix | None = None,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for each user, best first, never an excluded item.
+
+        Parameters
+        ----------
+        users
+            ``(B,)`` user indices.
+        k
+            Items per user.
+        exclude
+            ``(n_users, n_items)`` matrix whose non-zeros are never recommended (the users'
+            training items); ``None`` excludes nothing.
+        batch_size
+            Users scored at once (bounds memory at ``batch_size * n_items`` floats).
+
+        Returns
+        -------
+        items, scores
+            ``(B, k)`` int64 item indices and float32 scores. Where fewer than ``k`` items are
+            left after exclusion, the remaining slots hold item ``-1`` and score ``-inf``.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        k = min(k, self.n_items)
+        exclude = None if exclude is None else sp.csr_matrix(exclude)
+        items = np.empty((len(users), k), dtype=np.int64)
+        scores = np.empty((len(users), k), dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            batch_scores = np.array(self.score(batch), dtype=np.float32)  # (b, n_items), a copy
+            if exclude is not None:
+                mask_excluded(batch_scores, exclude[batch])
+            items[start : start + len(batch)], scores[start : start + len(batch)] = top_k(
+                batch_scores, k
+            )
+        return items, scores
+
+
+def mask_excluded(scores: np.ndarray, excluded: sp.csr_matrix) -> None:
+    """Set ``scores[r, i] = -inf`` in place wherever ``excluded[r, i]`` is non-zero."""
+    rows = np.repeat(np.arange(excluded.shape[0]), np.diff(excluded.indptr))
+    scores[rows, excluded.indices] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest scores per row, best first.
+
+    Ties are broken by the lower item index, so the order depends only on the row's scores.
+    ``-inf`` scores come back as index ``-1``.
+    """
+    n_items = scores.shape[1]
+    k = min(k, n_items)
+    kth = np.partition(scores, n_items - k, axis=1)[:, n_items - k]  # (B,) k-th largest score
+    above = scores > kth[:, None]  # (B, n_items)
+    tied = scores == kth[:, None]
+    needed = k - above.sum(axis=1)  # (B,) how many tied items complete the top k
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= needed[:, None]))  # exactly k per row
+    candidates = np.nonzero(chosen)[1].reshape(len(scores), k)  # (B, k) by item index
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+    order = np.lexsort((candidates, -candidate_scores), axis=1)  # score desc, then index
+    items = np.take_along_axis(candidates, order, axis=1).astype(np.int64)
+    values = np.take_along_axis(candidate_scores, order, axis=1)
+    items[np.isneginf(values)] = -1
+    return items, values
+
+
+def check_positive(name: str, value: float, *, integer: bool = False, allow_zero: bool = False):
+    """Return ``value`` if it is a positive number (an int if ``integer``), else ``ConfigError``."""
+    bad_type = integer and (isinstance(value, bool) or int(value) != value)
+    too_small = value < 0 if allow_zero else value <= 0
+    if bad_type or too_small:
+        kind = "an integer" if integer else "a number"
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {kind} {bound}, got {value!r}")
+    return int(value) if integer else float(value)

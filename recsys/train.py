@@ -1,0 +1,213 @@
+"""Entry point: ``python -m recsys.train model=als`` (add ``-m`` and lists for a sweep).
+
+``run(cfg)`` does the work (data -> split -> model -> evaluation -> MLflow) and returns the
+metrics; the Hydra ``main`` only calls it and hands the objective to sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recsys.data import load_movielens, to_interactions
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_write_text
+from recsys.metrics import METRICS, Evaluation, evaluate
+from recsys.rng import seed_everything
+from recsys.split import Split
+from recsys.tracking import (
+    RunTracker,
+    environment_listing,
+    flatten,
+    git_state,
+    hardware,
+    package_versions,
+)
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run measured: flat metrics (``val/ndcg@10``, ``time/fit_seconds``, ...)
+    and the per-user evaluations."""
+
+    metrics: dict[str, float]
+    validation: Evaluation
+    test: Evaluation
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate one model as ``cfg`` says, log it to MLflow, return its metrics.
+
+    A pure function of ``cfg``: paths, seed and tracking store all come from it.
+    """
+    seed_everything(cfg.seed)
+    data = load_movielens(cfg.data.dir, cfg.data.name)
+    interactions = to_interactions(
+        data.ratings, data.users["user_id"], data.items["item_id"], cfg.data.min_rating
+    )
+    split = build(cfg.split, "split")(interactions, seed=cfg.seed)
+    model = build(cfg.model, "model", seed=cfg.seed)
+    log.info("split %s: %s", split.fingerprint[:12], split.sizes())
+
+    tracker = None
+    if cfg.tracking.enabled:
+        tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name)
+        log.info("MLflow run %s in %s", tracker.run_id, tracker.tracking_uri)
+    try:
+        result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size)
+        if tracker is not None:
+            log_run(tracker, cfg, data.ratings_sha256, split, model, result)
+    except BaseException:
+        if tracker is not None:
+            tracker.end(failed=True)
+        raise
+    if tracker is not None:
+        tracker.end()
+    print(format_table(cfg, split, result))
+    return result.metrics
+
+
+def build(node: DictConfig, group: str, **kwargs):
+    """``instantiate`` a config group's ``_target_``; a bad value becomes one ``ConfigError``."""
+    try:
+        return instantiate(node, **kwargs)
+    except HydraException as error:
+        cause = error.__cause__
+        if isinstance(cause, RecsysError):
+            raise cause from None
+        raise ConfigError(f"cannot build {group} from {dict(node)}: {cause or error}") from None
+
+
+def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int) -> RunResult:
+    """Fit on train; evaluate on validation (train excluded) and on test (train and
+    validation excluded, as the user has seen both)."""
+    train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
+                               split.test.to_csr())  # fmt: skip
+    user_ids = split.train.user_ids
+    start = time.perf_counter()
+    model.fit(train)
+    fit_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    val = evaluate(model, validation, train, ks, user_ids, batch_size)
+    val_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    tst = evaluate(model, test, train + validation, ks, user_ids, batch_size)
+    test_seconds = time.perf_counter() - start
+
+    metrics = {f"val/{k}": v for k, v in val.summary.items()}
+    metrics |= {f"test/{k}": v for k, v in tst.summary.items()}
+    metrics |= {"time/fit_seconds": fit_seconds, "time/val_eval_seconds": val_seconds,
+                "time/test_eval_seconds": test_seconds}  # fmt: skip
+    return RunResult(metrics=metrics, validation=val, test=tst)
+
+
+def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split, model,
+            result: RunResult) -> None:  # fmt: skip
+    """Everything needed to rerun and audit the run: config, fingerprints, versions,
+    metrics, per-user metrics and embeddings."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tracker.log_params(flatten(resolved) | {f"split.size.{k}": v for k, v in split.sizes().items()})
+    tracker.set_tags(
+        {
+            "model": cfg.model_name,
+            "seed": cfg.seed,
+            "data.name": cfg.data.name,
+            "data.sha256": data_sha256,
+            "split.fingerprint": split.fingerprint,
+            "command": rerun_command(),
+        }
+        | git_state()
+        | package_versions()
+        | hardware()
+    )
+    tracker.log_metrics(result.metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        write_artifacts(Path(folder), cfg, split, model, result)
+        tracker.log_artifacts(folder)
+
+
+def write_artifacts(folder: Path, cfg: DictConfig, split: Split, model, result: RunResult):
+    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(folder / "environment.txt", environment_listing())
+    (folder / "metrics").mkdir()
+    result.validation.per_user.to_csv(folder / "metrics" / "validation_per_user.csv", index=False)
+    result.test.per_user.to_csv(folder / "metrics" / "test_per_user.csv", index=False)
+    if cfg.tracking.log_embeddings and model.user_embeddings is not None:
+        (folder / "embeddings").mkdir()
+        np.save(folder / "embeddings" / "user_embeddings.npy", model.user_embeddings)
+        np.save(folder / "embeddings" / "item_embeddings.npy", model.item_embeddings)
+        np.save(folder / "embeddings" / "user_ids.npy", split.train.user_ids)
+        np.save(folder / "embeddings" / "item_ids.npy", split.train.item_ids)
+
+
+def rerun_command() -> str:
+    """The command line that reproduces this run (at the logged git commit)."""
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # composed outside a Hydra app (tests, notebooks)
+        overrides = []
+    return " ".join(["python -m recsys.train", *overrides])
+
+
+def format_table(cfg: DictConfig, split: Split, result: RunResult) -> str:
+    metrics = result.metrics
+    header = f"{'part':<11}{'k':>3}" + "".join(f"{m:>10}" for m in (*METRICS, "coverage"))
+    lines = [
+        f"{cfg.data.name}  model={cfg.model_name}  seed={cfg.seed}  "
+        f"split={split.fingerprint[:12]}  fit={metrics['time/fit_seconds']:.2f}s",
+        header,
+    ]
+    for part, prefix in (("validation", "val"), ("test", "test")):
+        for k in cfg.ks:
+            values = [metrics[f"{prefix}/{m}@{k}"] for m in (*METRICS, "coverage")]
+            lines.append(f"{part:<11}{k:>3}" + "".join(f"{v:>10.4f}" for v in values))
+    users = int(metrics["test/n_users"])
+    lines.append(f"test NDCG@10 = {metrics.get('test/ndcg@10', float('nan')):.4f} "
+                 f"over {users} users")  # fmt: skip
+    return "\n".join(lines)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config ``python -m recsys.train OVERRIDES`` would run, composed in-process.
+
+    For tests and notebooks: ``run(compose_config(["model=popular"]))``.
+    """
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} the way the app does
+    OmegaConf.resolve(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = run(cfg)
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    return metrics.get(cfg.objective)
+
+
+if __name__ == "__main__":
+    main()
