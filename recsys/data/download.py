@@ -18,6 +18,7 @@ into place, so an interrupted download never leaves a folder that looks complete
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import logging
@@ -177,7 +178,10 @@ def _http_get(url: str, timeout: float = 30.0) -> bytes:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
             data = response.read()
-    except OSError as error:  # URLError, timeouts and resets are all OSErrors
+    except http.client.IncompleteRead as error:
+        raise DataError(f"partial download ({len(error.partial)} bytes, then the connection "
+                        f"closed)") from None
+    except (OSError, http.client.HTTPException) as error:  # URLError, timeouts and resets are all OSErrors
         raise DataError(f"unreachable ({error})") from None
     if expected is not None and len(data) != int(expected):
         raise DataError(f"partial download ({len(data)} of {expected} bytes)")

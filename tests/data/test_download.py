@@ -1,0 +1,148 @@
+import http.server
+import io
+import threading
+import zipfile
+
+import pytest
+
+from recsys.data import download, load_movielens
+from recsys.data.download import GENRES, _wheel_files, ensure_dataset
+from recsys.errors import DataError
+from tests.conftest import SYNTHETIC, make_ratings, ratings_bytes, synthetic_spec
+
+
+def grouplens_zip(ratings: bytes, root: str = SYNTHETIC) -> bytes:
+    flags = ["0"] * len(GENRES)
+    flags[GENRES.index("Comedy")] = "1"
+    items = "".join(f"{i}|Film é {i} (1995)|01-Jan-1995||http://x|{'|'.join(flags)}\n"
+                    for i in range(1, 201))  # fmt: skip
+    items += f"267|unknown||||{'|'.join(['1'] + ['0'] * (len(GENRES) - 1))}\n"
+    users = "".join(f"{u}|{20 + u % 30}|M|other|{10000 + u}\n" for u in range(1, 121))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{root}/u.data", ratings)
+        archive.writestr(f"{root}/u.user", users.encode("latin-1"))
+        archive.writestr(f"{root}/u.item", items.encode("latin-1"))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def ratings(monkeypatch):
+    data = ratings_bytes(make_ratings())
+    monkeypatch.setitem(download.DATASETS, SYNTHETIC, synthetic_spec(data))
+    return data
+
+
+def test_hand_placed_zip_is_verified_and_normalised(tmp_path, ratings, offline_pip):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    assert (folder / "ratings.tsv").read_bytes() == ratings
+    data = load_movielens(tmp_path, SYNTHETIC)
+    assert len(data.ratings) == 120 * 30
+    assert data.items.loc[0, "title"] == "Film é 1 (1995)"
+    assert data.items.loc[0, "year"] == 1995 and data.items.loc[0, "genres"] == ["Comedy"]
+    unknown = data.items[data.items.item_id == 267].iloc[0]
+    assert unknown["genres"] == ["unknown"] and unknown["year"] is download_na()
+    assert list(data.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
+    assert "source" in (folder / "SOURCE.json").read_text()
+
+
+def download_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_corrupt_cached_ratings_give_checksum_error_naming_both_hashes(tmp_path, ratings):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    (folder / "ratings.tsv").write_bytes(ratings[:-10] + b"0\t0\t0\t0\n")
+    with pytest.raises(DataError) as error:
+        load_movielens(tmp_path, SYNTHETIC)
+    message = str(error.value)
+    assert "checksum mismatch" in message and str(folder / "ratings.tsv") in message
+    assert download.DATASETS[SYNTHETIC].ratings_sha256 in message
+    assert "\n" not in message
+
+
+def test_force_replaces_only_with_a_verified_copy(tmp_path, ratings, offline_pip):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings + b"1\t1\t1\t1\n"))
+    with pytest.raises(DataError, match="could not obtain"):
+        ensure_dataset(tmp_path, SYNTHETIC, force=True)
+    assert (folder / "ratings.tsv").read_bytes() == ratings  # the good copy is untouched
+
+
+def test_no_source_lists_every_source_and_the_manual_fix(tmp_path, ratings, offline_pip):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError) as error:
+        ensure_dataset(tmp_path, SYNTHETIC)
+    message = str(error.value)
+    assert "not a valid zip" in message  # the partial hand-placed zip
+    assert "127.0.0.1:9" in message and "unreachable" in message
+    assert "pip download" in message
+    assert f"put it at {tmp_path / (SYNTHETIC + '.zip')}" in message
+    assert not (tmp_path / SYNTHETIC).exists()
+    assert "\n" not in message
+
+
+class _ZipHandler(http.server.BaseHTTPRequestHandler):
+    body = b""
+    claimed_length = 0
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.claimed_length))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def zip_server():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _ZipHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_download_over_http_detects_partial_body(truncate, tmp_path, ratings, zip_server,
+                                                 monkeypatch, offline_pip):  # fmt: skip
+    body = grouplens_zip(ratings)
+    _ZipHandler.body = body[: len(body) // 2] if truncate else body
+    _ZipHandler.claimed_length = len(body)
+    url = f"http://127.0.0.1:{zip_server.server_port}/ml.zip"
+    spec = download.DATASETS[SYNTHETIC]
+    monkeypatch.setitem(download.DATASETS, SYNTHETIC,
+                        download.DatasetSpec(**{**spec.__dict__, "grouplens_url": url}))  # fmt: skip
+    if truncate:
+        with pytest.raises(DataError, match="partial download"):
+            ensure_dataset(tmp_path, SYNTHETIC)
+        assert not (tmp_path / SYNTHETIC).exists()
+    else:
+        assert url in (ensure_dataset(tmp_path, SYNTHETIC) / "SOURCE.json").read_text()
+
+
+def test_recbole_wheel_layout_is_read_back_to_grouplens_form(ratings):
+    spec = download.DATASETS[SYNTHETIC]
+    folder = "recbole/dataset_example/ml-synthetic/ml-synthetic"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        wheel.writestr(f"{folder}.inter", b"user_id:token\titem_id:token\trating:float\t"
+                       b"timestamp:float\n" + ratings)  # fmt: skip
+        wheel.writestr(f"{folder}.user", "user_id:token\tage:token\tgender:token\t"
+                       "occupation:token\tzip_code:token\n1\t24\tM\ttechnician\t85711\n")
+        wheel.writestr(f"{folder}.item", "item_id:token\tmovie_title:token_seq\t"
+                       "release_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation "
+                       "Children's Comedy\n267\tunkonwn\tunkonwn\tunknown\n")
+    files = _wheel_files(buffer.getvalue(), download.DatasetSpec(
+        **{**spec.__dict__, "wheel_folder": "recbole/dataset_example/ml-synthetic"}))
+    assert files.ratings == ratings
+    assert files.items.decode().splitlines()[1:] == [
+        "1\tToy Story (1995)\t1995\tAnimation|Children's|Comedy", "267\tunknown\t\tunknown"]
+    assert files.users.decode().splitlines()[1] == "1\t24\tM\ttechnician\t85711"
