@@ -56,12 +56,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
     A pure function of ``cfg``: paths, seed and tracking store all come from it.
     """
     seed_everything(cfg.seed)
+    splitter = build(cfg.split, "split")  # bad values fail here, before any download
+    model = build(cfg.model, "model", seed=cfg.seed)
     data = load_movielens(cfg.data.dir, cfg.data.name)
     interactions = to_interactions(
         data.ratings, data.users["user_id"], data.items["item_id"], cfg.data.min_rating
     )
-    split = build(cfg.split, "split")(interactions, seed=cfg.seed)
-    model = build(cfg.model, "model", seed=cfg.seed)
+    split = splitter(interactions, seed=cfg.seed)
     log.info("split %s: %s", split.fingerprint[:12], split.sizes())
 
     tracker = None
@@ -193,9 +194,9 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} the way the app does
-    OmegaConf.resolve(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    OmegaConf.resolve(cfg)
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from typing import Self
 
@@ -115,9 +116,9 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def check_positive(name: str, value: float, *, integer: bool = False, allow_zero: bool = False):
     """Return ``value`` if it is a positive number (an int if ``integer``), else ``ConfigError``."""
-    bad_type = integer and (isinstance(value, bool) or int(value) != value)
-    too_small = value < 0 if allow_zero else value <= 0
-    if bad_type or too_small:
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    bad_type = not is_number or (integer and int(value) != value)
+    if bad_type or (value < 0 if allow_zero else value <= 0):
         kind = "an integer" if integer else "a number"
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {kind} {bound}, got {value!r}")

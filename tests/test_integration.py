@@ -1,0 +1,78 @@
+"""The real pipeline on the real ML-100K: download (checksum verified), split, train, evaluate,
+log to a real MLflow SQLite store in a temporary folder."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys.data import ensure_dataset, load_movielens
+from recsys.train import compose_config, run
+
+pytestmark = pytest.mark.integration
+
+ML100K_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
+
+
+@pytest.fixture(scope="session")
+def ml100k_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    ensure_dataset(data_dir, "ml-100k")  # the real sources, in order
+    return data_dir
+
+
+def real_config(data_dir, tmp_path, *overrides):
+    return compose_config([f"data.dir={data_dir}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                           *overrides])  # fmt: skip
+
+
+def test_real_data_is_verified_and_complete(ml100k_dir):
+    data = load_movielens(ml100k_dir, download=False)
+    assert data.ratings_sha256 == ML100K_SHA256
+    assert len(data.ratings) == 100_000
+    assert data.ratings.user_id.nunique() == 943 and data.ratings.item_id.nunique() == 1682
+    assert len(data.users) == 943 and len(data.items) == 1682
+    star_wars = data.items.set_index("item_id").loc[50]
+    assert star_wars["title"] == "Star Wars (1977)" and "Sci-Fi" in star_wars["genres"]
+
+
+@pytest.mark.parametrize(("model", "low", "high"),
+                         [("random", 0.005, 0.04), ("popular", 0.22, 0.27), ("als", 0.40, 1.0)])
+def test_default_protocol_ndcg(ml100k_dir, tmp_path, monkeypatch, model, low, high):
+    monkeypatch.chdir(tmp_path)
+    metrics = run(real_config(ml100k_dir, tmp_path, f"model={model}"))
+    assert low <= metrics["test/ndcg@10"] <= high
+    assert metrics["test/n_users"] == 943
+
+
+def test_als_run_is_logged_and_reproducible(ml100k_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run(real_config(ml100k_dir, tmp_path, "model=als"))
+    second = run(real_config(ml100k_dir, tmp_path, "model=als"))
+    assert first["test/ndcg@10"] == second["test/ndcg@10"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("ml-100k").experiment_id])
+    assert len(runs) == 2
+    assert runs[0].data.tags["split.fingerprint"] == runs[1].data.tags["split.fingerprint"]
+    assert runs[0].data.tags["data.sha256"] == ML100K_SHA256
+    run_id = runs[0].info.run_id
+    per_user = pd.read_csv(client.download_artifacts(run_id, "metrics/test_per_user.csv",
+                                                     str(tmp_path)))  # fmt: skip
+    assert len(per_user) == 943
+    assert per_user["ndcg@10"].mean() == pytest.approx(runs[0].data.metrics["test/ndcg_at_10"])
+    items = np.load(client.download_artifacts(run_id, "embeddings/item_embeddings.npy",
+                                               str(tmp_path)))  # fmt: skip
+    assert items.shape == (1682, 32)
+
+
+def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "recsys.train", "model=als", f"data.dir={ml100k_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "test NDCG@10 = 0.4" in result.stdout
+    assert (tmp_path / "mlflow.db").exists()

@@ -1,0 +1,107 @@
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys.errors import ConfigError
+from recsys.train import compose_config, run
+from tests.conftest import SYNTHETIC
+
+
+def synthetic_config(data_dir, tmp_path, *overrides):
+    return compose_config([f"data.dir={data_dir}", f"data.name={SYNTHETIC}",
+                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides])  # fmt: skip
+
+
+def only_quality(metrics):
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    metrics = run(synthetic_config(synthetic_data, tmp_path, "model=als", "model.factors=8"))
+    assert metrics["test/ndcg@10"] > 0.2 and metrics["val/n_users"] > 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name(SYNTHETIC)
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED"
+    params, tags, values = logged.data.params, logged.data.tags, logged.data.metrics
+    assert params["model._target_"] == "recsys.models.ALSRecommender"
+    assert params["model.factors"] == "8" and params["seed"] == "42"
+    assert int(params["split.size.train"]) > int(params["split.size.test"]) > 0
+    for k in (5, 10, 20):
+        for part in ("val", "test"):
+            assert f"{part}/ndcg_at_{k}" in values and f"{part}/coverage_at_{k}" in values
+    assert values["test/ndcg_at_10"] == pytest.approx(metrics["test/ndcg@10"])
+    assert {"time/fit_seconds", "time/test_eval_seconds"} <= set(values)
+    assert tags["model"] == "als" and tags["seed"] == "42"
+    assert len(tags["data.sha256"]) == 64 and len(tags["split.fingerprint"]) == 64
+    assert tags["git.commit"] and tags["version.implicit"] and tags["version.torch"]
+    assert tags["hardware.cpu_count"] and tags["command"].startswith("python -m recsys.train")
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"config.yaml", "environment.txt", "metrics", "embeddings"} <= artifacts
+    per_user = {a.path for a in client.list_artifacts(logged.info.run_id, "metrics")}
+    assert per_user == {"metrics/test_per_user.csv", "metrics/validation_per_user.csv"}
+    embeddings = {a.path for a in client.list_artifacts(logged.info.run_id, "embeddings")}
+    assert "embeddings/item_embeddings.npy" in embeddings
+
+
+def test_same_seed_same_metrics_other_seed_other_split(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = run(synthetic_config(synthetic_data, tmp_path, "model=als", "tracking.enabled=false"))
+    again = run(synthetic_config(synthetic_data, tmp_path, "model=als", "tracking.enabled=false"))
+    assert only_quality(first) == only_quality(again)
+    other = run(synthetic_config(synthetic_data, tmp_path, "model=als", "seed=7",
+                                 "tracking.enabled=false"))  # fmt: skip
+    assert only_quality(other) != only_quality(first)
+
+
+def test_default_store_is_mlflow_db_in_the_working_directory(synthetic_data, tmp_path,
+                                                             monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = compose_config([f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}", "model=popular"])
+    run(cfg)
+    assert (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_hyperparameter_is_a_config_error(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="model.factors must be"):
+        run(synthetic_config(synthetic_data, tmp_path, "model=als", "model.factors=-3"))
+
+
+def recsys_train(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "recsys.train", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_cli_unknown_model_lists_the_available_models(tmp_path):
+    result = recsys_train(tmp_path, "model=nope")
+    assert result.returncode != 0
+    assert "Could not find 'model/nope'" in result.stderr
+    for name in ("als", "popular", "random"):
+        assert f"\t{name}\n" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_corrupt_data_is_one_line_checksum_error(tmp_path):
+    folder = tmp_path / "data" / "ml-100k"
+    folder.mkdir(parents=True)
+    (folder / "ratings.tsv").write_text("1\t1\t5\t880000000\n")
+    result = recsys_train(tmp_path, "tracking.enabled=false")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "checksum mismatch" in line and "06416e597f82b734" in line
+    assert (folder / "ratings.tsv").read_text() == "1\t1\t5\t880000000\n"  # nothing deleted
+
+
+def test_cli_bad_value_is_one_line_error(tmp_path):
+    result = recsys_train(tmp_path, "tracking.enabled=false", "split.test_ratio=1.5",
+                          "data.dir=/nonexistent/never-downloaded")  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "split.test_ratio must be in (0, 1), got 1.5" in line
