@@ -65,7 +65,7 @@ def test_als_run_is_logged_and_reproducible(ml100k_dir, tmp_path, monkeypatch):
     assert per_user["ndcg@10"].mean() == pytest.approx(runs[0].data.metrics["test/ndcg_at_10"])
     items = np.load(client.download_artifacts(run_id, "embeddings/item_embeddings.npy",
                                                str(tmp_path)))  # fmt: skip
-    assert items.shape == (1682, 32)
+    assert items.shape == (1682, int(runs[0].data.params["model.factors"]))
 
 
 def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):

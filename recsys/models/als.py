@@ -32,9 +32,9 @@ class ALSRecommender(Recommender):
 
     def __init__(
         self,
-        factors: int = 64,
+        factors: int = 16,
         regularization: float = 10.0,
-        alpha: float = 2.0,
+        alpha: float = 5.0,
         iterations: int = 15,
         seed: int = 0,
         num_threads: int = 0,
