@@ -17,13 +17,15 @@ import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recsys.data import load_movielens, to_interactions
+from recsys.data import MovieLens, load_movielens, to_interactions
+from recsys.data.features import item_features, user_features
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.metrics import METRICS, Evaluation, evaluate
+from recsys.models.torch_base import TorchRecommender
 from recsys.rng import seed_everything
 from recsys.split import Split
 from recsys.tracking import (
@@ -57,8 +59,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     seed_everything(cfg.seed)
     splitter = build(cfg.split, "split")  # bad values fail here, before any download
-    model = build(cfg.model, "model", seed=cfg.seed)
     data = load_movielens(cfg.data.dir, cfg.data.name)
+    model = build(cfg.model, "model", seed=cfg.seed, **side_features(cfg.model, data))
     interactions = to_interactions(
         data.ratings, data.users["user_id"], data.items["item_id"], cfg.data.min_rating
     )
@@ -70,7 +72,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name)
         log.info("MLflow run %s in %s", tracker.run_id, tracker.tracking_uri)
     try:
-        result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size)
+        on_epoch = None if tracker is None else _epoch_logger(tracker, cfg.objective)
+        result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
+                                    cfg.objective, on_epoch)  # fmt: skip
         if tracker is not None:
             log_run(tracker, cfg, data.ratings_sha256, split, model, result)
     except BaseException:
@@ -84,24 +88,46 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 
 def build(node: DictConfig, group: str, **kwargs):
-    """``instantiate`` a config group's ``_target_``; a bad value becomes one ``ConfigError``."""
+    """Build a config group's ``_target_`` with ``kwargs`` (data-dependent inputs such as
+    feature tables, which are no config values); a bad value becomes one ``ConfigError``."""
     try:
-        return instantiate(node, **kwargs)
+        factory = instantiate(node, _partial_=True)
+        return factory(**kwargs)
+    except RecsysError:
+        raise
     except HydraException as error:
-        cause = error.__cause__
-        if isinstance(cause, RecsysError):
-            raise cause from None
-        raise ConfigError(f"cannot build {group} from {dict(node)}: {cause or error}") from None
+        raise ConfigError(f"cannot build {group} from {dict(node)}: "
+                          f"{error.__cause__ or error}") from None  # fmt: skip
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"cannot build {group} from {dict(node)}: {error}") from None
 
 
-def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int) -> RunResult:
-    """Fit on train; evaluate on validation (train excluded) and on test (train and
-    validation excluded, as the user has seen both)."""
+def side_features(model_cfg: DictConfig, data: MovieLens) -> dict:
+    """User and item features for models that take them (``uses_side_features``)."""
+    try:
+        model_class = get_class(model_cfg._target_)
+    except Exception as error:  # noqa: BLE001 - any import failure is a config mistake
+        raise ConfigError(f"model._target_ {model_cfg.get('_target_')!r} cannot be imported: "
+                          f"{error}") from None  # fmt: skip
+    if not getattr(model_class, "uses_side_features", False):
+        return {}
+    return {"user_features": user_features(data.users), "item_features": item_features(data.items)}
+
+
+def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
+                       objective: str = "val/ndcg@10", on_epoch=None) -> RunResult:  # fmt: skip
+    """Fit on train (iterative models early-stop on the validation ``objective``); evaluate
+    on validation (train excluded) and on test (train and validation excluded, as the user has
+    seen both). Test is evaluated once, after training."""
     train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
                                split.test.to_csr())  # fmt: skip
     user_ids = split.train.user_ids
     start = time.perf_counter()
-    model.fit(train)
+    if isinstance(model, TorchRecommender):
+        model.fit(train, validate=validation_metric(validation, train, objective, batch_size),
+                  on_epoch=on_epoch)  # fmt: skip
+    else:
+        model.fit(train)
     fit_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -115,7 +141,33 @@ def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int) -> R
     metrics |= {f"test/{k}": v for k, v in tst.summary.items()}
     metrics |= {"time/fit_seconds": fit_seconds, "time/val_eval_seconds": val_seconds,
                 "time/test_eval_seconds": test_seconds}  # fmt: skip
+    if isinstance(model, TorchRecommender):
+        metrics |= {"train/best_epoch": model.best_epoch, "train/epochs_run": model.epochs_run}
     return RunResult(metrics=metrics, validation=val, test=tst)
+
+
+def validation_metric(validation, train, objective: str, batch_size: int):
+    """``model -> value`` of the validation objective (``val/ndcg@10``), for early stopping."""
+    part, _, name = objective.partition("/")
+    metric, _, k = name.partition("@")
+    if part != "val" or metric not in METRICS or not k.isdigit():
+        raise ConfigError(f"objective must look like val/ndcg@10 (a validation metric of "
+                          f"{', '.join(METRICS)}), got {objective!r}")  # fmt: skip
+    if validation.nnz == 0:
+        raise ConfigError("early stopping needs validation interactions: set split.val_ratio "
+                          "(or split.val_k) above 0")  # fmt: skip
+    return lambda model: evaluate(model, validation, train, [int(k)], batch_size=batch_size
+                                  ).summary[name]  # fmt: skip
+
+
+def _epoch_logger(tracker: RunTracker, objective: str):
+    """Per-epoch training loss and validation objective, logged with the epoch as step."""
+
+    def log_epoch(epoch: int, record: dict[str, float]) -> None:
+        names = {"loss": "epoch/loss", "val": f"epoch/{objective}"}
+        tracker.log_metrics({names[k]: v for k, v in record.items()}, step=epoch)
+
+    return log_epoch
 
 
 def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split, model,

@@ -1,0 +1,87 @@
+"""BPR-MF: matrix factorisation trained with Bayesian personalised ranking (Rendle et al. 2009).
+
+Our own PyTorch loop rather than implicit's ``BayesianPersonalizedRanking``: on ML-100K the
+latter peaks near NDCG@10 0.33, while BPR-MF with Adam, uniform negatives and an item bias
+reaches the level of Cornac's BPR (see experiments/README.md).
+"""
+
+from __future__ import annotations
+
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.models.base import check_positive
+from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+
+
+class BPRModule(nn.Module):
+    def __init__(self, n_users: int, n_items: int, factors: int, init_std: float):
+        super().__init__()
+        self.user = nn.Embedding(n_users, factors)
+        self.item = nn.Embedding(n_items, factors)
+        self.item_bias = nn.Embedding(n_items, 1)
+        nn.init.normal_(self.user.weight, std=init_std)
+        nn.init.normal_(self.item.weight, std=init_std)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` scores of the pairs ``(users[b], items[b])``."""
+        return (self.user(users) * self.item(items)).sum(-1) + self.item_bias(items).squeeze(-1)
+
+
+class BPRRecommender(TorchRecommender):
+    """BPR-MF with an item bias; loss ``-log sigma(x_ui - x_uj)`` plus L2 on the batch's vectors.
+
+    Parameters
+    ----------
+    factors
+        Embedding size.
+    regularization
+        L2 weight on the user, positive- and negative-item vectors of each batch (per example).
+    init_std
+        Standard deviation of the initial embeddings.
+    **training
+        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
+        ``progress`` (see ``TorchRecommender``).
+
+    Negatives are drawn uniformly from all items; the rare draw of a training positive is kept
+    (as in Rendle's and Cornac's samplers), which costs nothing measurable on sparse data.
+    """
+
+    def __init__(self, factors: int = 64, regularization: float = 1e-4, init_std: float = 0.1,
+                 epochs: int = 100, batch_size: int = 1024, lr: float = 5e-3, **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+        self.factors = check_positive("model.factors", factors, integer=True)
+        self.regularization = check_positive("model.regularization", regularization,
+                                             allow_zero=True)  # fmt: skip
+        self.init_std = check_positive("model.init_std", init_std)
+
+    def build_module(self, train: sp.csr_matrix) -> nn.Module:
+        self._users, self._items = (t.to(self.device) for t in training_pairs(train))
+        return BPRModule(self.n_users, self.n_items, self.factors, self.init_std)
+
+    def train_epoch(self, optimizer, generator) -> float:
+        total = 0.0
+        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
+            users, positives = self._users[batch], self._items[batch]  # (B,)
+            negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
+            negatives = negatives.to(self.device)
+            module = self.module
+            margin = module(users, positives) - module(users, negatives)  # (B,)
+            l2 = (module.user(users).square().sum() + module.item(positives).square().sum()
+                  + module.item(negatives).square().sum()) / len(batch)  # fmt: skip
+            loss = -F.logsigmoid(margin).mean() + self.regularization * l2
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        return total / len(self._users)
+
+    def compute_embeddings(self):
+        # fold the item bias into the vectors: [p_u, 1] . [q_i, b_i] = p_u . q_i + b_i
+        users = self.module.user.weight  # (n_users, d)
+        ones = torch.ones(len(users), 1, device=users.device)
+        items = torch.cat([self.module.item.weight, self.module.item_bias.weight], dim=1)
+        return torch.cat([users, ones], dim=1), items  # (n_users, d+1), (n_items, d+1)

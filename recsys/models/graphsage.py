@@ -1,0 +1,259 @@
+"""GraphSAGE (PyG ``SAGEConv``) on the user-item bipartite graph of the training interactions.
+
+Users and items are the nodes of one graph (users ``0..n_users-1``, items after them) with an
+edge each way per training interaction; validation and test interactions never enter message
+passing. Node inputs are learnt ID embeddings. A plain SAGEConv + ReLU stack overfits ML-100K
+(NDCG@10 ~0.34), so this model adds what closes the gap to LightGCN: no non-linearity between
+layers by default, the mean of all layers' outputs as the final vector (layer combination),
+edge dropout, L2 on the batch's input embeddings, and early stopping on validation.
+
+Two training modes: ``full_batch`` propagates over the whole graph at every step (ML-100K fits
+easily); ``neighbor_sampled`` computes each batch's nodes on a sampled neighbourhood of
+``fanouts[l]`` neighbours per node and layer, for graphs that do not fit. The sampler is our
+own vectorised torch code: PyG's ``NeighborLoader`` needs the compiled ``pyg-lib`` or
+``torch-sparse``, which have no build for this torch on PyPI. Scoring always propagates over the
+full training graph (no gradients, so it fits where training would not).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import SAGEConv
+
+from recsys.errors import ConfigError
+from recsys.models.base import check_positive
+from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+
+MODES = ("full_batch", "neighbor_sampled")
+
+
+class SAGEEncoder(nn.Module):
+    """ID embeddings -> ``layers`` SAGEConv (mean aggregation) -> mean or last layer."""
+
+    def __init__(self, n_nodes: int, dim: int, layers: int, dropout: float, activation: str,
+                 combine: str, root_weight: bool = True, aggregation: str = "mean"):  # fmt: skip
+        super().__init__()
+        self.embedding = nn.Embedding(n_nodes, dim)
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.convs = nn.ModuleList(
+            SAGEConv(dim, dim, aggr="mean" if aggregation == "mean" else "sum",
+                     root_weight=root_weight, bias=False)
+            for _ in range(layers)
+        )
+        for conv in self.convs:  # start as plain neighbour averaging (LightGCN-like)
+            nn.init.eye_(conv.lin_l.weight)
+            if root_weight:
+                nn.init.zeros_(conv.lin_r.weight)
+        self.dropout = dropout
+        self.activation = activation
+        self.combine = combine
+
+    def forward(self, node_ids: torch.Tensor | None, edge_index: torch.Tensor) -> torch.Tensor:
+        """``(n, dim)`` vectors of the nodes ``node_ids`` (all nodes if ``None``), with
+        ``edge_index`` over their local positions: a ``(2, E)`` index (mean aggregation) or
+        a weighted sparse adjacency (see ``propagation_graph``)."""
+        x = self.embedding.weight if node_ids is None else self.embedding(node_ids)  # (n, d)
+        layers = [x]
+        for conv in self.convs:
+            x = conv(x, edge_index)  # (n, d)
+            if self.activation == "relu":
+                x = F.relu(x)
+            x = F.dropout(x, self.dropout, self.training)
+            layers.append(x)
+        if self.combine == "mean":
+            return torch.stack(layers).mean(dim=0)  # (n, d)
+        return x
+
+
+class GraphSAGERecommender(TorchRecommender):
+    """GraphSAGE trained with BPR on the training graph; scores are inner products.
+
+    Parameters
+    ----------
+    dim
+        Embedding and hidden size.
+    layers
+        SAGEConv layers (2-3).
+    dropout
+        Feature dropout after each layer.
+    edge_dropout
+        Share of training edges (both directions of an interaction) dropped at each step.
+    activation
+        ``none`` or ``relu`` between layers.
+    combine
+        ``mean`` of the input and every layer's output, or ``last``.
+    root_weight
+        SAGEConv's separate transform of a node's own vector (added to the neighbours' mean).
+    aggregation
+        ``mean`` of the neighbours (GraphSAGE's mean aggregator) or ``symmetric``: their sum
+        weighted by ``1 / sqrt(deg(u) deg(v))`` (GCN's and LightGCN's normalisation), which
+        damps popular items' influence.
+    regularization
+        L2 weight on the batch's input embeddings (per example).
+    weight_decay
+        L2 weight on the SAGEConv weights (per step).
+    mode
+        ``full_batch`` or ``neighbor_sampled``.
+    fanouts
+        Neighbours sampled per node at each layer (``neighbor_sampled`` mode).
+    **training
+        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
+        ``progress`` (see ``TorchRecommender``).
+    """
+
+    def __init__(self, dim: int = 64, layers: int = 3, dropout: float = 0.0,
+                 edge_dropout: float = 0.1, activation: str = "none", combine: str = "mean",
+                 root_weight: bool = True, aggregation: str = "mean",
+                 regularization: float = 1e-4, weight_decay: float = 1e-4,
+                 mode: str = "full_batch", fanouts: list[int] | tuple[int, ...] = (10, 10, 10),
+                 epochs: int = 300, batch_size: int = 2048, lr: float = 1e-3,
+                 **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+        self.dim = check_positive("model.dim", dim, integer=True)
+        self.layers = check_positive("model.layers", layers, integer=True)
+        self.dropout = _check_probability("model.dropout", dropout)
+        self.edge_dropout = _check_probability("model.edge_dropout", edge_dropout)
+        self.regularization = check_positive("model.regularization", regularization,
+                                             allow_zero=True)  # fmt: skip
+        self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
+        _check_choice("model.activation", activation, ("none", "relu"))
+        _check_choice("model.combine", combine, ("mean", "last"))
+        _check_choice("model.mode", mode, MODES)
+        self.activation, self.combine, self.mode = activation, combine, mode
+        self.root_weight = bool(root_weight)
+        _check_choice("model.aggregation", aggregation, ("mean", "symmetric"))
+        self.aggregation = aggregation
+        self.fanouts = [check_positive("model.fanouts", f, integer=True) for f in fanouts]
+        if mode == "neighbor_sampled" and len(self.fanouts) != self.layers:
+            raise ConfigError(f"model.fanouts needs one entry per layer ({self.layers}), "
+                              f"got {list(fanouts)}")  # fmt: skip
+
+    def build_module(self, train: sp.csr_matrix) -> nn.Module:
+        users, items = training_pairs(train)
+        self._users, self._items = users.to(self.device), items.to(self.device)
+        self._edge_index = bipartite_edges(users, items, self.n_users).to(self.device)
+        graph = _symmetric_csr(users.numpy(), items.numpy(), self.n_users, self.n_items)
+        self._indptr = torch.from_numpy(graph.indptr.astype(np.int64)).to(self.device)
+        self._indices = torch.from_numpy(graph.indices.astype(np.int64)).to(self.device)
+        return SAGEEncoder(self.n_users + self.n_items, self.dim, self.layers, self.dropout,
+                           self.activation, self.combine, self.root_weight,
+                           self.aggregation)  # fmt: skip
+
+    def train_epoch(self, optimizer, generator) -> float:
+        total = 0.0
+        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
+            users, positives = self._users[batch], self._items[batch]  # (B,)
+            negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
+            seeds = torch.cat([users, self.n_users + positives, self.n_users + negatives.to(
+                self.device)])  # (3B,) node ids
+            vectors, inputs = self._encode(seeds, generator)  # (3B, d) each
+            u, i, j = vectors.split(len(batch))
+            margin = (u * i).sum(-1) - (u * j).sum(-1)
+            l2 = inputs.square().sum() / len(batch)
+            loss = -F.logsigmoid(margin).mean() + self.regularization * l2
+            decay = sum(p.square().sum() for p in self.module.convs.parameters())
+            loss = loss + self.weight_decay * decay
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        return total / len(self._users)
+
+    def _encode(self, seeds: torch.Tensor, generator: torch.Generator):
+        """Output and input vectors of the ``seeds`` nodes for one training step."""
+        if self.mode == "full_batch":
+            edges = drop_edges(self._edge_index, self.edge_dropout, generator)
+            graph = propagation_graph(edges, self.n_users + self.n_items, self.aggregation)
+            return self.module(None, graph)[seeds], self.module.embedding(seeds)
+        node_ids, edges, positions = sample_neighborhood(
+            seeds, self._indptr, self._indices, self.fanouts, generator
+        )
+        edges = drop_edges(edges, self.edge_dropout, generator, paired=False)
+        graph = propagation_graph(edges, len(node_ids), self.aggregation)
+        return self.module(node_ids, graph)[positions], self.module.embedding(seeds)
+
+    def compute_embeddings(self):
+        graph = propagation_graph(self._edge_index, self.n_users + self.n_items, self.aggregation)
+        vectors = self.module(None, graph)  # (n_users + n_items, d), the full training graph
+        return vectors[: self.n_users], vectors[self.n_users :]
+
+
+def propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str):
+    """What the convolutions propagate over: the edge index itself for ``mean``; for
+    ``symmetric``, the sparse ``(n, n)`` adjacency (row = target) with values
+    ``1 / sqrt(deg(source) deg(target))``."""
+    if aggregation == "mean":
+        return edge_index
+    source, target = edge_index
+    degree = torch.bincount(target, minlength=n_nodes).float().clamp(min=1)  # (n,)
+    weight = degree[source].rsqrt() * degree[target].rsqrt()  # (E,)
+    adjacency = torch.sparse_coo_tensor(torch.stack([target, source]), weight,
+                                        (n_nodes, n_nodes), check_invariants=False)  # fmt: skip
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": it is what PyG uses
+        warnings.simplefilter("ignore", UserWarning)
+        return adjacency.coalesce().to_sparse_csr()
+
+
+def bipartite_edges(users: torch.Tensor, items: torch.Tensor, n_users: int) -> torch.Tensor:
+    """``(2, 2E)`` edge index: user -> item for every interaction, then item -> user."""
+    item_nodes = items + n_users
+    return torch.stack([torch.cat([users, item_nodes]), torch.cat([item_nodes, users])])
+
+
+def drop_edges(edge_index: torch.Tensor, p: float, generator: torch.Generator,
+               paired: bool = True) -> torch.Tensor:  # fmt: skip
+    """Drop a share ``p`` of edges; with ``paired`` (the layout of ``bipartite_edges``) both
+    directions of an interaction go together."""
+    if p == 0.0:
+        return edge_index
+    n = edge_index.shape[1] // 2 if paired else edge_index.shape[1]
+    keep = (torch.rand(n, generator=generator) >= p).to(edge_index.device)
+    return edge_index[:, torch.cat([keep, keep]) if paired else keep]
+
+
+def sample_neighborhood(seeds, indptr, indices, fanouts, generator):
+    """Sample ``fanouts[l]`` neighbours (with replacement) per frontier node and hop.
+
+    Returns the sampled nodes' global ids ``(n,)``, the sampled edges ``(2, E)`` over local
+    positions (neighbour -> node), and the local positions of ``seeds``.
+    """
+    frontier = torch.unique(seeds)
+    sources, targets = [], []
+    for fanout in fanouts:
+        degree = indptr[frontier + 1] - indptr[frontier]  # (m,)
+        nodes = frontier[degree > 0].repeat_interleave(fanout)  # (m' * fanout,)
+        degree = (indptr[nodes + 1] - indptr[nodes]).float()
+        offsets = (torch.rand(len(nodes), generator=generator).to(degree.device) * degree).long()
+        neighbours = indices[indptr[nodes] + offsets]
+        sources.append(neighbours)
+        targets.append(nodes)
+        frontier = torch.unique(neighbours)
+    source, target = torch.cat(sources), torch.cat(targets)
+    node_ids = torch.unique(torch.cat([seeds, source, target]))  # sorted
+    local = torch.stack([torch.searchsorted(node_ids, source),
+                         torch.searchsorted(node_ids, target)])  # fmt: skip
+    return node_ids, local, torch.searchsorted(node_ids, seeds)
+
+
+def _symmetric_csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
+    n = n_users + n_items
+    rows = np.concatenate([users, items + n_users])
+    cols = np.concatenate([items + n_users, users])
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

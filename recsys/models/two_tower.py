@@ -1,0 +1,187 @@
+"""Two-tower retrieval model: a user tower and an item tower, each from IDs and side features.
+
+User tower: user-id embedding + age bucket, gender, occupation, zip region. Item tower:
+item-id embedding + genres (multi-hot), year bucket, title tokens (mean of word embeddings).
+Both end in a small MLP and are L2-normalised; the score is their inner product. Trained with
+in-batch sampled softmax, corrected by ``log q`` (an item's chance of being in a batch, so
+popular items are not over-penalised as negatives; Yi et al. 2019), or with BPR and uniform
+negatives.
+
+ID dropout replaces an ID by the "unknown" ID 0 during training, so the towers learn to work
+from features alone: a user (or item) never seen in training is scored from its features
+(``score_new_users``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.features import Features
+from recsys.errors import ConfigError
+from recsys.models.base import check_positive
+from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+
+LOSSES = ("sampled_softmax", "bpr")
+
+
+class Tower(nn.Module):
+    """``(B,)`` ids (0 = unknown) and their features -> ``(B, dim)`` unit vectors."""
+
+    def __init__(self, n_ids: int, features: Features, dim: int):
+        super().__init__()
+        self.id = nn.Embedding(n_ids + 1, dim)
+        self.categorical = nn.ModuleDict(
+            {name: nn.Embedding(size, dim) for name, size in features.cardinality.items()}
+        )
+        parts = 1 + len(self.categorical)
+        self.multi_hot = None
+        if features.multi_hot is not None:
+            self.multi_hot = nn.Linear(features.multi_hot.shape[1], dim, bias=False)
+            parts += 1
+        self.tokens = None
+        if features.tokens is not None:
+            self.tokens = nn.EmbeddingBag(features.n_tokens, dim, mode="mean", padding_idx=0)
+            parts += 1
+        self.mlp = nn.Sequential(nn.Linear(parts * dim, 2 * dim), nn.ReLU(),
+                                 nn.Linear(2 * dim, dim))  # fmt: skip
+        for embedding in (self.id, *self.categorical.values()):
+            nn.init.normal_(embedding.weight, std=0.1)
+
+    def forward(self, ids: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.id(ids)]  # (B, d)
+        parts += [layer(features[name]) for name, layer in self.categorical.items()]
+        if self.multi_hot is not None:
+            parts.append(self.multi_hot(features["multi_hot"]))
+        if self.tokens is not None:
+            parts.append(self.tokens(features["tokens"]))  # (B, L) -> (B, d)
+        return F.normalize(self.mlp(torch.cat(parts, dim=-1)), dim=-1)  # (B, d)
+
+
+class TwoTowerModule(nn.Module):
+    def __init__(self, n_users: int, n_items: int, users: Features, items: Features, dim: int):
+        super().__init__()
+        self.user = Tower(n_users, users, dim)
+        self.item = Tower(n_items, items, dim)
+
+
+class TwoTowerRecommender(TorchRecommender):
+    """Two towers over IDs and side features; see the module docstring.
+
+    Parameters
+    ----------
+    user_features, item_features
+        Side features of every user / item index (``recsys.data.features``); given by the
+        entry point, as they depend on the data.
+    dim
+        Output (and embedding) size.
+    loss
+        ``sampled_softmax`` (in-batch, log-q corrected) or ``bpr``.
+    temperature
+        Softmax temperature on the cosine scores.
+    id_dropout
+        Probability of replacing an ID by "unknown" during training.
+    weight_decay
+        Adam's weight decay.
+    **training
+        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
+        ``progress`` (see ``TorchRecommender``).
+    """
+
+    uses_side_features = True
+
+    def __init__(self, user_features: Features, item_features: Features, dim: int = 64,
+                 loss: str = "sampled_softmax", temperature: float = 0.1,
+                 id_dropout: float = 0.1, weight_decay: float = 0.0, epochs: int = 100,
+                 batch_size: int = 512, lr: float = 1e-3, **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if not 0.0 <= id_dropout < 1.0:
+            raise ConfigError(f"model.id_dropout must be in [0, 1), got {id_dropout!r}")
+        self.dim = check_positive("model.dim", dim, integer=True)
+        self.temperature = check_positive("model.temperature", temperature)
+        self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
+        self.loss, self.id_dropout = loss, float(id_dropout)
+        self.user_features, self.item_features = user_features, item_features
+
+    def build_module(self, train: sp.csr_matrix) -> nn.Module:
+        for name, features, n in (("user", self.user_features, self.n_users),
+                                  ("item", self.item_features, self.n_items)):  # fmt: skip
+            if features is None or len(next(iter(features.categorical.values()))) != n:
+                raise ConfigError(f"two-tower needs {name} features for all {n} {name}s")
+        self._users, self._items = (t.to(self.device) for t in training_pairs(train))
+        self._user_inputs = self._tensors(self.user_features)
+        self._item_inputs = self._tensors(self.item_features)
+        popularity = np.asarray(train.sum(axis=0)).ravel() + 1.0  # +1: no log(0)
+        self._log_q = torch.from_numpy(np.log(popularity / popularity.sum())).float().to(
+            self.device)  # (n_items,) log-probability of being a batch's positive
+        return TwoTowerModule(self.n_users, self.n_items, self.user_features,
+                              self.item_features, self.dim)  # fmt: skip
+
+    def _tensors(self, features: Features) -> dict[str, torch.Tensor]:
+        tensors = {n: torch.from_numpy(c).to(self.device) for n, c in features.categorical.items()}
+        if features.multi_hot is not None:
+            tensors["multi_hot"] = torch.from_numpy(features.multi_hot).to(self.device)
+        if features.tokens is not None:
+            tensors["tokens"] = torch.from_numpy(features.tokens).to(self.device)
+        return tensors
+
+    def _encode(self, tower: Tower, index: torch.Tensor, inputs, generator=None):
+        """Tower output for entity indices ``index``; IDs dropped at random in training."""
+        ids = index + 1  # 0 is "unknown"
+        if generator is not None and self.id_dropout > 0:
+            drop = torch.rand(len(ids), generator=generator).to(ids.device) < self.id_dropout
+            ids = ids.masked_fill(drop, 0)
+        return tower(ids, {name: value[index] for name, value in inputs.items()})
+
+    def train_epoch(self, optimizer, generator) -> float:
+        total = 0.0
+        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
+            users, items = self._users[batch], self._items[batch]  # (B,)
+            u = self._encode(self.module.user, users, self._user_inputs, generator)  # (B, d)
+            i = self._encode(self.module.item, items, self._item_inputs, generator)  # (B, d)
+            if self.loss == "sampled_softmax":
+                loss = self._sampled_softmax(u, i, items)
+            else:
+                negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
+                j = self._encode(self.module.item, negatives.to(self.device), self._item_inputs,
+                                 generator)  # fmt: skip
+                loss = -F.logsigmoid(((u * i).sum(-1) - (u * j).sum(-1)) / self.temperature
+                                     ).mean()  # fmt: skip
+            if self.weight_decay:
+                loss = loss + self.weight_decay * sum(p.square().sum()
+                                                      for p in self.module.parameters())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        return total / len(self._users)
+
+    def _sampled_softmax(self, u, i, items) -> torch.Tensor:
+        logits = u @ i.T / self.temperature - self._log_q[items][None, :]  # (B, B)
+        duplicate = items[None, :] == items[:, None]  # the same item elsewhere in the batch
+        duplicate.fill_diagonal_(False)
+        logits = logits.masked_fill(duplicate, float("-inf"))
+        return F.cross_entropy(logits, torch.arange(len(items), device=logits.device))
+
+    def compute_embeddings(self):
+        users = torch.arange(self.n_users, device=self.device)
+        items = torch.arange(self.n_items, device=self.device)
+        return (self._encode(self.module.user, users, self._user_inputs),
+                self._encode(self.module.item, items, self._item_inputs))  # fmt: skip
+
+    @torch.no_grad()
+    def new_user_embeddings(self, features: Features) -> np.ndarray:
+        """``(B, dim)`` vectors of users known only by their features (cold start)."""
+        self.module.eval()
+        inputs = self._tensors(features)
+        ids = torch.zeros(len(next(iter(inputs.values()))), dtype=torch.int64, device=self.device)
+        return self.module.user(ids, inputs).float().cpu().numpy()
+
+    def score_new_users(self, features: Features) -> np.ndarray:
+        """``(B, n_items)`` scores for users never seen in training, from features alone."""
+        return self.new_user_embeddings(features) @ self._item_vectors.T
