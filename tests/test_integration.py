@@ -39,11 +39,15 @@ def test_real_data_is_verified_and_complete(ml100k_dir):
     assert star_wars["title"] == "Star Wars (1977)" and "Sci-Fi" in star_wars["genres"]
 
 
-@pytest.mark.parametrize(("model", "low", "high"),
-                         [("random", 0.005, 0.04), ("popular", 0.22, 0.27), ("als", 0.40, 1.0)])
+@pytest.mark.parametrize(("model", "low", "high"), [
+    ("random", 0.005, 0.04), ("popular", 0.22, 0.27), ("als", 0.40, 1.0),
+    ("itemknn", 0.38, 1.0), ("ease", 0.46, 1.0), ("bpr", 0.40, 1.0), ("two_tower", 0.40, 1.0),
+    ("graphsage", 0.42, 1.0),
+])  # fmt: skip
 def test_default_protocol_ndcg(ml100k_dir, tmp_path, monkeypatch, model, low, high):
     monkeypatch.chdir(tmp_path)
-    metrics = run(real_config(ml100k_dir, tmp_path, f"model={model}"))
+    progress = ["model.progress=false"] if model in ("bpr", "two_tower", "graphsage") else []
+    metrics = run(real_config(ml100k_dir, tmp_path, f"model={model}", *progress))
     assert low <= metrics["test/ndcg@10"] <= high
     assert metrics["test/n_users"] == 943
 

@@ -105,3 +105,25 @@ def test_cli_bad_value_is_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "split.test_ratio must be in (0, 1), got 1.5" in line
+
+
+def test_torch_model_logs_each_epoch_and_uses_side_features(synthetic_data, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    cfg = synthetic_config(synthetic_data, tmp_path, "model=two_tower", "model.epochs=4",
+                           "model.dim=8", "model.device=cpu", "model.progress=false")  # fmt: skip
+    metrics = run(cfg)
+    assert 1 <= metrics["train/best_epoch"] <= metrics["train/epochs_run"] <= 4
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (logged,) = client.search_runs([client.get_experiment_by_name(SYNTHETIC).experiment_id])
+    history = client.get_metric_history(logged.info.run_id, "epoch/val/ndcg_at_10")
+    assert [m.step for m in history] == list(range(1, int(metrics["train/epochs_run"]) + 1))
+    assert len(client.get_metric_history(logged.info.run_id, "epoch/loss")) == len(history)
+    assert max(m.value for m in history) == pytest.approx(metrics["val/ndcg@10"])
+
+
+def test_early_stopping_needs_a_validation_part(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="val_ratio"):
+        run(synthetic_config(synthetic_data, tmp_path, "model=bpr", "split.val_ratio=0",
+                             "tracking.enabled=false"))  # fmt: skip

@@ -58,7 +58,8 @@ class TestGraphSAGE(ModelContract):
 
     def make_model(self, seed):
         return GraphSAGERecommender(dim=16, layers=2, epochs=15, batch_size=512, lr=0.01,
-                                    seed=seed, device="cpu", progress=False)  # fmt: skip
+                                    aggregation="symmetric", root_weight=False, seed=seed,
+                                    device="cpu", progress=False)  # fmt: skip
 
 
 class TestGraphSAGESampled(ModelContract):
