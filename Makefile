@@ -29,4 +29,3 @@ benchmark-eval: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check recsys tests experiments
-	$(BIN)/ruff format --check recsys tests experiments

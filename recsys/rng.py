@@ -29,7 +29,7 @@ def derive_seed(rng: np.random.Generator) -> int:
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators (entry points only)."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global state, on purpose
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -127,7 +127,8 @@ def package_versions() -> dict[str, str]:
 def environment_listing() -> str:
     """Every installed distribution as ``name==version`` lines (a ``pip freeze``)."""
     names = {(d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()}
-    return "".join(f"{name}=={version}\n" for name, version in sorted(names, key=lambda x: x[0].lower()))
+    ordered = sorted(names, key=lambda entry: entry[0].lower())
+    return "".join(f"{name}=={version}\n" for name, version in ordered)
 
 
 def hardware() -> dict[str, str]:

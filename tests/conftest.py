@@ -33,7 +33,8 @@ def make_ratings(n_users=120, n_items=200, per_user=30, n_groups=4, seed=0) -> p
 
 
 def ratings_bytes(ratings: pd.DataFrame) -> bytes:
-    return "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings.itertuples(index=False)).encode()
+    rows = ratings.itertuples(index=False)
+    return "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows).encode()
 
 
 def users_bytes(n_users: int) -> bytes:

@@ -181,7 +181,7 @@ def _http_get(url: str, timeout: float = 30.0) -> bytes:
     except http.client.IncompleteRead as error:
         raise DataError(f"partial download ({len(error.partial)} bytes, then the connection "
                         f"closed)") from None
-    except (OSError, http.client.HTTPException) as error:  # URLError, timeouts and resets are all OSErrors
+    except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, resets
         raise DataError(f"unreachable ({error})") from None
     if expected is not None and len(data) != int(expected):
         raise DataError(f"partial download ({len(data)} of {expected} bytes)")

@@ -50,8 +50,9 @@ class BPRRecommender(TorchRecommender):
     (as in Rendle's and Cornac's samplers), which costs nothing measurable on sparse data.
     """
 
-    def __init__(self, factors: int = 64, regularization: float = 1e-4, init_std: float = 0.1,
-                 epochs: int = 100, batch_size: int = 1024, lr: float = 5e-3, **training):  # fmt: skip
+    def __init__(self, factors: int = 128, regularization: float = 1e-2, init_std: float = 0.1,
+                 epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3,
+                 **training):  # fmt: skip
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
         self.factors = check_positive("model.factors", factors, integer=True)
         self.regularization = check_positive("model.regularization", regularization,

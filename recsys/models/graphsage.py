@@ -107,14 +107,15 @@ class GraphSAGERecommender(TorchRecommender):
         ``progress`` (see ``TorchRecommender``).
     """
 
-    def __init__(self, dim: int = 64, layers: int = 3, dropout: float = 0.0,
-                 edge_dropout: float = 0.1, activation: str = "none", combine: str = "mean",
-                 root_weight: bool = True, aggregation: str = "mean",
-                 regularization: float = 1e-4, weight_decay: float = 1e-4,
+    def __init__(self, dim: int = 128, layers: int = 3, dropout: float = 0.0,
+                 edge_dropout: float = 0.2, activation: str = "none", combine: str = "mean",
+                 root_weight: bool = False, aggregation: str = "symmetric",
+                 regularization: float = 1e-4, weight_decay: float = 0.0,
                  mode: str = "full_batch", fanouts: list[int] | tuple[int, ...] = (10, 10, 10),
-                 epochs: int = 300, batch_size: int = 2048, lr: float = 1e-3,
-                 **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+                 epochs: int = 200, batch_size: int = 4096, lr: float = 1e-2,
+                 min_epochs: int = 60, patience: int = 20, **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, min_epochs=min_epochs,
+                         patience=patience, **training)  # fmt: skip
         self.dim = check_positive("model.dim", dim, integer=True)
         self.layers = check_positive("model.layers", layers, integer=True)
         self.dropout = _check_probability("model.dropout", dropout)

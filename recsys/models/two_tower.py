@@ -94,7 +94,7 @@ class TwoTowerRecommender(TorchRecommender):
     uses_side_features = True
 
     def __init__(self, user_features: Features, item_features: Features, dim: int = 64,
-                 loss: str = "sampled_softmax", temperature: float = 0.1,
+                 loss: str = "sampled_softmax", temperature: float = 0.2,
                  id_dropout: float = 0.1, weight_decay: float = 0.0, epochs: int = 100,
                  batch_size: int = 512, lr: float = 1e-3, **training):  # fmt: skip
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)

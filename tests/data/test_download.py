@@ -118,8 +118,8 @@ def test_download_over_http_detects_partial_body(truncate, tmp_path, ratings, zi
     _ZipHandler.claimed_length = len(body)
     url = f"http://127.0.0.1:{zip_server.server_port}/ml.zip"
     spec = download.DATASETS[SYNTHETIC]
-    monkeypatch.setitem(download.DATASETS, SYNTHETIC,
-                        download.DatasetSpec(**{**spec.__dict__, "grouplens_url": url}))  # fmt: skip
+    served = download.DatasetSpec(**{**spec.__dict__, "grouplens_url": url})
+    monkeypatch.setitem(download.DATASETS, SYNTHETIC, served)
     if truncate:
         with pytest.raises(DataError, match="partial download"):
             ensure_dataset(tmp_path, SYNTHETIC)

@@ -41,8 +41,11 @@ class TestALS(ModelContract):
         return ALSRecommender(factors=8, regularization=5.0, alpha=2.0, iterations=10, seed=seed)
 
 
-@pytest.mark.parametrize("kwargs", [{"factors": 0}, {"factors": 2.5}, {"factors": "abc"}, {"alpha": -1},
-                                    {"regularization": -0.1}, {"iterations": 0}])  # fmt: skip
+BAD_ALS = [{"factors": 0}, {"factors": 2.5}, {"factors": "abc"}, {"alpha": -1},
+           {"regularization": -0.1}, {"iterations": 0}]  # fmt: skip
+
+
+@pytest.mark.parametrize("kwargs", BAD_ALS)
 def test_als_rejects_bad_hyperparameters(kwargs):
     with pytest.raises(ConfigError, match="model\\."):
         ALSRecommender(**kwargs)
