@@ -184,6 +184,8 @@ def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split
             "data.sha256": data_sha256,
             "split.fingerprint": split.fingerprint,
             "command": rerun_command(),
+            "has_embeddings": str(bool(cfg.tracking.log_embeddings
+                                       and model.user_embeddings is not None)).lower(),
         }
         | git_state()
         | package_versions()

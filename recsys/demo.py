@@ -1,0 +1,215 @@
+"""A demo recommender over an exported bundle, for presentations.
+
+    from recsys.demo import Recommender
+    demo = Recommender.load("data/bundles/ml-100k")
+    demo.recommend(196)                                   # a MovieLens user
+    demo.similar_items("Star Wars (1977)")                # by title or id
+    demo.recommend_for_new_user(liked=["Fargo (1996)", "Toy Story (1995)", 50])
+
+    python -m recsys.demo --user 196
+    python -m recsys.demo --like "Star Wars (1977)" --like "Fargo (1996)"
+    python -m recsys.demo --similar "Fargo (1996)"
+
+Results are tables (rank, movie id, title, year, genres, score). A user's seen movies (training
+and validation parts of the run's split) and a new user's liked movies are never recommended.
+Unknown users or movies raise ``RecsysError`` with suggestions; the CLI prints one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.data.download import sha256_file
+from recsys.errors import RecsysError
+from recsys.export import BUNDLE_FILES, MANIFEST
+
+COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
+
+
+class Recommender:
+    """Recommendations from a bundle's FAISS index; see the module docstring."""
+
+    def __init__(self, index: faiss.Index, user_vectors: np.ndarray, item_vectors: np.ndarray,
+                 user_ids: np.ndarray, items: pd.DataFrame, seen: sp.csr_matrix,
+                 manifest: dict):  # fmt: skip
+        self.index = index
+        self.user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        self.user_ids = user_ids
+        self.items = items.reset_index(drop=True)
+        self.seen = seen
+        self.manifest = manifest
+        self._user_index = {int(u): i for i, u in enumerate(user_ids)}
+        self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
+        self._titles = self.items["title"].tolist()
+        self._title_index = {_normalise(t): i for i, t in enumerate(self._titles)}
+        unit = self.item_vectors / np.maximum(
+            np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
+        self._similarity_index = faiss.IndexFlatIP(unit.shape[1])  # cosine between items
+        self._similarity_index.add(unit)
+        self._columns = {name: self.items[name].array for name in
+                         ("item_id", "title", "year", "genres")}  # fmt: skip (Int64 year)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a bundle, checking every file against the manifest's SHA-256."""
+        folder = Path(path)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.exists():
+            raise RecsysError(f"no bundle at {folder} ({MANIFEST} missing): run "
+                              f"`python -m recsys.export` first")  # fmt: skip
+        manifest = json.loads(manifest_path.read_text())
+        for name in BUNDLE_FILES:
+            expected = manifest.get("files", {}).get(name)
+            actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
+            if expected != actual:
+                raise RecsysError(f"bundle {folder} is inconsistent: {name} has SHA-256 "
+                                  f"{actual}, the manifest says {expected}; export it again "
+                                  f"with `python -m recsys.export --replace`")  # fmt: skip
+        items = pd.read_csv(folder / "items.csv", dtype={"year": "Int64"}, keep_default_na=False,
+                            na_values={"year": [""]})  # fmt: skip
+        item_ids = np.load(folder / "item_ids.npy")
+        if not np.array_equal(items["item_id"].to_numpy(), item_ids):
+            raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; export "
+                              f"it again")  # fmt: skip
+        return cls(
+            index=faiss.read_index(str(folder / "index.faiss")),
+            user_vectors=np.load(folder / "user_embeddings.npy"),
+            item_vectors=np.load(folder / "item_embeddings.npy"),
+            user_ids=np.load(folder / "user_ids.npy"),
+            items=items,
+            seen=sp.load_npz(folder / "seen.npz").tocsr(),
+            manifest=manifest,
+        )
+
+    # -- queries -----------------------------------------------------------------------------
+    def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
+        """Top-``k`` unseen movies for a MovieLens user id."""
+        user = self._user(user_id)
+        seen = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
+        return self._search(self.user_vectors[user], k, seen)
+
+    def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Batched: ``(B, k)`` movie ids and scores for many users, seen movies filtered."""
+        users = np.array([self._user(u) for u in user_ids])
+        n_seen = np.diff(self.seen.indptr)[users]
+        depth = int(min(k + n_seen.max(), len(self._titles)))
+        scores, found = self.index.search(self.user_vectors[users], depth)  # (B, depth)
+        rows = np.repeat(np.arange(len(users)), depth)
+        is_seen = np.asarray(self.seen[users[rows], np.maximum(found.ravel(), 0)]).ravel() > 0
+        keep = ~is_seen.reshape(found.shape) & (found >= 0)
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept first, in rank order
+        chosen = np.take_along_axis(found, order, axis=1)
+        movie_ids = np.where(np.take_along_axis(keep, order, axis=1),
+                             self._columns["item_id"][chosen], -1)  # fmt: skip
+        return movie_ids, np.take_along_axis(scores, order, axis=1)
+
+    def similar_items(self, movie: int | str, k: int = 10) -> pd.DataFrame:
+        """The ``k`` movies whose vectors are closest (cosine) to ``movie`` (id or title)."""
+        item = self._item(movie)
+        unit = self._similarity_index.reconstruct(int(item))[None, :]
+        scores, found = self._similarity_index.search(unit, k + 1)
+        keep = found[0] != item
+        return self._table(found[0][keep][:k], scores[0][keep][:k])
+
+    def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
+                               regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
+        """Fold a new user in from a few liked movies, then recommend.
+
+        The user vector solves the ridge regression ``min_u ||1 - V_L u||^2 + reg ||u||^2``
+        against the liked movies' vectors ``V_L`` (what ALS does for a user with these
+        interactions, with unit confidence); the liked movies are not recommended back.
+        """
+        if not liked:
+            raise RecsysError("name at least one liked movie (title or id)")
+        items = np.array([self._item(m) for m in liked])
+        liked_vectors = self.item_vectors[items].astype(np.float64)  # (L, d)
+        gram = liked_vectors.T @ liked_vectors + regularization * np.eye(liked_vectors.shape[1])
+        user = np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items)))  # (d,)
+        return self._search(user.astype(np.float32), k, np.unique(items))
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> pd.DataFrame:
+        depth = min(k + len(exclude), len(self._titles))
+        scores, found = self.index.search(vector[None, :], depth)
+        keep = (found[0] >= 0) & ~np.isin(found[0], exclude)
+        return self._table(found[0][keep][:k], scores[0][keep][:k])
+
+    def _table(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        columns = self._columns
+        return pd.DataFrame({
+            "rank": np.arange(1, len(items) + 1), "movie_id": columns["item_id"][items],
+            "title": columns["title"][items], "year": columns["year"][items],
+            "genres": columns["genres"][items], "score": scores,
+        })  # fmt: skip
+
+    def _user(self, user_id) -> int:
+        try:
+            return self._user_index[int(user_id)]
+        except (KeyError, ValueError, TypeError):
+            ids = self.user_ids
+            raise RecsysError(f"unknown user {user_id!r}: MovieLens user ids here run from "
+                              f"{ids.min()} to {ids.max()} ({len(ids)} users); for someone new, "
+                              f"use recommend_for_new_user(liked=[...])") from None
+
+    def _item(self, movie) -> int:
+        if isinstance(movie, (int, np.integer)) or (isinstance(movie, str) and movie.isdigit()):
+            if int(movie) in self._item_index:
+                return self._item_index[int(movie)]
+            raise RecsysError(f"unknown movie id {movie}: ids run from "
+                              f"{min(self._item_index)} to {max(self._item_index)}")
+        key = _normalise(str(movie))
+        if key in self._title_index:
+            return self._title_index[key]
+        prefix = [i for i, t in enumerate(self._titles) if _normalise(t).startswith(key)]
+        if len(prefix) == 1:  # "Fargo" for "Fargo (1996)"
+            return prefix[0]
+        close = [self._titles[i] for i in prefix[:5]] or difflib.get_close_matches(
+            str(movie), self._titles, n=5, cutoff=0.5)
+        hint = f"; did you mean: {'; '.join(close)}" if close else ""
+        raise RecsysError(f"unknown movie {movie!r}{hint}")
+
+
+def _normalise(title: str) -> str:
+    return re.sub(r"\s+", " ", title.strip().lower())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default="data/bundles/ml-100k")
+    parser.add_argument("--user", type=int, help="recommend for this MovieLens user id")
+    parser.add_argument("--like", action="append", default=[], help="a liked movie (repeat)")
+    parser.add_argument("--similar", help="movies similar to this one (title or id)")
+    parser.add_argument("-k", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.user is None and not args.like and args.similar is None:
+        parser.error("give --user, --like (one or more) or --similar")
+    try:
+        demo = Recommender.load(args.bundle)
+        if args.user is not None:
+            table = demo.recommend(args.user, args.k)
+        elif args.like:
+            table = demo.recommend_for_new_user(args.like, args.k)
+        else:
+            table = demo.similar_items(args.similar, args.k)
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    with pd.option_context("display.max_colwidth", 50, "display.width", 120):
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

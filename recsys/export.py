@@ -1,0 +1,220 @@
+"""Export the best run's embeddings to a FAISS bundle for the demo.
+
+    python -m recsys.export [--experiment ml-100k] [--metric val/ndcg@10] [--run-id ID]
+                            [--index exact|ivf|hnsw] [--out data/bundles/ml-100k] [--replace]
+
+Picks the best finished MLflow run of an experiment by a validation metric (or the given run),
+among runs that logged embeddings; rebuilds its split from the logged config and checks the
+split fingerprint, so the "seen" items are exactly those of the run; builds a FAISS
+inner-product index over the item vectors (exact by default; IVF or HNSW measured against the
+exact index by recall@10 over all users); and writes a bundle directory atomically: built in a
+temporary directory, renamed into place, an existing bundle replaced only with ``--replace``.
+
+Bundle: ``index.faiss``, ``user_embeddings.npy``, ``item_embeddings.npy``, ``user_ids.npy``,
+``item_ids.npy``, ``items.csv`` (id, title, year, genres), ``seen.npz`` (each user's training
+and validation items, never recommended) and ``manifest.json`` (run, model, metrics,
+fingerprints, creation time, library versions, index settings and each file's SHA-256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from recsys.data import load_movielens, to_interactions
+from recsys.data.download import sha256_file
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_path
+from recsys.tracking import mlflow_key, package_versions
+
+log = logging.getLogger(__name__)
+
+INDEX_TYPES = ("exact", "ivf", "hnsw")
+BUNDLE_FILES = ("index.faiss", "user_embeddings.npy", "item_embeddings.npy", "user_ids.npy",
+                "item_ids.npy", "items.csv", "seen.npz")  # fmt: skip
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """``kind``: exact, ivf or hnsw; ``nlist``/``nprobe`` for IVF; ``hnsw_m``/``ef_search``
+    for HNSW."""
+
+    kind: str = "exact"
+    nlist: int = 32
+    nprobe: int = 8
+    hnsw_m: int = 32
+    ef_search: int = 64
+
+    def __post_init__(self):
+        if self.kind not in INDEX_TYPES:
+            raise ConfigError(f"index must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}")
+
+
+def build_index(items: np.ndarray, settings: IndexSettings) -> faiss.Index:
+    """A FAISS maximum-inner-product index over ``(n_items, d)`` float32 vectors."""
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    dim = items.shape[1]
+    if settings.kind == "exact":
+        index = faiss.IndexFlatIP(dim)
+    elif settings.kind == "ivf":
+        nlist = max(1, min(settings.nlist, len(items) // 39))  # FAISS wants ~39 points a list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist,
+                                   faiss.METRIC_INNER_PRODUCT)  # fmt: skip
+        index.train(items)
+        index.nprobe = min(settings.nprobe, nlist)
+    else:
+        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = settings.ef_search
+    index.add(items)
+    return index
+
+
+def recall_against_exact(index: faiss.Index, users: np.ndarray, items: np.ndarray,
+                         k: int = 10) -> float:  # fmt: skip
+    """Mean share of the exact top-``k`` items (by inner product) that ``index`` returns."""
+    users = np.ascontiguousarray(users, dtype=np.float32)
+    _, exact = build_index(items, IndexSettings("exact")).search(users, k)
+    _, approximate = index.search(users, k)
+    hits = (approximate[:, :, None] == exact[:, None, :]).any(axis=2)  # (U, k)
+    return float(hits.mean())
+
+
+def select_run(client: MlflowClient, experiment: str, metric: str, run_id: str | None):
+    """The given run, or the experiment's best finished run with embeddings by ``metric``."""
+    if run_id is not None:
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - MLflow raises several types for a bad id
+            raise ConfigError(f"no MLflow run {run_id!r} in {client.tracking_uri}") from None
+        if run.data.tags.get("has_embeddings") != "true":
+            raise ConfigError(f"run {run_id} logged no embeddings (model "
+                              f"{run.data.tags.get('model')!r}): pick an embedding model's run")
+        return run
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ConfigError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}: "
+                          f"train first, e.g. `python -m recsys.train model=als`")
+    key = mlflow_key(metric)
+    runs = client.search_runs(
+        [found.experiment_id],
+        filter_string="tags.has_embeddings = 'true' and attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{key}` DESC"],
+        max_results=1,
+    )
+    if not runs or key not in runs[0].data.metrics:
+        raise ConfigError(f"no finished run with embeddings and metric {metric!r} in "
+                          f"experiment {experiment!r}: train e.g. `python -m recsys.train "
+                          f"model=als`")  # fmt: skip
+    return runs[0]
+
+
+def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSettings,
+                  replace: bool = False) -> dict:  # fmt: skip
+    """Write the bundle of ``run`` to ``out`` atomically; return its manifest."""
+    out = Path(out)
+    if out.exists() and not replace:
+        raise ConfigError(f"bundle {out} exists: pass --replace to overwrite it, or --out")
+    with tempfile.TemporaryDirectory() as download:
+        config_path = client.download_artifacts(run.info.run_id, "config.yaml", download)
+        embeddings = Path(client.download_artifacts(run.info.run_id, "embeddings", download))
+        cfg = OmegaConf.load(config_path)
+        vectors = {name: np.load(embeddings / f"{name}.npy") for name in
+                   ("user_embeddings", "item_embeddings", "user_ids", "item_ids")}  # fmt: skip
+    data, seen = _seen_items(cfg, run.data.tags.get("split.fingerprint"))
+    index = build_index(vectors["item_embeddings"], settings)
+    recall = recall_against_exact(index, vectors["user_embeddings"], vectors["item_embeddings"])
+    log.info("%s index: recall@10 against exact search %.4f", settings.kind, recall)
+    with atomic_path(out, directory=True) as tmp:
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        for name, array in vectors.items():
+            np.save(tmp / f"{name}.npy", array)
+        items = data.items.assign(genres=data.items["genres"].map("|".join))
+        items.to_csv(tmp / "items.csv", index=False)
+        sp.save_npz(tmp / "seen.npz", seen)
+        manifest = _manifest(run, cfg, settings, recall, tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _seen_items(cfg, fingerprint: str | None):
+    """The run's data and each user's training + validation items, from its logged config."""
+    from recsys.train import build  # the entry point's builder: one way to read a config
+
+    data = load_movielens(cfg.data.dir, cfg.data.name)
+    interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
+                                   cfg.data.min_rating)  # fmt: skip
+    split = build(cfg.split, "split")(interactions, seed=cfg.seed)
+    if fingerprint is not None and split.fingerprint != fingerprint:
+        raise RecsysError(f"the split rebuilt from the run's config has fingerprint "
+                          f"{split.fingerprint[:12]}, the run logged {fingerprint[:12]}: the data "
+                          f"or the split code changed since; retrain and export again")
+    return data, (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
+
+
+def _manifest(run, cfg, settings: IndexSettings, recall: float, folder: Path) -> dict:
+    tags = run.data.tags
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "model": tags.get("model"),
+        "model_config": OmegaConf.to_container(cfg.model),
+        "metrics": dict(sorted(run.data.metrics.items())),
+        "data_sha256": tags.get("data.sha256"),
+        "split_fingerprint": tags.get("split.fingerprint"),
+        "git_commit": tags.get("git.commit"),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": package_versions(),
+        "index": {**settings.__dict__, "recall_at_10_vs_exact": recall},
+        "files": {name: sha256_file(folder / name) for name in BUNDLE_FILES},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiment", default="ml-100k")
+    parser.add_argument("--metric", default="val/ndcg@10", help="validation metric to maximise")
+    parser.add_argument("--run-id", default=None, help="export this run instead of the best")
+    parser.add_argument("--tracking-uri", default=None, help="default: MLflow's (mlflow.db)")
+    parser.add_argument("--index", default="exact", choices=INDEX_TYPES)
+    parser.add_argument("--nlist", type=int, default=32, help="IVF lists")
+    parser.add_argument("--nprobe", type=int, default=8, help="IVF lists searched")
+    parser.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
+    parser.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    parser.add_argument("--out", default=None, help="default: data/bundles/EXPERIMENT")
+    parser.add_argument("--replace", action="store_true", help="replace an existing bundle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a CLI: one line
+    try:
+        settings = IndexSettings(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search)
+        client = MlflowClient(args.tracking_uri)
+        run = select_run(client, args.experiment, args.metric, args.run_id)
+        out = args.out or f"data/bundles/{args.experiment}"
+        manifest = export_bundle(client, run, out, settings, replace=args.replace)
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    metric = manifest["metrics"].get(mlflow_key(args.metric), float("nan"))
+    print(f"exported run {manifest['run_id']} ({manifest['model']}, {args.metric} "
+          f"{metric:.4f}) to {out}; {args.index} index recall@10 vs exact "
+          f"{manifest['index']['recall_at_10_vs_exact']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
