@@ -95,13 +95,13 @@ class Recommender:
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """Top-``k`` unseen movies for a MovieLens user id."""
-        user = self._user(user_id)
+        user = self.user_index(user_id)
         seen = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
         return self._search(self.user_vectors[user], k, seen)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Batched: ``(B, k)`` movie ids and scores for many users, seen movies filtered."""
-        users = np.array([self._user(u) for u in user_ids])
+        users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
         n_seen = np.diff(self.seen.indptr)[users]
         depth = int(min(k + n_seen.max(), len(self._titles)))
         scores, found = self.index.search(self.user_vectors[users], depth)  # (B, depth)
@@ -153,7 +153,17 @@ class Recommender:
             "genres": columns["genres"][items], "score": scores,
         })  # fmt: skip
 
-    def _user(self, user_id) -> int:
+    def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        order = np.argsort(self.user_ids)
+        position = np.searchsorted(self.user_ids, user_ids, sorter=order)
+        position = order[np.minimum(position, len(order) - 1)]
+        unknown = self.user_ids[position] != user_ids
+        if unknown.any():
+            self.user_index(user_ids[unknown][0])  # raises with the explanation
+        return position
+
+    def user_index(self, user_id) -> int:
+        """Row of a MovieLens user id in the bundle's user vectors (``RecsysError`` if unknown)."""
         try:
             return self._user_index[int(user_id)]
         except (KeyError, ValueError, TypeError):

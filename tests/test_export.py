@@ -1,0 +1,148 @@
+"""Export and demo on synthetic data, with a real MLflow store and real FAISS indexes."""
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys import demo as demo_module
+from recsys import export
+from recsys.demo import Recommender
+from recsys.errors import ConfigError, RecsysError
+from recsys.export import IndexSettings, build_index, export_bundle, select_run
+from recsys.train import compose_config, run
+from tests.conftest import SYNTHETIC
+
+
+@pytest.fixture
+def tracked(synthetic_data, tmp_path, monkeypatch):
+    """Three runs in a real MLflow store: popular (no embeddings), two ALS configs."""
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = [f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}"]
+    scores = {}
+    for overrides in (["model=popular"], ["model=als", "model.factors=2"],
+                      ["model=als", "model.factors=8"]):  # fmt: skip
+        scores[" ".join(overrides)] = run(compose_config(base + overrides))["val/ndcg@10"]
+    return MlflowClient(uri), scores
+
+
+def test_exact_index_equals_brute_force_top_k():
+    rng = np.random.default_rng(0)
+    items, users = rng.normal(size=(500, 24)).astype(np.float32), rng.normal(size=(50, 24))
+    scores, found = build_index(items, IndexSettings("exact")).search(users.astype("f4"), 10)
+    brute = np.argsort(-(users @ items.T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(found, brute)
+    np.testing.assert_allclose(scores, np.take_along_axis(users @ items.T, brute, 1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_report_recall_against_exact(kind):
+    rng = np.random.default_rng(1)
+    items, users = rng.normal(size=(2000, 16)), rng.normal(size=(100, 16))
+    index = build_index(items.astype("f4"), IndexSettings(kind))
+    assert 0.3 < export.recall_against_exact(index, users, items) <= 1.0
+    exact = build_index(items.astype("f4"), IndexSettings("exact"))
+    assert export.recall_against_exact(exact, users, items) == 1.0
+
+
+def test_best_run_with_embeddings_is_selected(tracked):
+    client, scores = tracked
+    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
+    als = {k: v for k, v in scores.items() if "als" in k}
+    expected = max(als, key=als.get)
+    assert best.data.params["model.factors"] == expected.split("factors=")[1]
+    popular = client.search_runs([best.info.experiment_id], "tags.model = 'popular'")[0]
+    with pytest.raises(ConfigError, match="no embeddings"):
+        select_run(client, SYNTHETIC, "val/ndcg@10", popular.info.run_id)
+    with pytest.raises(ConfigError, match="no MLflow experiment"):
+        select_run(client, "nope", "val/ndcg@10", None)
+
+
+@pytest.fixture
+def bundle(tracked, tmp_path):
+    client, _ = tracked
+    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
+    export_bundle(client, best, tmp_path / "bundle", IndexSettings("exact"))
+    return tmp_path / "bundle"
+
+
+def test_bundle_has_manifest_with_run_fingerprints_and_checksums(bundle, tracked):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["model"] == "als" and len(manifest["split_fingerprint"]) == 64
+    assert manifest["index"]["recall_at_10_vs_exact"] == 1.0
+    assert set(manifest["files"]) == set(export.BUNDLE_FILES)
+    assert "version.faiss-cpu" in manifest["versions"] and manifest["created_at"]
+
+
+def test_crash_during_export_leaves_the_previous_bundle_intact(bundle, tracked, monkeypatch):
+    client, _ = tracked
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated crash after the index was written")
+
+    monkeypatch.setattr(export, "_manifest", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(client, best, bundle, IndexSettings("hnsw"), replace=True)
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+    assert [p.name for p in bundle.parent.iterdir() if p.name.startswith(".bundle")] == []
+    Recommender.load(bundle).recommend(1)
+    with pytest.raises(ConfigError, match="--replace"):
+        export_bundle(client, best, bundle, IndexSettings("exact"))
+
+
+def test_tampered_bundle_fails_to_load_with_a_clear_error(bundle):
+    np.save(bundle / "item_embeddings.npy", np.zeros((200, 8), dtype=np.float32))
+    with pytest.raises(RecsysError, match="item_embeddings.npy has SHA-256 .* the manifest says"):
+        Recommender.load(bundle)
+    (bundle / "seen.npz").unlink()
+    with pytest.raises(RecsysError, match="inconsistent"):
+        Recommender.load(bundle)
+
+
+def test_recommendations_exclude_seen_items_and_match_the_batch_path(bundle):
+    demo = Recommender.load(bundle)
+    table = demo.recommend(7, k=10)
+    assert list(table.columns) == demo_module.COLUMNS and len(table) == 10
+    assert table["rank"].tolist() == list(range(1, 11))
+    assert (np.diff(table["score"]) <= 1e-6).all()
+    row = demo.user_index(7)
+    seen_ids = demo.items["item_id"].to_numpy()[demo.seen[row].indices]
+    assert not set(table["movie_id"]) & set(seen_ids)
+    many, _ = demo.recommend_many(np.array([7, 3, 7]), k=10)
+    np.testing.assert_array_equal(many[0], table["movie_id"].to_numpy())
+    np.testing.assert_array_equal(many[0], many[2])
+
+
+def test_similar_items_and_new_users(bundle):
+    demo = Recommender.load(bundle)
+    by_title = demo.similar_items("Movie 5 (1955)", k=5)
+    assert len(by_title) == 5 and 5 not in set(by_title["movie_id"])
+    assert by_title.equals(demo.similar_items(5, k=5))
+    assert by_title.equals(demo.similar_items("movie 5 (1955)", k=5))
+    new = demo.recommend_for_new_user(liked=["Movie 5 (1955)", 9, "Movie 13 (1963)"], k=10)
+    assert len(new) == 10 and not {5, 9, 13} & set(new["movie_id"])
+
+
+def test_unknown_users_and_movies_get_suggestions(bundle):
+    demo = Recommender.load(bundle)
+    with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120"):
+        demo.recommend(9999)
+    with pytest.raises(RecsysError, match="did you mean: .*Movie 5 \\(1955\\)"):
+        demo.similar_items("Movie 5 (1956)")
+    with pytest.raises(RecsysError, match="unknown movie id 5000"):
+        demo.recommend_for_new_user(liked=[5000])
+
+
+def test_cli_prints_a_table_or_one_line(bundle, capsys):
+    assert demo_module.main(["--bundle", str(bundle), "--user", "3", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "movie_id" in out and len(out.strip().splitlines()) == 4
+    assert demo_module.main(["--bundle", str(bundle), "--user", "9999"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown user 9999") and err.count("\n") == 1
+    assert demo_module.main(["--bundle", str(bundle / "missing"), "--user", "3"]) == 1
+    assert "run `python -m recsys.export` first" in capsys.readouterr().err
