@@ -1,6 +1,7 @@
 """The real pipeline on the real ML-100K: download (checksum verified), split, train, evaluate,
 log to a real MLflow SQLite store in a temporary folder."""
 
+import json
 import subprocess
 import sys
 
@@ -80,3 +81,28 @@ def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "test NDCG@10 = 0.4" in result.stdout
     assert (tmp_path / "mlflow.db").exists()
+
+
+def test_demo_notebook_runs_top_to_bottom_after_one_training_run(ml100k_dir, tmp_path,
+                                                                 monkeypatch):  # fmt: skip
+    import os
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.chdir(tmp_path)
+    run(real_config(ml100k_dir, tmp_path, "model=als"))
+    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    # the kernel spec runs "python": make it this interpreter, with recsys installed
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    notebook = nbformat.read(Path(__file__).parents[1] / "notebooks" / "demo.ipynb", 4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # fmt: skip
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", "")) for o in outputs])
+    assert "Return of the Jedi (1983)" in text  # Star Wars' nearest neighbour
+    assert "did you mean: Star Wars (1977)" in text
+    assert (tmp_path / "data" / "bundles" / "ml-100k" / "manifest.json").exists()
