@@ -141,11 +141,14 @@ class Evaluation:
     """Metrics of one model on one held-out part.
 
     ``per_user`` has one row per evaluated user (original ``user_id``) and one column per
-    metric@k; ``summary`` holds their means, catalogue coverage@k and the user counts.
+    metric@k; ``summary`` holds their means, catalogue coverage@k and the user counts;
+    ``top_items`` is the ``(n_evaluated, max(ks))`` ranking behind them (item indices, rows in
+    the order of ``per_user``).
     """
 
     per_user: pd.DataFrame
     summary: dict[str, float]
+    top_items: np.ndarray
 
 
 def evaluate(
@@ -183,4 +186,4 @@ def evaluate(
         summary[f"coverage@{k}"] = catalogue_coverage(top_items, truth.shape[1], k)
     summary["n_users"] = float(len(users))
     summary["n_users_skipped"] = float(truth.shape[0] - len(users))
-    return Evaluation(per_user=per_user, summary=summary)
+    return Evaluation(per_user=per_user, summary=summary, top_items=top_items)

@@ -203,6 +203,11 @@ def write_artifacts(folder: Path, cfg: DictConfig, split: Split, model, result: 
     (folder / "metrics").mkdir()
     result.validation.per_user.to_csv(folder / "metrics" / "validation_per_user.csv", index=False)
     result.test.per_user.to_csv(folder / "metrics" / "test_per_user.csv", index=False)
+    # what the report needs for popularity-bias plots: the test rankings (item indices, rows as
+    # in test_per_user.csv) and each item's number of training interactions
+    np.save(folder / "metrics" / "test_top_items.npy", result.test.top_items.astype(np.int32))
+    item_counts = np.bincount(split.train.item, minlength=split.train.n_items)
+    np.save(folder / "metrics" / "train_item_counts.npy", item_counts.astype(np.int32))
     if cfg.tracking.log_embeddings and model.user_embeddings is not None:
         (folder / "embeddings").mkdir()
         np.save(folder / "embeddings" / "user_embeddings.npy", model.user_embeddings)

@@ -42,7 +42,8 @@ def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, tmp_path, mo
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"config.yaml", "environment.txt", "metrics", "embeddings"} <= artifacts
     per_user = {a.path for a in client.list_artifacts(logged.info.run_id, "metrics")}
-    assert per_user == {"metrics/test_per_user.csv", "metrics/validation_per_user.csv"}
+    assert per_user == {"metrics/test_per_user.csv", "metrics/validation_per_user.csv",
+                        "metrics/test_top_items.npy", "metrics/train_item_counts.npy"}
     embeddings = {a.path for a in client.list_artifacts(logged.info.run_id, "embeddings")}
     assert "embeddings/item_embeddings.npy" in embeddings
 
