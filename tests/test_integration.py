@@ -2,8 +2,10 @@
 log to a real MLflow SQLite store in a temporary folder."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,26 +85,43 @@ def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
     assert (tmp_path / "mlflow.db").exists()
 
 
-def test_demo_notebook_runs_top_to_bottom_after_one_training_run(ml100k_dir, tmp_path,
-                                                                 monkeypatch):  # fmt: skip
-    import os
-    from pathlib import Path
+@pytest.fixture(scope="module")
+def small_benchmark(ml100k_dir, tmp_path_factory):
+    """A small, fast benchmark: three models x two seeds, in a fresh MLflow store."""
+    root = tmp_path_factory.mktemp("root")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for model in ("popular", "als", "ease"):
+            for seed in (1, 2):
+                run(compose_config([f"data.dir={ml100k_dir}", f"tracking.uri={uri}",
+                                    f"model={model}", f"seed={seed}",
+                                    "tracking.experiment=notebooks"]))  # fmt: skip
+    return root, uri
 
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_top_to_bottom(path, small_benchmark, ml100k_dir, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
-    monkeypatch.chdir(tmp_path)
-    run(real_config(ml100k_dir, tmp_path, "model=als"))
-    monkeypatch.setenv("RECSYS_ROOT", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    root, uri = small_benchmark
+    monkeypatch.setenv("RECSYS_ROOT", str(root))
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(ml100k_dir))
+    monkeypatch.setenv("RECSYS_EXPERIMENT", "notebooks")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     # the kernel spec runs "python": make it this interpreter, with recsys installed
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    notebook = nbformat.read(Path(__file__).parents[1] / "notebooks" / "demo.ipynb", 4)
+    notebook = nbformat.read(path, 4)
     NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # fmt: skip
+                   resources={"metadata": {"path": str(root)}}).execute()  # fmt: skip
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", "")) for o in outputs])
-    assert "Return of the Jedi (1983)" in text  # Star Wars' nearest neighbour
-    assert "did you mean: Star Wars (1977)" in text
-    assert (tmp_path / "data" / "bundles" / "ml-100k" / "manifest.json").exists()
+    if path.name == "demo.ipynb":
+        text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", "")) for o in outputs])
+        assert "did you mean: Star Wars (1977)" in text
+        assert (root / "data" / "bundles" / "notebooks" / "manifest.json").exists()
