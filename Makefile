@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?= model=als
 
-.PHONY: train test install benchmark-eval lint
+.PHONY: train test install benchmark report benchmark-eval lint
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ train: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# every model x 5 seeds into MLflow experiment ml-100k-benchmark, then reports/ from those runs
+benchmark: $(BIN)/.installed
+	$(BIN)/python -m recsys.train -m experiment=benchmark
+	$(MAKE) report
+
+report: $(BIN)/.installed
+	$(BIN)/python -m recsys.report --experiment ml-100k-benchmark --out reports
 
 benchmark-eval: $(BIN)/.installed
 	$(BIN)/python experiments/benchmark_evaluation.py

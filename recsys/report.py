@@ -18,6 +18,7 @@ Writes ``results.md`` and ``results.tex`` (booktabs) and ``figures/*.png|pdf``:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -38,6 +39,8 @@ from recsys.data import load_movielens  # noqa: E402
 from recsys.errors import ConfigError, RecsysError  # noqa: E402
 from recsys.files import atomic_write_text  # noqa: E402
 from recsys.tracking import mlflow_key  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 MAIN_METRICS = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")
 OTHER_METRICS = ("precision", "recall", "map", "ndcg")
@@ -68,7 +71,8 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "") ->
         raise ConfigError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}: run "
                           f"`make benchmark` (or `python -m recsys.train -m experiment=benchmark`)")
     query = "attributes.status = 'FINISHED'" + (f" and {filter_string}" if filter_string else "")
-    runs = client.search_runs([found.experiment_id], filter_string=query, max_results=10_000)
+    runs = client.search_runs([found.experiment_id], filter_string=query, max_results=10_000,
+                              order_by=["attributes.start_time DESC"])  # fmt: skip
     if not runs:
         raise ConfigError(f"no finished runs in {experiment!r} match {query!r}")
     rows = [{"run_id": r.info.run_id, "model": r.data.tags["model"],
@@ -76,12 +80,12 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "") ->
              "has_embeddings": r.data.tags.get("has_embeddings") == "true",
              "commit": r.data.tags.get("git.commit", "unknown"), **r.data.metrics}
             for r in runs]  # fmt: skip
-    table = pd.DataFrame(rows).sort_values(["model", "seed"], ignore_index=True)
-    duplicated = table.duplicated(["model", "seed"])
-    if duplicated.any():
-        raise ConfigError(f"experiment {experiment!r} has several runs of the same model and "
-                          f"seed ({table[duplicated][['model', 'seed']].values.tolist()[:3]}); "
-                          f"narrow them with --filter or use a fresh experiment")
+    table = pd.DataFrame(rows)  # newest first (search order), so keep="first" keeps the newest
+    repeated = table.duplicated(["model", "seed"], keep="first")
+    if repeated.any():
+        log.warning("%d older runs of a model and seed already reported are ignored (a repeated "
+                    "benchmark); the newest run of each is used", int(repeated.sum()))
+    table = table[~repeated].sort_values(["model", "seed"], ignore_index=True)
     return Runs(table, client, experiment)
 
 

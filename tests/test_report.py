@@ -41,6 +41,9 @@ def test_report_from_a_real_mlflow_experiment(synthetic_data, tmp_path, monkeypa
             run(compose_config([f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
                                 f"tracking.uri={uri}", f"model={model}", f"seed={seed}",
                                 "tracking.experiment=bench"]))  # fmt: skip
+    run(compose_config([f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
+                        f"tracking.uri={uri}", "model=als", "seed=1",
+                        "tracking.experiment=bench"]))  # a repeated run: the newest counts
     from mlflow.tracking import MlflowClient
 
     runs = load_runs(MlflowClient(uri), "bench")
