@@ -6,10 +6,10 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsys.models.base import Recommender, check_positive
+from recsys.models.base import FactorRecommender, check_positive
 
 
-class ALSRecommender(Recommender):
+class ALSRecommender(FactorRecommender):
     """implicit's ``AlternatingLeastSquares`` with the confidence ``1 + alpha * r_ui``.
 
     Parameters
@@ -47,8 +47,6 @@ class ALSRecommender(Recommender):
         self.num_threads = check_positive("model.num_threads", num_threads, integer=True,
                                           allow_zero=True)  # fmt: skip
         self.seed = int(seed)
-        self._user_factors: np.ndarray | None = None
-        self._item_factors: np.ndarray | None = None
 
     def fit(self, train: sp.csr_matrix) -> ALSRecommender:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -68,17 +66,6 @@ class ALSRecommender(Recommender):
                 random_state=self.seed,
             )
             model.fit(sp.csr_matrix(train, dtype=np.float32), show_progress=False)
-        self._user_factors = np.asarray(model.user_factors, dtype=np.float32)
-        self._item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        self._user_vectors = np.asarray(model.user_factors, dtype=np.float32)
+        self._item_vectors = np.asarray(model.item_factors, dtype=np.float32)
         return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self._user_factors[users] @ self._item_factors.T  # (B, d) @ (d, n_items)
-
-    @property
-    def user_embeddings(self) -> np.ndarray | None:
-        return self._user_factors
-
-    @property
-    def item_embeddings(self) -> np.ndarray | None:
-        return self._item_factors

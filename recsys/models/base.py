@@ -86,6 +86,28 @@ class Recommender(ABC):
         return items, scores
 
 
+class FactorRecommender(Recommender):
+    """A model whose scores are inner products of user and item vectors.
+
+    Subclasses set ``_user_vectors`` ``(n_users, d)`` and ``_item_vectors`` ``(n_items, d)``
+    (float32) in ``fit``; scoring and the embedding properties come from here.
+    """
+
+    _user_vectors: np.ndarray | None = None
+    _item_vectors: np.ndarray | None = None
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self._user_vectors[users] @ self._item_vectors.T  # (B, d) @ (d, n_items)
+
+    @property
+    def user_embeddings(self) -> np.ndarray | None:
+        return self._user_vectors
+
+    @property
+    def item_embeddings(self) -> np.ndarray | None:
+        return self._item_vectors
+
+
 def mask_excluded(scores: np.ndarray, excluded: sp.csr_matrix) -> None:
     """Set ``scores[r, i] = -inf`` in place wherever ``excluded[r, i]`` is non-zero."""
     rows = np.repeat(np.arange(excluded.shape[0]), np.diff(excluded.indptr))

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError
-from recsys.models.base import Recommender, check_positive
+from recsys.models.base import FactorRecommender, Recommender, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class TorchRecommender(Recommender):
+class TorchRecommender(FactorRecommender):
     """Adam, mini-batches, early stopping; subclasses define the model and the loss.
 
     Parameters
@@ -89,8 +89,6 @@ class TorchRecommender(Recommender):
         self.module: nn.Module | None = None
         self.best_epoch = 0
         self.epochs_run = 0
-        self._user_vectors: np.ndarray | None = None
-        self._item_vectors: np.ndarray | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -163,18 +161,6 @@ class TorchRecommender(Recommender):
         users, items = self.compute_embeddings()
         self._user_vectors = users.float().cpu().numpy()
         self._item_vectors = items.float().cpu().numpy()
-
-    # -- scoring ------------------------------------------------------------------------------
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self._user_vectors[users] @ self._item_vectors.T  # (B, d) @ (d, n_items)
-
-    @property
-    def user_embeddings(self) -> np.ndarray | None:
-        return self._user_vectors
-
-    @property
-    def item_embeddings(self) -> np.ndarray | None:
-        return self._item_vectors
 
 
 def training_pairs(train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
