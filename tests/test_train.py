@@ -128,3 +128,28 @@ def test_early_stopping_needs_a_validation_part(synthetic_data, tmp_path, monkey
     with pytest.raises(ConfigError, match="val_ratio"):
         run(synthetic_config(synthetic_data, tmp_path, "model=bpr", "split.val_ratio=0",
                              "tracking.enabled=false"))  # fmt: skip
+
+
+@pytest.mark.parametrize("search", ["als", "ease", "itemknn", "bpr", "two_tower", "graphsage"])
+def test_every_search_space_composes_on_its_model(search):
+    from hydra import compose, initialize_config_dir
+
+    from recsys.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    assert cfg.hydra.runtime.choices.model == search
+    params = cfg.hydra.sweeper.params
+    assert params and all(key.startswith("model.") for key in params)
+
+
+def test_benchmark_experiment_sweeps_every_model_over_five_seeds():
+    from hydra import compose, initialize_config_dir
+
+    from recsys.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=benchmark"], return_hydra_config=True)
+    models = set(cfg.hydra.sweeper.params.model.split(","))
+    assert models == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
+    assert cfg.hydra.sweeper.params.seed == "1,2,3,4,5"

@@ -52,8 +52,9 @@ class BPRRecommender(TorchRecommender):
 
     def __init__(self, factors: int = 128, regularization: float = 1e-2, init_std: float = 0.1,
                  epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3,
-                 **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+                 patience: int = 30, min_epochs: int = 60, **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                         min_epochs=min_epochs, **training)  # fmt: skip
         self.factors = check_positive("model.factors", factors, integer=True)
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip

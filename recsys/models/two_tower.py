@@ -96,8 +96,10 @@ class TwoTowerRecommender(TorchRecommender):
     def __init__(self, user_features: Features, item_features: Features, dim: int = 64,
                  loss: str = "sampled_softmax", temperature: float = 0.2,
                  id_dropout: float = 0.1, weight_decay: float = 0.0, epochs: int = 100,
-                 batch_size: int = 512, lr: float = 1e-3, **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **training)
+                 batch_size: int = 512, lr: float = 1e-3, patience: int = 20,
+                 min_epochs: int = 20, **training):  # fmt: skip
+        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
+                         min_epochs=min_epochs, **training)  # fmt: skip
         if loss not in LOSSES:
             raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if not 0.0 <= id_dropout < 1.0:
