@@ -229,7 +229,9 @@ def write_report(runs: Runs, out: Path, ks: list[int], alpha: float, test: str) 
             f"{len(seeds) - 1} degrees of freedom). Bold: best mean per column. †: the best "
             f"model is significantly better than this row ({test_name} on per-user test values "
             f"averaged over seeds, Holm-corrected over the rows of each column, α = {alpha}). "
-            f"Coverage is one number per run, so it has no per-user test.")
+            f"Coverage is one number per run, so it has no per-user test. Fit (s): mean wall "
+            f"time of training on the machine that ran the benchmark (the one column that a "
+            f"rerun does not reproduce exactly).")
     commits = sorted(runs.table["commit"].unique())
     markdown = [
         f"# Results: {runs.experiment}",
@@ -342,18 +344,17 @@ def _metric_vs_k(runs: Runs):
 def _time_vs_ndcg(runs: Runs):
     seconds, _ = _summary(runs, "time/fit_seconds")
     ndcg, errors = _summary(runs, mlflow_key("test/ndcg@10"))
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.errorbar(np.maximum(seconds, 1e-3), ndcg, yerr=np.nan_to_num(errors), fmt="o",
-                  capsize=3, color="#4C72B0")  # fmt: skip
-    x = np.maximum(seconds, 1e-3)
-    for rank, i in enumerate(np.argsort(x, kind="stable")):  # alternate labels above / below
-        axis.annotate(runs.models[i], (x[i], ndcg[i]), textcoords="offset points", fontsize=9,
-                      xytext=(6, 6) if rank % 2 == 0 else (6, -13))  # fmt: skip
+    figure, axis = plt.subplots(figsize=(7, 4))
+    markers = "osD^vP*X"
+    for i, model in enumerate(runs.models):  # one colour and marker per model, in a legend
+        axis.errorbar(max(seconds[i], 1e-3), ndcg[i], yerr=np.nan_to_num(errors[i]), capsize=3,
+                      fmt=markers[i % len(markers)], markersize=7, label=model)  # fmt: skip
     axis.set_xscale("log")
     axis.margins(x=0.12, y=0.1)
     axis.set_xlabel("training time (seconds, log scale, 2 CPU cores; < 1 ms drawn at 1 ms)")
     axis.set_ylabel("test NDCG@10 (fraction, 0–1)")
-    axis.set_title("Training time against accuracy (mean over seeds)")
+    axis.set_title("Training time against accuracy (mean over seeds, 95% CI)")
+    axis.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     figure.tight_layout()
     return figure
 
