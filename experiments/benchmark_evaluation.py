@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 
+from recsys.config import build
 from recsys.data import load_movielens, to_interactions
 from recsys.metrics import evaluate, ranking_metrics
 from recsys.split import RandomRatioSplit
-from recsys.train import build, compose_config
+from recsys.train import compose_config
 
 KS = [5, 10, 20]
 

@@ -14,12 +14,13 @@ import argparse
 
 import numpy as np
 
+from recsys.config import build
 from recsys.data import load_movielens, to_interactions
 from recsys.data.features import item_features, user_features
 from recsys.metrics import ranking_metrics
 from recsys.models import PopularRecommender
 from recsys.models.base import mask_excluded, top_k
-from recsys.train import build, compose_config, validation_metric
+from recsys.train import compose_config, validation_metric
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from recsys.config import build
 from recsys.data import load_movielens, to_interactions
 from recsys.data.download import sha256_file
 from recsys.errors import ConfigError, RecsysError
@@ -152,8 +153,6 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
 
 def _seen_items(cfg, fingerprint: str | None):
     """The run's data and each user's training + validation items, from its logged config."""
-    from recsys.train import build  # the entry point's builder: one way to read a config
-
     data = load_movielens(cfg.data.dir, cfg.data.name)
     interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
                                    cfg.data.min_rating)  # fmt: skip

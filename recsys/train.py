@@ -16,10 +16,10 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from recsys.config import build
 from recsys.data import MovieLens, load_movielens, to_interactions
 from recsys.data.features import item_features, user_features
 from recsys.errors import ConfigError, RecsysError
@@ -85,21 +85,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.end()
     print(format_table(cfg, split, result))
     return result.metrics
-
-
-def build(node: DictConfig, group: str, **kwargs):
-    """Build a config group's ``_target_`` with ``kwargs`` (data-dependent inputs such as
-    feature tables, which are no config values); a bad value becomes one ``ConfigError``."""
-    try:
-        factory = instantiate(node, _partial_=True)
-        return factory(**kwargs)
-    except RecsysError:
-        raise
-    except HydraException as error:
-        raise ConfigError(f"cannot build {group} from {dict(node)}: "
-                          f"{error.__cause__ or error}") from None  # fmt: skip
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"cannot build {group} from {dict(node)}: {error}") from None
 
 
 def side_features(model_cfg: DictConfig, data: MovieLens) -> dict:
