@@ -25,7 +25,6 @@ from recsys.data.features import item_features, user_features
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.metrics import METRICS, Evaluation, evaluate
-from recsys.models.torch_base import TorchRecommender
 from recsys.rng import seed_everything
 from recsys.split import Split
 from recsys.tracking import (
@@ -108,11 +107,8 @@ def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
                                split.test.to_csr())  # fmt: skip
     user_ids = split.train.user_ids
     start = time.perf_counter()
-    if isinstance(model, TorchRecommender):
-        model.fit(train, validate=validation_metric(validation, train, objective, batch_size),
-                  on_epoch=on_epoch)  # fmt: skip
-    else:
-        model.fit(train)
+    validate = validation_metric(validation, train, objective, batch_size)
+    model.fit_validated(train, validate=validate, on_epoch=on_epoch)
     fit_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -126,8 +122,7 @@ def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
     metrics |= {f"test/{k}": v for k, v in tst.summary.items()}
     metrics |= {"time/fit_seconds": fit_seconds, "time/val_eval_seconds": val_seconds,
                 "time/test_eval_seconds": test_seconds}  # fmt: skip
-    if isinstance(model, TorchRecommender):
-        metrics |= {"train/best_epoch": model.best_epoch, "train/epochs_run": model.epochs_run}
+    metrics |= model.training_summary()
     return RunResult(metrics=metrics, validation=val, test=tst)
 
 
@@ -138,11 +133,14 @@ def validation_metric(validation, train, objective: str, batch_size: int):
     if part != "val" or metric not in METRICS or not k.isdigit():
         raise ConfigError(f"objective must look like val/ndcg@10 (a validation metric of "
                           f"{', '.join(METRICS)}), got {objective!r}")  # fmt: skip
-    if validation.nnz == 0:
-        raise ConfigError("early stopping needs validation interactions: set split.val_ratio "
-                          "(or split.val_k) above 0")  # fmt: skip
-    return lambda model: evaluate(model, validation, train, [int(k)], batch_size=batch_size
-                                  ).summary[name]  # fmt: skip
+
+    def validate(model) -> float:
+        if validation.nnz == 0:  # only iterative models call this
+            raise ConfigError("early stopping needs validation interactions: set "
+                              "split.val_ratio (or split.val_k) above 0")  # fmt: skip
+        return evaluate(model, validation, train, [int(k)], batch_size=batch_size).summary[name]
+
+    return validate
 
 
 def _epoch_logger(tracker: RunTracker, objective: str):

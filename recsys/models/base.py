@@ -27,6 +27,15 @@ class Recommender(ABC):
     def fit(self, train: sp.csr_matrix) -> Self:
         """Learn from the binary ``(n_users, n_items)`` training matrix; return ``self``."""
 
+    def fit_validated(self, train: sp.csr_matrix, validate=None, on_epoch=None) -> Self:
+        """Fit; iterative models early-stop on ``validate(model) -> float`` and report each
+        epoch to ``on_epoch(epoch, record)``. Closed-form models just ``fit(train)``."""
+        return self.fit(train)
+
+    def training_summary(self) -> dict[str, float]:
+        """Numbers about the fit worth logging (epochs for iterative models)."""
+        return {}
+
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
         """``(len(users), n_items)`` float32 scores, higher is better, for user indices."""
@@ -145,3 +154,17 @@ def check_positive(name: str, value: float, *, integer: bool = False, allow_zero
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {kind} {bound}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def check_probability(name: str, value: float) -> float:
+    """Return ``value`` if it lies in ``[0, 1)``, else ``ConfigError``."""
+    if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else ``ConfigError``."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

@@ -27,7 +27,7 @@ from torch import nn
 from torch_geometric.nn import SAGEConv
 
 from recsys.errors import ConfigError
-from recsys.models.base import check_positive
+from recsys.models.base import check_choice, check_positive, check_probability
 from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
 
 MODES = ("full_batch", "neighbor_sampled")
@@ -118,17 +118,17 @@ class GraphSAGERecommender(TorchRecommender):
                          patience=patience, **training)  # fmt: skip
         self.dim = check_positive("model.dim", dim, integer=True)
         self.layers = check_positive("model.layers", layers, integer=True)
-        self.dropout = _check_probability("model.dropout", dropout)
-        self.edge_dropout = _check_probability("model.edge_dropout", edge_dropout)
+        self.dropout = check_probability("model.dropout", dropout)
+        self.edge_dropout = check_probability("model.edge_dropout", edge_dropout)
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
-        _check_choice("model.activation", activation, ("none", "relu"))
-        _check_choice("model.combine", combine, ("mean", "last"))
-        _check_choice("model.mode", mode, MODES)
+        check_choice("model.activation", activation, ("none", "relu"))
+        check_choice("model.combine", combine, ("mean", "last"))
+        check_choice("model.mode", mode, MODES)
         self.activation, self.combine, self.mode = activation, combine, mode
         self.root_weight = bool(root_weight)
-        _check_choice("model.aggregation", aggregation, ("mean", "symmetric"))
+        check_choice("model.aggregation", aggregation, ("mean", "symmetric"))
         self.aggregation = aggregation
         self.fanouts = [check_positive("model.fanouts", f, integer=True) for f in fanouts]
         if mode == "neighbor_sampled" and len(self.fanouts) != self.layers:
@@ -247,14 +247,3 @@ def _symmetric_csr(users: np.ndarray, items: np.ndarray, n_users: int, n_items: 
     rows = np.concatenate([users, items + n_users])
     cols = np.concatenate([items + n_users, users])
     return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, n))
-
-
-def _check_probability(name: str, value: float) -> float:
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

@@ -124,6 +124,13 @@ class TorchRecommender(FactorRecommender):
                 torch.set_num_threads(threads)
         return self
 
+    def fit_validated(self, train: sp.csr_matrix, validate: Validate | None = None,
+                      on_epoch: OnEpoch | None = None) -> TorchRecommender:  # fmt: skip
+        return self.fit(train, validate=validate, on_epoch=on_epoch)
+
+    def training_summary(self) -> dict[str, float]:
+        return {"train/best_epoch": self.best_epoch, "train/epochs_run": self.epochs_run}
+
     def _train(self, optimizer, generator, validate, on_epoch) -> None:
         best_value, best_state, waited = -math.inf, None, 0
         bar = tqdm(range(1, self.epochs + 1), desc=type(self).__name__, leave=False,

@@ -22,7 +22,7 @@ from torch import nn
 
 from recsys.data.features import Features
 from recsys.errors import ConfigError
-from recsys.models.base import check_positive
+from recsys.models.base import check_choice, check_positive, check_probability
 from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
 
 LOSSES = ("sampled_softmax", "bpr")
@@ -100,14 +100,11 @@ class TwoTowerRecommender(TorchRecommender):
                  min_epochs: int = 20, **training):  # fmt: skip
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                          min_epochs=min_epochs, **training)  # fmt: skip
-        if loss not in LOSSES:
-            raise ConfigError(f"model.loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if not 0.0 <= id_dropout < 1.0:
-            raise ConfigError(f"model.id_dropout must be in [0, 1), got {id_dropout!r}")
         self.dim = check_positive("model.dim", dim, integer=True)
         self.temperature = check_positive("model.temperature", temperature)
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
-        self.loss, self.id_dropout = loss, float(id_dropout)
+        self.loss = check_choice("model.loss", loss, LOSSES)
+        self.id_dropout = check_probability("model.id_dropout", id_dropout)
         self.user_features, self.item_features = user_features, item_features
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
