@@ -50,6 +50,7 @@ class Recommender:
         self.seen = seen
         self.manifest = manifest
         self._user_index = {int(u): i for i, u in enumerate(user_ids)}
+        self._user_order = np.argsort(user_ids)  # for vectorised id -> row lookups
         self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
         self._titles = self.items["title"].tolist()
         self._title_index = {_normalise(t): i for i, t in enumerate(self._titles)}
@@ -154,7 +155,7 @@ class Recommender:
         })  # fmt: skip
 
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
-        order = np.argsort(self.user_ids)
+        order = self._user_order
         position = np.searchsorted(self.user_ids, user_ids, sorter=order)
         position = order[np.minimum(position, len(order) - 1)]
         unknown = self.user_ids[position] != user_ids
