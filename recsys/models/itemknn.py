@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.base import Recommender, check_positive
+from recsys.models.base import Recommender, check_positive, top_k
 
 
 class ItemKNNRecommender(Recommender):
@@ -58,12 +58,15 @@ class ItemKNNRecommender(Recommender):
 
 
 def _keep_top_k(similarity: np.ndarray, k: int) -> sp.csr_matrix:
-    """Sparse copy of ``similarity`` keeping the ``k`` largest positive values per row."""
-    rows = np.arange(len(similarity))[:, None]
-    top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # (b, k)
-    values = similarity[rows, top]
+    """Sparse copy of ``similarity`` keeping the ``k`` largest positive values per row.
+
+    Ties are broken by the lower item index (``top_k``), so the neighbours kept do not depend
+    on which partition kernel numpy picks for this CPU: ``argpartition`` chooses among tied
+    values differently with and without AVX-512, and shrunk cosines of small integer counts
+    tie often.
+    """
+    top, values = top_k(similarity, k)  # (b, k)
+    rows = np.broadcast_to(np.arange(len(similarity))[:, None], top.shape)
     keep = values > 0
-    return sp.csr_matrix(
-        (values[keep], (np.broadcast_to(rows, top.shape)[keep], top[keep])),
-        shape=similarity.shape, dtype=np.float32,
-    )  # fmt: skip
+    return sp.csr_matrix((values[keep], (rows[keep], top[keep])), shape=similarity.shape,
+                         dtype=np.float32)  # fmt: skip
