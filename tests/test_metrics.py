@@ -154,7 +154,7 @@ def test_coverage_counts_distinct_items():
 def test_evaluate_skips_users_without_held_out_items_and_reports_them():
     train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 0, 0, 0]], float))
     truth = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0], [0, 1, 0, 0, 1]], float))
-    model = PopularRecommender().fit(train)  # popularity: item1=2, item0=2, rest 0
+    model = PopularRecommender(seed=0).fit(train)  # popularity: item1=2, item0=2, rest 0
     result = evaluate(model, truth, train, ks=[2], user_ids=np.array([10, 20, 30]))
     assert result.per_user["user_id"].tolist() == [10, 30]
     assert result.summary["n_users"] == 2 and result.summary["n_users_skipped"] == 1

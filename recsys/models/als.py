@@ -23,22 +23,15 @@ class ALSRecommender(FactorRecommender):
         Confidence weight of an observed interaction.
     iterations
         Alternating sweeps.
-    seed
-        Seed of the factors' initialisation.
     num_threads
         Threads for implicit's solver (0: all cores). Each user/item solve is independent of
         the others, so the result does not depend on it.
+    seed
+        Seed of the factors' initialisation.
     """
 
-    def __init__(
-        self,
-        factors: int = 16,
-        regularization: float = 10.0,
-        alpha: float = 5.0,
-        iterations: int = 15,
-        seed: int = 0,
-        num_threads: int = 0,
-    ):
+    def __init__(self, factors: int, regularization: float, alpha: float, iterations: int,
+                 num_threads: int, seed: int):  # fmt: skip
         self.factors = check_positive("model.factors", factors, integer=True)
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip

@@ -86,13 +86,20 @@ class Recommender(ABC):
         scores = np.empty((len(users), k), dtype=np.float32)
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
-            batch_scores = np.array(self.score(batch), dtype=np.float32)  # (b, n_items), a copy
-            if exclude is not None:
-                mask_excluded(batch_scores, exclude[batch])
-            items[start : start + len(batch)], scores[start : start + len(batch)] = top_k(
-                batch_scores, k
-            )
+            excluded = None if exclude is None else exclude[batch]
+            rows = slice(start, start + len(batch))
+            items[rows], scores[rows] = self._rank_batch(batch, k, excluded)
         return items, scores
+
+    def _rank_batch(self, users: np.ndarray, k: int, excluded: sp.csr_matrix | None):
+        """``(B, k)`` items and scores of one batch: score, mask excluded items, ``top_k``.
+
+        Torch models override this to rank on their own device.
+        """
+        scores = np.array(self.score(users), dtype=np.float32)  # (B, n_items), a copy
+        if excluded is not None:
+            mask_excluded(scores, excluded)
+        return top_k(scores, k)
 
 
 class FactorRecommender(Recommender):
@@ -154,6 +161,13 @@ def check_positive(name: str, value: float, *, integer: bool = False, allow_zero
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be {kind} {bound}, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def check_bool(name: str, value: bool) -> bool:
+    """Return ``value`` if it is a boolean, else ``ConfigError`` (``"false"`` is not one)."""
+    if not isinstance(value, bool | np.bool_):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def check_probability(name: str, value: float) -> float:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.models.base import check_positive
-from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, embedding_l2
 
 
 class BPRModule(nn.Module):
@@ -42,44 +42,32 @@ class BPRRecommender(TorchRecommender):
         L2 weight on the user, positive- and negative-item vectors of each batch (per example).
     init_std
         Standard deviation of the initial embeddings.
-    **training
-        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
-        ``progress`` (see ``TorchRecommender``).
+    trainer, seed
+        How to train, and the seed (see ``TorchRecommender``).
 
     Negatives are drawn uniformly from all items; the rare draw of a training positive is kept
     (as in Rendle's and Cornac's samplers), which costs nothing measurable on sparse data.
     """
 
-    def __init__(self, factors: int = 128, regularization: float = 1e-2, init_std: float = 0.1,
-                 epochs: int = 200, batch_size: int = 1024, lr: float = 1e-3,
-                 patience: int = 30, min_epochs: int = 60, **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                         min_epochs=min_epochs, **training)  # fmt: skip
+    def __init__(self, factors: int, regularization: float, init_std: float,
+                 trainer: TrainerConfig, seed: int):  # fmt: skip
+        super().__init__(trainer, seed)
         self.factors = check_positive("model.factors", factors, integer=True)
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip
         self.init_std = check_positive("model.init_std", init_std)
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
-        self._users, self._items = (t.to(self.device) for t in training_pairs(train))
         return BPRModule(self.n_users, self.n_items, self.factors, self.init_std)
 
-    def train_epoch(self, optimizer, generator) -> float:
-        total = 0.0
-        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
-            users, positives = self._users[batch], self._items[batch]  # (B,)
-            negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
-            negatives = negatives.to(self.device)
-            module = self.module
-            margin = module(users, positives) - module(users, negatives)  # (B,)
-            l2 = (module.user(users).square().sum() + module.item(positives).square().sum()
-                  + module.item(negatives).square().sum()) / len(batch)  # fmt: skip
-            loss = -F.logsigmoid(margin).mean() + self.regularization * l2
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        return total / len(self._users)
+    def batch_loss(self, users, items, generator) -> BatchLoss:
+        negatives = torch.randint(self.n_items, (len(users),), generator=generator)
+        negatives = negatives.to(self.device)  # (B,)
+        module = self.module
+        margin = module(users, items) - module(users, negatives)  # (B,)
+        l2 = embedding_l2(module.user(users), module.item(items), module.item(negatives),
+                          examples=len(users))  # fmt: skip
+        return BatchLoss(-F.logsigmoid(margin).mean(), self.regularization * l2)
 
     def compute_embeddings(self):
         # fold the item bias into the vectors: [p_u, 1] . [q_i, b_i] = p_u . q_i + b_i

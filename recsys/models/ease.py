@@ -19,9 +19,11 @@ class EASERecommender(Recommender):
     ----------
     regularization
         lambda, the L2 weight (Steck's ``lambda``; ML-100K wants a few hundred).
+    seed
+        Unused: the solution is deterministic (every model takes the run's seed).
     """
 
-    def __init__(self, regularization: float = 500.0, seed: int = 0):
+    def __init__(self, regularization: float, seed: int):
         self.regularization = check_positive("model.regularization", regularization)
         self.seed = seed  # unused: the solution is deterministic
         self._train: sp.csr_matrix | None = None

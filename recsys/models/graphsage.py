@@ -27,8 +27,14 @@ from torch import nn
 from torch_geometric.nn import SAGEConv
 
 from recsys.errors import ConfigError
-from recsys.models.base import check_choice, check_positive, check_probability
-from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+from recsys.models.base import check_bool, check_choice, check_positive, check_probability
+from recsys.models.torch_base import (
+    BatchLoss,
+    TorchRecommender,
+    TrainerConfig,
+    embedding_l2,
+    parameter_l2,
+)
 
 MODES = ("full_batch", "neighbor_sampled")
 
@@ -37,7 +43,7 @@ class SAGEEncoder(nn.Module):
     """ID embeddings -> ``layers`` SAGEConv (mean aggregation) -> mean or last layer."""
 
     def __init__(self, n_nodes: int, dim: int, layers: int, dropout: float, activation: str,
-                 combine: str, root_weight: bool = True, aggregation: str = "mean"):  # fmt: skip
+                 combine: str, root_weight: bool, aggregation: str):  # fmt: skip
         super().__init__()
         self.embedding = nn.Embedding(n_nodes, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
@@ -97,25 +103,21 @@ class GraphSAGERecommender(TorchRecommender):
     regularization
         L2 weight on the batch's input embeddings (per example).
     weight_decay
-        L2 weight on the SAGEConv weights (per step).
+        Weight of an L2 penalty on the SAGEConv weights, added to the loss.
     mode
         ``full_batch`` or ``neighbor_sampled``.
     fanouts
         Neighbours sampled per node at each layer (``neighbor_sampled`` mode).
-    **training
-        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
-        ``progress`` (see ``TorchRecommender``).
+    trainer, seed
+        How to train, and the seed (see ``TorchRecommender``).
     """
 
-    def __init__(self, dim: int = 128, layers: int = 3, dropout: float = 0.0,
-                 edge_dropout: float = 0.2, activation: str = "none", combine: str = "mean",
-                 root_weight: bool = False, aggregation: str = "symmetric",
-                 regularization: float = 1e-4, weight_decay: float = 0.0,
-                 mode: str = "full_batch", fanouts: list[int] | tuple[int, ...] = (10, 10, 10),
-                 epochs: int = 200, batch_size: int = 4096, lr: float = 1e-2,
-                 min_epochs: int = 60, patience: int = 20, **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, min_epochs=min_epochs,
-                         patience=patience, **training)  # fmt: skip
+    def __init__(self, dim: int, layers: int, dropout: float, edge_dropout: float,
+                 activation: str, combine: str, root_weight: bool, aggregation: str,
+                 regularization: float, weight_decay: float, mode: str,
+                 fanouts: list[int] | tuple[int, ...], trainer: TrainerConfig,
+                 seed: int):  # fmt: skip
+        super().__init__(trainer, seed)
         self.dim = check_positive("model.dim", dim, integer=True)
         self.layers = check_positive("model.layers", layers, integer=True)
         self.dropout = check_probability("model.dropout", dropout)
@@ -127,7 +129,7 @@ class GraphSAGERecommender(TorchRecommender):
         check_choice("model.combine", combine, ("mean", "last"))
         check_choice("model.mode", mode, MODES)
         self.activation, self.combine, self.mode = activation, combine, mode
-        self.root_weight = bool(root_weight)
+        self.root_weight = check_bool("model.root_weight", root_weight)
         check_choice("model.aggregation", aggregation, ("mean", "symmetric"))
         self.aggregation = aggregation
         self.fanouts = [check_positive("model.fanouts", f, integer=True) for f in fanouts]
@@ -136,8 +138,9 @@ class GraphSAGERecommender(TorchRecommender):
                               f"got {list(fanouts)}")  # fmt: skip
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
-        users, items = training_pairs(train)
-        self._users, self._items = users.to(self.device), items.to(self.device)
+        coo = train.tocoo()
+        users = torch.from_numpy(coo.row.astype(np.int64))
+        items = torch.from_numpy(coo.col.astype(np.int64))
         self._edge_index = bipartite_edges(users, items, self.n_users).to(self.device)
         graph = _symmetric_csr(users.numpy(), items.numpy(), self.n_users, self.n_items)
         self._indptr = torch.from_numpy(graph.indptr.astype(np.int64)).to(self.device)
@@ -146,25 +149,17 @@ class GraphSAGERecommender(TorchRecommender):
                            self.activation, self.combine, self.root_weight,
                            self.aggregation)  # fmt: skip
 
-    def train_epoch(self, optimizer, generator) -> float:
-        total = 0.0
-        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
-            users, positives = self._users[batch], self._items[batch]  # (B,)
-            negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
-            seeds = torch.cat([users, self.n_users + positives, self.n_users + negatives.to(
-                self.device)])  # (3B,) node ids
-            vectors, inputs = self._encode(seeds, generator)  # (3B, d) each
-            u, i, j = vectors.split(len(batch))
-            margin = (u * i).sum(-1) - (u * j).sum(-1)
-            l2 = inputs.square().sum() / len(batch)
-            loss = -F.logsigmoid(margin).mean() + self.regularization * l2
-            decay = sum(p.square().sum() for p in self.module.convs.parameters())
-            loss = loss + self.weight_decay * decay
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        return total / len(self._users)
+    def batch_loss(self, users, items, generator) -> BatchLoss:
+        negatives = torch.randint(self.n_items, (len(users),), generator=generator)
+        seeds = torch.cat([users, self.n_users + items, self.n_users + negatives.to(
+            self.device)])  # (3B,) node ids
+        vectors, inputs = self._encode(seeds, generator)  # (3B, d) each
+        u, i, j = vectors.split(len(users))
+        margin = (u * i).sum(-1) - (u * j).sum(-1)  # (B,)
+        penalty = self.regularization * embedding_l2(inputs, examples=len(users))
+        if self.weight_decay:
+            penalty = penalty + self.weight_decay * parameter_l2(self.module.convs.parameters())
+        return BatchLoss(-F.logsigmoid(margin).mean(), penalty)
 
     def _encode(self, seeds: torch.Tensor, generator: torch.Generator):
         """Output and input vectors of the ``seeds`` nodes for one training step."""

@@ -23,11 +23,12 @@ class ItemKNNRecommender(Recommender):
     shrinkage
         Added to the cosine's denominator.
     block_size
-        Items whose similarities are computed at once.
+        Items whose similarities are computed at once (memory only, not the result).
+    seed
+        Unused: the model is deterministic (every model takes the run's seed).
     """
 
-    def __init__(self, neighbors: int = 100, shrinkage: float = 10.0, block_size: int = 2048,
-                 seed: int = 0):  # fmt: skip
+    def __init__(self, neighbors: int, shrinkage: float, block_size: int, seed: int):
         self.neighbors = check_positive("model.neighbors", neighbors, integer=True)
         self.shrinkage = check_positive("model.shrinkage", shrinkage, allow_zero=True)
         self.block_size = check_positive("model.block_size", block_size, integer=True)

@@ -11,7 +11,7 @@ from recsys.models.base import Recommender
 class PopularRecommender(Recommender):
     """Scores an item by its number of training interactions (the same for every user)."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int):
         self.seed = seed  # unused: the model is deterministic; kept for a uniform signature
         self.item_popularity: np.ndarray | None = None
 

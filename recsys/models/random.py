@@ -15,7 +15,7 @@ class RandomRecommender(Recommender):
     scored in, and costs no memory per user.
     """
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int):
         self.seed = int(seed)
 
     def fit(self, train: sp.csr_matrix) -> RandomRecommender:

@@ -1,12 +1,16 @@
-"""The training loop shared by the PyTorch models.
+"""The training loop shared by the PyTorch models: it owns the optimisation step.
 
-Seeded and deterministic on CPU (all randomness comes from the model's ``seed``, inside a forked
-RNG, so nothing global changes); ``device=auto|cpu|cuda``; a progress bar with epoch, loss and
-the validation metric; early stopping on that metric with the best epoch's weights restored.
+A torch model supplies three things: its ``nn.Module`` (``build_module``), the loss of one batch
+of training interactions together with that batch's penalty (``batch_loss``), and the user and
+item vectors whose inner products are its scores (``compute_embeddings``). Everything else is
+here, once: device placement, seeding, Adam, shuffled mini-batches, the step
+(``zero_grad`` -> ``backward`` -> ``step``), validation, early stopping with the best epoch's
+weights restored, and ranking on the model's device.
+
+How to train (epochs, batch size, learning rate, patience, device, ...) is a ``TrainerConfig``,
+built from the ``trainer`` config group (``conf/trainer/``). Seeded and deterministic on CPU:
+all randomness comes from the model's ``seed`` inside a forked RNG, so nothing global changes.
 The validation metric arrives as a callback from the entry point: models do not import metrics.
-
-A subclass builds its ``nn.Module``, runs one epoch, and computes the final user and item
-vectors; scores are their inner products, so every torch model exposes embeddings.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import logging
 import math
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,34 +30,38 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError
-from recsys.models.base import FactorRecommender, Recommender, check_positive
+from recsys.models.base import FactorRecommender, Recommender, check_bool, check_positive
 
 log = logging.getLogger(__name__)
 
 Validate = Callable[[Recommender], float]
 OnEpoch = Callable[[int, dict[str, float]], None]
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ``ConfigError``."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"model.device must be auto, cpu or cuda, got {device!r}")
+    if device not in DEVICES:
+        raise ConfigError(f"model.trainer.device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("model.device=cuda but no CUDA GPU is available: use auto or cpu")
+        raise ConfigError("model.trainer.device=cuda but no CUDA GPU is available: use auto or "
+                          "cpu")  # fmt: skip
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
 
 
-class TorchRecommender(FactorRecommender):
-    """Adam, mini-batches, early stopping; subclasses define the model and the loss.
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How a torch model is trained. No defaults here: ``conf/trainer/default.yaml`` holds them,
+    and each torch model's YAML overrides what its validation study chose.
 
     Parameters
     ----------
     epochs
         Maximum number of epochs.
     batch_size
-        Training examples per step.
+        Training interactions per optimisation step.
     lr
         Adam's learning rate.
     patience
@@ -62,8 +72,6 @@ class TorchRecommender(FactorRecommender):
         Validate every this many epochs.
     device
         ``auto``, ``cpu`` or ``cuda``.
-    seed
-        Seeds initialisation, sampling and dropout.
     progress
         Show a progress bar (on a terminal only).
     deterministic
@@ -71,24 +79,66 @@ class TorchRecommender(FactorRecommender):
         (multithreaded reductions differ in the last bits from run to run; ~30 % slower).
     """
 
-    def __init__(self, *, epochs: int, batch_size: int, lr: float, patience: int = 5,
-                 min_epochs: int = 0, eval_every: int = 1, device: str = "auto", seed: int = 0,
-                 progress: bool = True, deterministic: bool = True):  # fmt: skip
-        self.epochs = check_positive("model.epochs", epochs, integer=True)
-        self.batch_size = check_positive("model.batch_size", batch_size, integer=True)
-        self.lr = check_positive("model.lr", lr)
-        self.patience = check_positive("model.patience", patience, integer=True, allow_zero=True)
-        self.min_epochs = check_positive("model.min_epochs", min_epochs, integer=True,
-                                         allow_zero=True)  # fmt: skip
-        self.eval_every = check_positive("model.eval_every", eval_every, integer=True)
-        resolve_device(device)  # validate now, resolve at fit
-        self.device_name = device
+    epochs: int
+    batch_size: int
+    lr: float
+    patience: int
+    min_epochs: int
+    eval_every: int
+    device: str
+    progress: bool
+    deterministic: bool
+
+    def __post_init__(self):
+        def name(key: str) -> str:
+            return f"model.trainer.{key}"
+
+        checked = {
+            "epochs": check_positive(name("epochs"), self.epochs, integer=True),
+            "batch_size": check_positive(name("batch_size"), self.batch_size, integer=True),
+            "lr": check_positive(name("lr"), self.lr),
+            "patience": check_positive(name("patience"), self.patience, integer=True,
+                                       allow_zero=True),  # fmt: skip
+            "min_epochs": check_positive(name("min_epochs"), self.min_epochs, integer=True,
+                                         allow_zero=True),  # fmt: skip
+            "eval_every": check_positive(name("eval_every"), self.eval_every, integer=True),
+            "progress": check_bool(name("progress"), self.progress),
+            "deterministic": check_bool(name("deterministic"), self.deterministic),
+        }
+        for key, value in checked.items():  # normalised types (YAML's 1e-3 may be a string)
+            object.__setattr__(self, key, value)
+        resolve_device(self.device)  # validate now, resolve at fit
+
+
+class BatchLoss(NamedTuple):
+    """What a torch model returns for one batch: its mean loss and its penalty (scalars)."""
+
+    loss: torch.Tensor
+    penalty: torch.Tensor
+
+
+class TorchRecommender(FactorRecommender):
+    """Adam, mini-batches of training interactions, early stopping; see the module docstring.
+
+    Parameters
+    ----------
+    trainer
+        How to train (``conf/trainer/``).
+    seed
+        Seeds initialisation, sampling and dropout.
+    """
+
+    def __init__(self, trainer: TrainerConfig, seed: int):
+        if not isinstance(trainer, TrainerConfig):
+            raise ConfigError(f"model.trainer must be a trainer config, got {trainer!r}")
+        self.trainer = trainer
         self.seed = int(seed)
-        self.progress = progress
-        self.deterministic = bool(deterministic)
         self.module: nn.Module | None = None
+        self.device = torch.device("cpu")
         self.best_epoch = 0
         self.epochs_run = 0
+        self._user_tensor: torch.Tensor | None = None
+        self._item_tensor: torch.Tensor | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -96,8 +146,10 @@ class TorchRecommender(FactorRecommender):
         """The trainable module for this training matrix (parameters initialised)."""
 
     @abstractmethod
-    def train_epoch(self, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> float:
-        """One pass over the training data; return the mean loss."""
+    def batch_loss(self, users: torch.Tensor, items: torch.Tensor,
+                   generator: torch.Generator) -> BatchLoss:  # fmt: skip
+        """Loss and penalty of one batch of training interactions ``(users[b], items[b])``,
+        both ``(B,)`` on the model's device; ``generator`` draws negatives and dropout."""
 
     @abstractmethod
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,22 +158,26 @@ class TorchRecommender(FactorRecommender):
     # -- the shared loop -----------------------------------------------------------------------
     def fit(self, train: sp.csr_matrix, validate: Validate | None = None,
             on_epoch: OnEpoch | None = None) -> TorchRecommender:  # fmt: skip
-        """Train for up to ``epochs``; with ``validate``, keep the best validated weights."""
+        """Train for up to ``trainer.epochs``; with ``validate``, keep the best validated
+        weights and stop early."""
         self.n_users, self.n_items = train.shape
-        self.device = resolve_device(self.device_name)
+        self.device = resolve_device(self.trainer.device)
         forked = [self.device] if self.device.type == "cuda" else []
         threads = torch.get_num_threads()
-        if self.deterministic and self.device.type == "cpu":
+        if self.trainer.deterministic and self.device.type == "cpu":
             torch.set_num_threads(1)  # parallel CPU reductions vary in the last bits otherwise
-        with torch.random.fork_rng(devices=forked):
-            torch.manual_seed(self.seed)
-            generator = torch.Generator().manual_seed(self.seed)
-            self.module = self.build_module(train).to(self.device)
-            optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
-            try:
+        try:
+            with torch.random.fork_rng(devices=forked):
+                torch.manual_seed(self.seed)
+                generator = torch.Generator().manual_seed(self.seed)
+                coo = train.tocoo()
+                self._train_users = torch.from_numpy(coo.row.astype(np.int64)).to(self.device)
+                self._train_items = torch.from_numpy(coo.col.astype(np.int64)).to(self.device)
+                self.module = self.build_module(train).to(self.device)
+                optimizer = torch.optim.Adam(self.module.parameters(), lr=self.trainer.lr)
                 self._train(optimizer, generator, validate, on_epoch)
-            finally:
-                torch.set_num_threads(threads)
+        finally:
+            torch.set_num_threads(threads)
         return self
 
     def fit_validated(self, train: sp.csr_matrix, validate: Validate | None = None,
@@ -132,14 +188,14 @@ class TorchRecommender(FactorRecommender):
         return {"train/best_epoch": self.best_epoch, "train/epochs_run": self.epochs_run}
 
     def _train(self, optimizer, generator, validate, on_epoch) -> None:
+        settings = self.trainer
         best_value, best_state, waited = -math.inf, None, 0
-        bar = tqdm(range(1, self.epochs + 1), desc=type(self).__name__, leave=False,
-                   disable=not self.progress or None)  # fmt: skip
+        bar = tqdm(range(1, settings.epochs + 1), desc=type(self).__name__, leave=False,
+                   disable=not settings.progress or None)  # fmt: skip
         for epoch in bar:
-            self.module.train()
-            record = {"loss": self.train_epoch(optimizer, generator)}
+            record = self._train_epoch(optimizer, generator)
             self.epochs_run = epoch
-            if validate is not None and epoch % self.eval_every == 0:
+            if validate is not None and epoch % settings.eval_every == 0:
                 self._cache_embeddings()
                 record["val"] = value = float(validate(self))
                 if value > best_value:
@@ -150,7 +206,7 @@ class TorchRecommender(FactorRecommender):
             bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()})
             if on_epoch is not None:
                 on_epoch(epoch, record)
-            if self.patience and waited >= self.patience and epoch >= self.min_epochs:
+            if settings.patience and waited >= settings.patience and epoch >= settings.min_epochs:
                 log.info("early stop at epoch %d, best epoch %d", epoch, self.best_epoch)
                 break
         if best_state is not None:
@@ -159,6 +215,25 @@ class TorchRecommender(FactorRecommender):
             self.best_epoch = self.epochs_run
         self._cache_embeddings()
 
+    def _train_epoch(self, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator) -> dict[str, float]:  # fmt: skip
+        """One pass over the training interactions in shuffled batches: the one place a step
+        happens. Returns the epoch's mean loss (loss + penalty) and mean penalty."""
+        self.module.train()
+        n = len(self._train_users)
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, penalty
+        order = torch.randperm(n, generator=generator).to(self.device)
+        for batch in order.split(self.trainer.batch_size):
+            loss, penalty = self.batch_loss(self._train_users[batch], self._train_items[batch],
+                                            generator)  # fmt: skip
+            objective = loss + penalty
+            optimizer.zero_grad()
+            objective.backward()
+            optimizer.step()
+            totals += torch.stack([objective.detach(), penalty.detach()]).double() * len(batch)
+        mean = (totals / n).tolist()  # one device sync an epoch, not one a step
+        return {"loss": mean[0], "penalty": mean[1]}
+
     def _state(self) -> dict[str, torch.Tensor]:
         return copy.deepcopy(self.module.state_dict())
 
@@ -166,17 +241,70 @@ class TorchRecommender(FactorRecommender):
     def _cache_embeddings(self) -> None:
         self.module.eval()
         users, items = self.compute_embeddings()
-        self._user_vectors = users.float().cpu().numpy()
-        self._item_vectors = items.float().cpu().numpy()
+        self._user_tensor, self._item_tensor = users.float(), items.float()  # on the device
+        self._user_vectors = self._item_vectors = None  # numpy copies, made when asked for
+
+    # -- scoring and ranking on the model's device ---------------------------------------------
+    @property
+    def user_embeddings(self) -> np.ndarray | None:
+        if self._user_vectors is None and self._user_tensor is not None:
+            self._user_vectors = self._user_tensor.cpu().numpy()
+        return self._user_vectors
+
+    @property
+    def item_embeddings(self) -> np.ndarray | None:
+        if self._item_vectors is None and self._item_tensor is not None:
+            self._item_vectors = self._item_tensor.cpu().numpy()
+        return self._item_vectors
+
+    @torch.no_grad()
+    def _device_scores(self, users: np.ndarray) -> torch.Tensor:
+        rows = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(self.device)
+        return self._user_tensor[rows] @ self._item_tensor.T  # (B, d) @ (d, n_items)
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self._device_scores(users).cpu().numpy()
+
+    @torch.no_grad()
+    def _rank_batch(self, users: np.ndarray, k: int, excluded: sp.csr_matrix | None):
+        scores = self._device_scores(users)  # (B, n_items) on the device
+        if excluded is not None:
+            rows = np.repeat(np.arange(excluded.shape[0]), np.diff(excluded.indptr))
+            columns = excluded.indices.astype(np.int64)
+            scores[torch.from_numpy(rows).to(self.device),
+                   torch.from_numpy(columns).to(self.device)] = -math.inf  # fmt: skip
+        items, values = top_k_torch(scores, k)
+        return items.cpu().numpy(), values.cpu().numpy()
 
 
-def training_pairs(train: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(nnz,)`` user and item indices of the training interactions."""
-    coo = train.tocoo()
-    return torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64))
+def top_k_torch(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``recsys.models.base.top_k`` in torch, on the scores' device, with the same result.
+
+    Ties are broken by the lower item index (``torch.topk`` alone leaves their order to the
+    kernel), and ``-inf`` scores come back as index ``-1``.
+    """
+    n_rows, n_items = scores.shape
+    k = min(k, n_items)
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]  # (B, 1) the k-th largest score
+    above = scores > kth  # (B, n_items)
+    tied = scores == kth
+    needed = k - above.sum(dim=1, keepdim=True)  # (B, 1) tied items that complete the top k
+    chosen = above | (tied & (torch.cumsum(tied, dim=1) <= needed))  # exactly k per row
+    candidates = chosen.nonzero()[:, 1].reshape(n_rows, k)  # (B, k) in item order
+    candidate_scores = torch.gather(scores, 1, candidates)
+    order = torch.sort(candidate_scores, dim=1, descending=True, stable=True).indices
+    items = torch.gather(candidates, 1, order)
+    values = torch.gather(candidate_scores, 1, order)
+    return items.masked_fill(torch.isneginf(values), -1), values
 
 
-def shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
-    """Index tensors of a random permutation of ``range(n)``, ``batch_size`` at a time."""
-    order = torch.randperm(n, generator=generator)
-    return order.split(batch_size)
+def embedding_l2(*vectors: torch.Tensor, examples: int) -> torch.Tensor:
+    """Sum of squares of the embedding rows a batch touched, per example (divided by
+    ``examples``, the batch size): the L2 penalty of BPR-style training."""
+    return sum(v.square().sum() for v in vectors) / examples
+
+
+def parameter_l2(parameters) -> torch.Tensor:
+    """Sum of squares of every tensor in ``parameters`` (an L2 penalty added to the loss:
+    Adam then adapts it per parameter, unlike AdamW's decoupled weight decay)."""
+    return sum(p.square().sum() for p in parameters)

@@ -23,7 +23,7 @@ from torch import nn
 from recsys.data.features import Features
 from recsys.errors import ConfigError
 from recsys.models.base import check_choice, check_positive, check_probability
-from recsys.models.torch_base import TorchRecommender, shuffled_batches, training_pairs
+from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, parameter_l2
 
 LOSSES = ("sampled_softmax", "bpr")
 
@@ -85,21 +85,18 @@ class TwoTowerRecommender(TorchRecommender):
     id_dropout
         Probability of replacing an ID by "unknown" during training.
     weight_decay
-        Adam's weight decay.
-    **training
-        ``epochs``, ``batch_size``, ``lr``, ``patience``, ``eval_every``, ``device``, ``seed``,
-        ``progress`` (see ``TorchRecommender``).
+        Weight of an L2 penalty on every parameter, added to the loss (coupled L2: Adam then
+        rescales it per parameter; not AdamW's decoupled weight decay).
+    trainer, seed
+        How to train, and the seed (see ``TorchRecommender``).
     """
 
     uses_side_features = True
 
-    def __init__(self, user_features: Features, item_features: Features, dim: int = 64,
-                 loss: str = "sampled_softmax", temperature: float = 0.2,
-                 id_dropout: float = 0.1, weight_decay: float = 0.0, epochs: int = 100,
-                 batch_size: int = 512, lr: float = 1e-3, patience: int = 20,
-                 min_epochs: int = 20, **training):  # fmt: skip
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
-                         min_epochs=min_epochs, **training)  # fmt: skip
+    def __init__(self, user_features: Features, item_features: Features, dim: int, loss: str,
+                 temperature: float, id_dropout: float, weight_decay: float,
+                 trainer: TrainerConfig, seed: int):  # fmt: skip
+        super().__init__(trainer, seed)
         self.dim = check_positive("model.dim", dim, integer=True)
         self.temperature = check_positive("model.temperature", temperature)
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
@@ -112,7 +109,6 @@ class TwoTowerRecommender(TorchRecommender):
                                   ("item", self.item_features, self.n_items)):  # fmt: skip
             if features is None or len(next(iter(features.categorical.values()))) != n:
                 raise ConfigError(f"two-tower needs {name} features for all {n} {name}s")
-        self._users, self._items = (t.to(self.device) for t in training_pairs(train))
         self._user_inputs = self._tensors(self.user_features)
         self._item_inputs = self._tensors(self.item_features)
         popularity = np.asarray(train.sum(axis=0)).ravel() + 1.0  # +1: no log(0)
@@ -137,28 +133,20 @@ class TwoTowerRecommender(TorchRecommender):
             ids = ids.masked_fill(drop, 0)
         return tower(ids, {name: value[index] for name, value in inputs.items()})
 
-    def train_epoch(self, optimizer, generator) -> float:
-        total = 0.0
-        for batch in shuffled_batches(len(self._users), self.batch_size, generator):
-            users, items = self._users[batch], self._items[batch]  # (B,)
-            u = self._encode(self.module.user, users, self._user_inputs, generator)  # (B, d)
-            i = self._encode(self.module.item, items, self._item_inputs, generator)  # (B, d)
-            if self.loss == "sampled_softmax":
-                loss = self._sampled_softmax(u, i, items)
-            else:
-                negatives = torch.randint(self.n_items, (len(batch),), generator=generator)
-                j = self._encode(self.module.item, negatives.to(self.device), self._item_inputs,
-                                 generator)  # fmt: skip
-                loss = -F.logsigmoid(((u * i).sum(-1) - (u * j).sum(-1)) / self.temperature
-                                     ).mean()  # fmt: skip
-            if self.weight_decay:
-                loss = loss + self.weight_decay * sum(p.square().sum()
-                                                      for p in self.module.parameters())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        return total / len(self._users)
+    def batch_loss(self, users, items, generator) -> BatchLoss:
+        u = self._encode(self.module.user, users, self._user_inputs, generator)  # (B, d)
+        i = self._encode(self.module.item, items, self._item_inputs, generator)  # (B, d)
+        if self.loss == "sampled_softmax":
+            loss = self._sampled_softmax(u, i, items)
+        else:
+            negatives = torch.randint(self.n_items, (len(users),), generator=generator)
+            j = self._encode(self.module.item, negatives.to(self.device), self._item_inputs,
+                             generator)  # fmt: skip
+            margin = ((u * i).sum(-1) - (u * j).sum(-1)) / self.temperature  # (B,)
+            loss = -F.logsigmoid(margin).mean()
+        if not self.weight_decay:
+            return BatchLoss(loss, torch.zeros((), device=loss.device))
+        return BatchLoss(loss, self.weight_decay * parameter_l2(self.module.parameters()))
 
     def _sampled_softmax(self, u, i, items) -> torch.Tensor:
         logits = u @ i.T / self.temperature - self._log_q[items][None, :]  # (B, B)
@@ -183,4 +171,4 @@ class TwoTowerRecommender(TorchRecommender):
 
     def score_new_users(self, features: Features) -> np.ndarray:
         """``(B, n_items)`` scores for users never seen in training, from features alone."""
-        return self.new_user_embeddings(features) @ self._item_vectors.T
+        return self.new_user_embeddings(features) @ self.item_embeddings.T

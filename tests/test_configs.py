@@ -1,0 +1,103 @@
+"""Every config file builds, each setting lives in one place, and a model is three files."""
+
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from recsys.config import CONF_DIR, compose_config, create_model, model_class, model_names
+from recsys.models.base import Recommender
+from recsys.models.torch_base import TorchRecommender, TrainerConfig
+from tests.conftest import synthetic_movielens
+from tests.models.contract import contract_for
+
+SEARCHES = sorted(path.stem for path in (CONF_DIR / "hparams_search").glob("*.yaml"))
+RUN_INPUTS = {"seed", "user_features", "item_features"}  # given by the entry point, not config
+
+
+def hydra_config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_model_list_is_the_model_folder():
+    assert model_names() == sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+    assert {"random", "popular", "als", "ease"} <= set(model_names())
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_config_builds(name):
+    model = create_model(name, seed=0, data=synthetic_movielens())
+    assert isinstance(model, Recommender)
+    node = compose_config([f"model={name}"]).model
+    for key, value in OmegaConf.to_container(node).items():
+        if key not in ("_target_", "trainer"):
+            assert getattr(model, key) == value, key  # the YAML value is what the model got
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_settings_live_only_in_the_yaml(name):
+    # No constructor default can drift from the YAML: every parameter comes from the model's
+    # file (or, for torch models, the trainer group), except the run's seed and data inputs.
+    cls = model_class(compose_config([f"model={name}"]).model)
+    parameters = inspect.signature(cls.__init__).parameters
+    defaults = [p for p, v in parameters.items() if v.default is not inspect.Parameter.empty]
+    assert defaults == [], f"{cls.__name__} has constructor defaults {defaults}"
+    node = OmegaConf.to_container(compose_config([f"model={name}"]).model)
+    from_yaml = set(node) - {"_target_"}
+    assert set(parameters) - {"self"} == from_yaml | (RUN_INPUTS & set(parameters))
+    if issubclass(cls, TorchRecommender):
+        assert set(node["trainer"]) - {"_target_"} == {f.name for f in
+                                                      dataclasses.fields(TrainerConfig)}
+
+
+def test_trainer_settings_have_no_python_defaults():
+    fields = dataclasses.fields(TrainerConfig)
+    assert all(f.default is dataclasses.MISSING for f in fields)
+    default = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
+    assert set(default) - {"_target_"} == {f.name for f in fields}
+
+
+def test_trainer_group_can_be_swapped_and_overridden():
+    cfg = compose_config(["model=bpr", "model.trainer.epochs=3"])
+    assert cfg.model.trainer.epochs == 3 and cfg.model.trainer.patience == 30  # bpr's own
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_is_a_module_a_yaml_and_a_test_class(name):
+    # the three files of a model; everything else (benchmark, report order, integration
+    # parametrisation, README table) is derived from conf/model/
+    cls = model_class(compose_config([f"model={name}"]).model)
+    module_file = Path(inspect.getfile(cls))
+    assert module_file.parent == Path(inspect.getfile(Recommender)).parent  # recsys/models/
+    assert (CONF_DIR / "model" / f"{name}.yaml").exists()
+    assert contract_for(name).model_name == name
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_search_space_builds_every_value(search):
+    cfg = hydra_config(f"hparams_search={search}")
+    model = cfg.hydra.runtime.choices.model
+    params = cfg.hydra.sweeper.params
+    assert params and all(key.startswith("model.") for key in params)
+    for key, values in params.items():
+        for value in str(values).split(","):
+            overrides = OmegaConf.create()
+            OmegaConf.update(overrides, key.removeprefix("model."), yaml_value(value))
+            assert OmegaConf.select(cfg.model, key.removeprefix("model.")) is not None, key
+            create_model(model, seed=0, overrides=OmegaConf.to_container(overrides),
+                         data=synthetic_movielens())  # fmt: skip
+
+
+def yaml_value(text: str):
+    """A sweep value as Hydra reads it (``0.001`` -> float, ``64`` -> int, ``true`` -> bool)."""
+    return OmegaConf.create(f"value: {text}").value
+
+
+def test_benchmark_sweeps_every_model_over_five_seeds():
+    cfg = hydra_config("experiment=benchmark")
+    assert cfg.hydra.sweeper.params.model == "glob(*)"  # every file of conf/model/
+    assert cfg.hydra.sweeper.params.seed == "1,2,3,4,5"
