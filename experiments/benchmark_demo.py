@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from recsys.demo import Recommender
+from recsys.demo import BundleRecommender
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
     parser.add_argument("--queries", type=int, default=10_000)
     args = parser.parse_args()
-    demo = Recommender.load(args.bundle)
+    demo = BundleRecommender.load(args.bundle)
     users = np.random.default_rng(0).choice(demo.user_ids, size=args.queries)
     demo.recommend(int(users[0]))  # warm up
 

@@ -1,5 +1,5 @@
 """How long evaluating every user takes: rank the full catalogue (training items excluded) and
-compute all metrics at K in {5, 10, 20}, for a fitted ALS on the default ML-100K split.
+compute all metrics at K in {5, 10, 20}, for the default ALS on the default ML-100K split.
 
     python experiments/benchmark_evaluation.py [--data-dir data] [--repeats 20]
 
@@ -15,11 +15,8 @@ import time
 
 import numpy as np
 
-from recsys.config import build
-from recsys.data import load_movielens, to_interactions
+from recsys.config import build_model, compose_config, load_split
 from recsys.metrics import evaluate, ranking_metrics
-from recsys.split import RandomRatioSplit
-from recsys.train import compose_config
 
 KS = [5, 10, 20]
 
@@ -39,13 +36,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    data = load_movielens(args.data_dir)
-    interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"])
-    split = RandomRatioSplit()(interactions, seed=42)
+    cfg = compose_config(["model=als", f"data.dir={args.data_dir}"])  # the default protocol
+    split = load_split(cfg).split
     train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
                                split.test.to_csr())  # fmt: skip
     seen = train + validation
-    model = build(compose_config(["model=als"]).model, "model", seed=42).fit(train)  # default
+    model = build_model(cfg.model, cfg.seed).fit(train)
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     top_items, _ = model.recommend(users, max(KS), exclude=seen)
 

@@ -2,7 +2,8 @@
 
     python experiments/benchmark_models.py [--data-dir data] [--models als ease ...] [ARGS...]
 
-Extra Hydra overrides (e.g. ``model.device=cuda``) apply to every model. Runs through the same
+Extra Hydra overrides apply to every model listed (``seed=7``; ``model.trainer.device=cuda``
+with ``--models bpr two_tower graphsage``, the models that have a trainer). Runs through the same
 ``run`` as ``python -m recsys.train``, without MLflow logging.
 """
 
@@ -13,15 +14,15 @@ import contextlib
 import io
 import time
 
-from recsys.train import compose_config, run
-
-MODELS = ("random", "popular", "als", "itemknn", "ease", "bpr", "two_tower", "graphsage")
+from recsys.config import compose_config, model_names
+from recsys.train import run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=model_names(),
+                        help="default: every file of conf/model/")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every model")
     args = parser.parse_args()
     print(f"{'model':<11}{'fit s':>9}{'total s':>9}{'epochs':>8}{'test NDCG@10':>14}", flush=True)

@@ -14,28 +14,25 @@ import argparse
 
 import numpy as np
 
-from recsys.config import build
-from recsys.data import load_movielens, to_interactions
+from recsys.config import build_model, compose_config, create_model, load_split
 from recsys.data.features import item_features, user_features
 from recsys.metrics import ranking_metrics
-from recsys.models import PopularRecommender
 from recsys.models.base import mask_excluded, top_k
-from recsys.train import compose_config, validation_metric
+from recsys.train import validation_metric
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
-    cfg = compose_config(["model=two_tower", f"data.dir={args.data_dir}"])
-    data = load_movielens(cfg.data.dir)
-    interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"])
-    split = build(cfg.split, "split")(interactions, seed=cfg.seed)
+    cfg = compose_config(["model=two_tower", f"data.dir={args.data_dir}",
+                          "model.trainer.progress=false"])  # fmt: skip
+    prepared = load_split(cfg)
+    data, split = prepared.data, prepared.split
     train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
                                split.test.to_csr())  # fmt: skip
     users_f, items_f = user_features(data.users), item_features(data.items)
-    model = build(cfg.model, "model", seed=cfg.seed, user_features=users_f,
-                  item_features=items_f, progress=False)  # fmt: skip
+    model = build_model(cfg.model, cfg.seed, user_features=users_f, item_features=items_f)
     model.fit(train, validate=validation_metric(validation, train, cfg.objective, 1024))
 
     users = np.arange(train.shape[0])
@@ -43,7 +40,7 @@ def main() -> None:
     rankings = {}
     cold = model.score_new_users(users_f)  # (n_users, n_items), features only
     warm = model.score(users)
-    popular = PopularRecommender().fit(train).score(users).astype(np.float32)
+    popular = create_model("popular", seed=cfg.seed).fit(train).score(users).astype(np.float32)
     for name, scores in (("two-tower, features only", cold), ("two-tower, warm", warm),
                          ("popular", popular)):  # fmt: skip
         scores = np.array(scores, dtype=np.float32)

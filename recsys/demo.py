@@ -1,7 +1,7 @@
 """A demo recommender over an exported bundle, for presentations.
 
-    from recsys.demo import Recommender
-    demo = Recommender.load("data/bundles/ml-100k")
+    from recsys.demo import BundleRecommender
+    demo = BundleRecommender.load("data/bundles/ml-100k")
     demo.recommend(196)                                   # a MovieLens user
     demo.similar_items("Star Wars (1977)")                # by title or id
     demo.recommend_for_new_user(liked=["Fargo (1996)", "Toy Story (1995)", 50])
@@ -13,13 +13,13 @@
 Results are tables (rank, movie id, title, year, genres, score). A user's seen movies (training
 and validation parts of the run's split) and a new user's liked movies are never recommended.
 Unknown users or movies raise ``RecsysError`` with suggestions; the CLI prints one line.
+Loading a bundle imports neither MLflow nor Hydra (``recsys.bundle``).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import re
 import sys
 from pathlib import Path
@@ -27,30 +27,26 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from recsys.data.download import sha256_file
+from recsys.bundle import Bundle, read_bundle
 from recsys.errors import RecsysError
-from recsys.export import BUNDLE_FILES, MANIFEST
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
 
 
-class Recommender:
+class BundleRecommender:
     """Recommendations from a bundle's FAISS index; see the module docstring."""
 
-    def __init__(self, index: faiss.Index, user_vectors: np.ndarray, item_vectors: np.ndarray,
-                 user_ids: np.ndarray, items: pd.DataFrame, seen: sp.csr_matrix,
-                 manifest: dict):  # fmt: skip
-        self.index = index
-        self.user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
-        self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
-        self.user_ids = user_ids
-        self.items = items.reset_index(drop=True)
-        self.seen = seen
-        self.manifest = manifest
-        self._user_index = {int(u): i for i, u in enumerate(user_ids)}
-        self._user_order = np.argsort(user_ids)  # for vectorised id -> row lookups
+    def __init__(self, bundle: Bundle):
+        self.index = bundle.index
+        self.user_vectors = np.ascontiguousarray(bundle.user_embeddings, dtype=np.float32)
+        self.item_vectors = np.ascontiguousarray(bundle.item_embeddings, dtype=np.float32)
+        self.user_ids = bundle.user_ids
+        self.items = bundle.items.reset_index(drop=True)
+        self.seen = bundle.seen
+        self.manifest = bundle.manifest
+        self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
+        self._user_order = np.argsort(self.user_ids)  # for vectorised id -> row lookups
         self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
         self._titles = self.items["title"].tolist()
         self._title_index = {_normalise(t): i for i, t in enumerate(self._titles)}
@@ -58,40 +54,15 @@ class Recommender:
             np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
         self._similarity_index = faiss.IndexFlatIP(unit.shape[1])  # cosine between items
         self._similarity_index.add(unit)
-        self._columns = {name: self.items[name].array for name in
-                         ("item_id", "title", "year", "genres")}  # fmt: skip (Int64 year)
+        self._columns = {"item_id": self.items["item_id"].array,
+                         "title": self.items["title"].array,
+                         "year": self.items["year"].array,  # nullable Int64
+                         "genres": self.items["genres"].map("|".join).array}  # fmt: skip
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
+    def load(cls, path: str | Path) -> BundleRecommender:
         """Load a bundle, checking every file against the manifest's SHA-256."""
-        folder = Path(path)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.exists():
-            raise RecsysError(f"no bundle at {folder} ({MANIFEST} missing): run "
-                              f"`python -m recsys.export` first")  # fmt: skip
-        manifest = json.loads(manifest_path.read_text())
-        for name in BUNDLE_FILES:
-            expected = manifest.get("files", {}).get(name)
-            actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
-            if expected != actual:
-                raise RecsysError(f"bundle {folder} is inconsistent: {name} has SHA-256 "
-                                  f"{actual}, the manifest says {expected}; export it again "
-                                  f"with `python -m recsys.export --replace`")  # fmt: skip
-        items = pd.read_csv(folder / "items.csv", dtype={"year": "Int64"}, keep_default_na=False,
-                            na_values={"year": [""]})  # fmt: skip
-        item_ids = np.load(folder / "item_ids.npy")
-        if not np.array_equal(items["item_id"].to_numpy(), item_ids):
-            raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; export "
-                              f"it again")  # fmt: skip
-        return cls(
-            index=faiss.read_index(str(folder / "index.faiss")),
-            user_vectors=np.load(folder / "user_embeddings.npy"),
-            item_vectors=np.load(folder / "item_embeddings.npy"),
-            user_ids=np.load(folder / "user_ids.npy"),
-            items=items,
-            seen=sp.load_npz(folder / "seen.npz").tocsr(),
-            manifest=manifest,
-        )
+        return cls(read_bundle(path))
 
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
@@ -207,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.user is None and not args.like and args.similar is None:
         parser.error("give --user, --like (one or more) or --similar")
     try:
-        demo = Recommender.load(args.bundle)
+        demo = BundleRecommender.load(args.bundle)
         if args.user is not None:
             table = demo.recommend(args.user, args.k)
         elif args.like:

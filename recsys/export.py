@@ -10,43 +10,34 @@ inner-product index over the item vectors (exact by default; IVF or HNSW measure
 exact index by recall@10 over all users); and writes a bundle directory atomically: built in a
 temporary directory, renamed into place, an existing bundle replaced only with ``--replace``.
 
-Bundle: ``index.faiss``, ``user_embeddings.npy``, ``item_embeddings.npy``, ``user_ids.npy``,
-``item_ids.npy``, ``items.csv`` (id, title, year, genres), ``seen.npz`` (each user's training
-and validation items, never recommended) and ``manifest.json`` (run, model, metrics,
-fingerprints, creation time, library versions, index settings and each file's SHA-256).
+What a bundle holds and how it is written and read: ``recsys.bundle``. ``--replace`` replaces
+only a folder that is a bundle itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-import scipy.sparse as sp
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from recsys.config import build
-from recsys.data import load_movielens, to_interactions
-from recsys.data.download import sha256_file
+from recsys import bundle
+from recsys.artifacts import RunArtifacts
+from recsys.config import load_split
 from recsys.errors import ConfigError, RecsysError
-from recsys.files import atomic_path
 from recsys.tracking import mlflow_key, package_versions
 
 log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("exact", "ivf", "hnsw")
-BUNDLE_FILES = ("index.faiss", "user_embeddings.npy", "item_embeddings.npy", "user_ids.npy",
-                "item_ids.npy", "items.csv", "seen.npz")  # fmt: skip
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -127,44 +118,37 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
                   replace: bool = False) -> dict:  # fmt: skip
     """Write the bundle of ``run`` to ``out`` atomically; return its manifest."""
     out = Path(out)
-    if out.exists() and not replace:
+    if out.exists() and not replace:  # before any work; write_bundle checks again
         raise ConfigError(f"bundle {out} exists: pass --replace to overwrite it, or --out")
-    with tempfile.TemporaryDirectory() as download:
-        config_path = client.download_artifacts(run.info.run_id, "config.yaml", download)
-        embeddings = Path(client.download_artifacts(run.info.run_id, "embeddings", download))
-        cfg = OmegaConf.load(config_path)
-        vectors = {name: np.load(embeddings / f"{name}.npy") for name in
-                   ("user_embeddings", "item_embeddings", "user_ids", "item_ids")}  # fmt: skip
+    if out.exists() and not bundle.is_bundle(out):
+        raise ConfigError(f"{out} exists and is not a bundle (no {bundle.MANIFEST} listing its "
+                          f"files): refusing to replace it; choose another --out")  # fmt: skip
+    with RunArtifacts(client, run.info.run_id) as logged:
+        cfg = logged.config()
+        vectors = logged.embeddings()
     data, seen = _seen_items(cfg, run.data.tags.get("split.fingerprint"))
     index = build_index(vectors["item_embeddings"], settings)
     recall = recall_against_exact(index, vectors["user_embeddings"], vectors["item_embeddings"])
     log.info("%s index: recall@10 against exact search %.4f", settings.kind, recall)
-    with atomic_path(out, directory=True) as tmp:
-        faiss.write_index(index, str(tmp / "index.faiss"))
-        for name, array in vectors.items():
-            np.save(tmp / f"{name}.npy", array)
-        items = data.items.assign(genres=data.items["genres"].map("|".join))
-        items.to_csv(tmp / "items.csv", index=False)
-        sp.save_npz(tmp / "seen.npz", seen)
-        manifest = _manifest(run, cfg, settings, recall, tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    items = data.items.set_index("item_id").loc[vectors["item_ids"]].reset_index()
+    contents = bundle.Bundle(index=index, items=items, seen=seen,
+                             manifest=_manifest(run, cfg, settings, recall), **vectors)  # fmt: skip
+    return bundle.write_bundle(out, contents, replace=replace)
 
 
 def _seen_items(cfg, fingerprint: str | None):
     """The run's data and each user's training + validation items, from its logged config."""
-    data = load_movielens(cfg.data.dir, cfg.data.name)
-    interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
-                                   cfg.data.min_rating)  # fmt: skip
-    split = build(cfg.split, "split")(interactions, seed=cfg.seed)
+    prepared = load_split(cfg)
+    split = prepared.split
     if fingerprint is not None and split.fingerprint != fingerprint:
         raise RecsysError(f"the split rebuilt from the run's config has fingerprint "
                           f"{split.fingerprint[:12]}, the run logged {fingerprint[:12]}: the data "
                           f"or the split code changed since; retrain and export again")
-    return data, (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
+    seen = (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
+    return prepared.data, seen
 
 
-def _manifest(run, cfg, settings: IndexSettings, recall: float, folder: Path) -> dict:
+def _manifest(run, cfg, settings: IndexSettings, recall: float) -> dict:
     tags = run.data.tags
     return {
         "run_id": run.info.run_id,
@@ -178,7 +162,6 @@ def _manifest(run, cfg, settings: IndexSettings, recall: float, folder: Path) ->
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": package_versions(),
         "index": {**settings.__dict__, "recall_at_10_vs_exact": recall},
-        "files": {name: sha256_file(folder / name) for name in BUNDLE_FILES},
     }
 
 

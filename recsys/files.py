@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename.
+"""Atomic file writes (write to a temporary file beside the target, then rename) and checksums.
 
 A crash or an interrupt at any point leaves either the old file or the new one, never a file
 that looks complete but is not.
@@ -7,6 +7,7 @@ that looks complete but is not.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -58,6 +59,15 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``target`` atomically."""
     atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _replace_directory(new: Path, target: Path) -> None:

@@ -16,14 +16,11 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from recsys.config import build
-from recsys.data import MovieLens, load_movielens, to_interactions
-from recsys.data.features import item_features, user_features
+from recsys import artifacts
+from recsys.config import build_model, load_split
 from recsys.errors import ConfigError, RecsysError
-from recsys.files import atomic_write_text
 from recsys.metrics import METRICS, Evaluation, evaluate
 from recsys.rng import seed_everything
 from recsys.split import Split
@@ -37,8 +34,6 @@ from recsys.tracking import (
 )
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 @dataclass(frozen=True)
@@ -56,14 +51,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     A pure function of ``cfg``: paths, seed and tracking store all come from it.
     """
-    seed_everything(cfg.seed)
-    splitter = build(cfg.split, "split")  # bad values fail here, before any download
-    data = load_movielens(cfg.data.dir, cfg.data.name)
-    model = build(cfg.model, "model", seed=cfg.seed, **side_features(cfg.model, data))
-    interactions = to_interactions(
-        data.ratings, data.users["user_id"], data.items["item_id"], cfg.data.min_rating
-    )
-    split = splitter(interactions, seed=cfg.seed)
+    prepared = load_split(cfg)
+    split = prepared.split
+    model = build_model(cfg.model, cfg.seed, prepared.data)
+    seed_everything(cfg.seed)  # after the build: seeds torch too if the model loaded it
     log.info("split %s: %s", split.fingerprint[:12], split.sizes())
 
     tracker = None
@@ -75,7 +66,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
                                     cfg.objective, on_epoch)  # fmt: skip
         if tracker is not None:
-            log_run(tracker, cfg, data.ratings_sha256, split, model, result)
+            log_run(tracker, cfg, prepared.data.ratings_sha256, split, model, result)
     except BaseException:
         if tracker is not None:
             tracker.end(failed=True)
@@ -84,18 +75,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.end()
     print(format_table(cfg, split, result))
     return result.metrics
-
-
-def side_features(model_cfg: DictConfig, data: MovieLens) -> dict:
-    """User and item features for models that take them (``uses_side_features``)."""
-    try:
-        model_class = get_class(model_cfg._target_)
-    except Exception as error:  # noqa: BLE001 - any import failure is a config mistake
-        raise ConfigError(f"model._target_ {model_cfg.get('_target_')!r} cannot be imported: "
-                          f"{error}") from None  # fmt: skip
-    if not getattr(model_class, "uses_side_features", False):
-        return {}
-    return {"user_features": user_features(data.users), "item_features": item_features(data.items)}
 
 
 def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
@@ -147,7 +126,7 @@ def _epoch_logger(tracker: RunTracker, objective: str):
     """Per-epoch training loss and validation objective, logged with the epoch as step."""
 
     def log_epoch(epoch: int, record: dict[str, float]) -> None:
-        names = {"loss": "epoch/loss", "val": f"epoch/{objective}"}
+        names = {"loss": "epoch/loss", "penalty": "epoch/penalty", "val": f"epoch/{objective}"}
         tracker.log_metrics({names[k]: v for k, v in record.items()}, step=epoch)
 
     return log_epoch
@@ -181,22 +160,24 @@ def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split
 
 
 def write_artifacts(folder: Path, cfg: DictConfig, split: Split, model, result: RunResult):
-    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    atomic_write_text(folder / "environment.txt", environment_listing())
-    (folder / "metrics").mkdir()
-    result.validation.per_user.to_csv(folder / "metrics" / "validation_per_user.csv", index=False)
-    result.test.per_user.to_csv(folder / "metrics" / "test_per_user.csv", index=False)
-    # what the report needs for popularity-bias plots: the test rankings (item indices, rows as
-    # in test_per_user.csv) and each item's number of training interactions
-    np.save(folder / "metrics" / "test_top_items.npy", result.test.top_items.astype(np.int32))
-    item_counts = np.bincount(split.train.item, minlength=split.train.n_items)
-    np.save(folder / "metrics" / "train_item_counts.npy", item_counts.astype(np.int32))
+    """The run's files in the layout of ``recsys.artifacts``."""
+    embeddings = None
     if cfg.tracking.log_embeddings and model.user_embeddings is not None:
-        (folder / "embeddings").mkdir()
-        np.save(folder / "embeddings" / "user_embeddings.npy", model.user_embeddings)
-        np.save(folder / "embeddings" / "item_embeddings.npy", model.item_embeddings)
-        np.save(folder / "embeddings" / "user_ids.npy", split.train.user_ids)
-        np.save(folder / "embeddings" / "item_ids.npy", split.train.item_ids)
+        embeddings = {"user_embeddings": model.user_embeddings,
+                      "item_embeddings": model.item_embeddings,
+                      "user_ids": split.train.user_ids,
+                      "item_ids": split.train.item_ids}  # fmt: skip
+    artifacts.write_run_files(
+        folder,
+        config=OmegaConf.to_yaml(cfg, resolve=True),
+        environment=environment_listing(),
+        per_user={"validation": result.validation.per_user, "test": result.test.per_user},
+        # for the report's popularity-bias figure: the test rankings and each item's number
+        # of training interactions
+        test_top_items=result.test.top_items,
+        train_item_counts=np.bincount(split.train.item, minlength=split.train.n_items),
+        embeddings=embeddings,
+    )
 
 
 def rerun_command() -> str:
@@ -224,22 +205,6 @@ def format_table(cfg: DictConfig, split: Split, result: RunResult) -> str:
     lines.append(f"test NDCG@10 = {metrics.get('test/ndcg@10', float('nan')):.4f} "
                  f"over {users} users")  # fmt: skip
     return "\n".join(lines)
-
-
-def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The config ``python -m recsys.train OVERRIDES`` would run, composed in-process.
-
-    For tests and notebooks: ``run(compose_config(["model=popular"]))``.
-    """
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} the way the app does
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.resolve(cfg)
-    return cfg
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")

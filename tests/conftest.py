@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data import download
+from recsys.data import MovieLens, download, to_interactions
 from recsys.data.download import DatasetSpec
+from recsys.data.movielens import read_items, read_users
+from recsys.split import RandomRatioSplit, Split
 
 SYNTHETIC = "ml-synthetic"
 OCCUPATIONS = ["student", "engineer", "artist", "doctor", "other"]
@@ -71,14 +76,90 @@ def offline_pip(monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
 
 
-@pytest.fixture
-def synthetic_data(tmp_path, monkeypatch) -> Path:
-    """A data folder holding a verified synthetic release named ``ml-synthetic``."""
+def write_synthetic_release(data_dir: Path, patch: pytest.MonkeyPatch) -> Path:
+    """Write the synthetic release into ``data_dir`` and register its checksum."""
     ratings = ratings_bytes(make_ratings())
-    monkeypatch.setitem(download.DATASETS, SYNTHETIC, synthetic_spec(ratings))
-    folder = tmp_path / "data" / SYNTHETIC
+    patch.setitem(download.DATASETS, SYNTHETIC, synthetic_spec(ratings))
+    folder = data_dir / SYNTHETIC
     folder.mkdir(parents=True)
     (folder / download.RATINGS_FILE).write_bytes(ratings)
     (folder / download.USERS_FILE).write_bytes(users_bytes(120))
     (folder / download.ITEMS_FILE).write_bytes(items_bytes(200))
-    return tmp_path / "data"
+    return data_dir
+
+
+@pytest.fixture
+def synthetic_data(tmp_path, monkeypatch) -> Path:
+    """A data folder holding a verified synthetic release named ``ml-synthetic``."""
+    return write_synthetic_release(tmp_path / "data", monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite store, its schema created once (MLflow's migrations take ~2 s)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def fresh_store(folder: Path, template: Path) -> str:
+    """A copy of the empty template store in ``folder``; its tracking URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, folder / "mlflow.db")
+    return f"sqlite:///{folder}/mlflow.db"
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, mlflow_template) -> str:
+    """A fresh, empty MLflow store in ``tmp_path``."""
+    return fresh_store(tmp_path, mlflow_template)
+
+
+@pytest.fixture(scope="session")
+def tracked_benchmark(tmp_path_factory, mlflow_template):
+    """A real MLflow store shared by the export and report tests (read it, never write to it):
+    experiment ``bench`` holds popular, EASE and ALS (8 factors) for seeds 1 and 2, then ALS
+    seed 1 once more (a repeated run: the report counts the newest). Only ALS has embeddings.
+
+    Yields ``(tracking_uri, data_dir, root)``.
+    """
+    from recsys.config import compose_config
+    from recsys.train import run
+
+    root = tmp_path_factory.mktemp("tracked")
+    uri = fresh_store(root, mlflow_template)
+    with pytest.MonkeyPatch.context() as patch:  # the release stays registered all session
+        data_dir = write_synthetic_release(root / "data", patch)
+        base = [f"data.dir={data_dir}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}",
+                "tracking.experiment=bench"]  # fmt: skip
+        runs = [["model=popular"], ["model=ease"], ["model=als", "model.factors=8"]]
+        with pytest.MonkeyPatch.context() as working_directory:
+            working_directory.chdir(root)  # MLflow puts a SQLite store's artifacts in ./mlruns
+            for overrides, seed in [(o, s) for o in runs for s in (1, 2)] + [(runs[2], 1)]:
+                run(compose_config([*base, *overrides, f"seed={seed}"]))
+        yield uri, data_dir, root
+
+
+@functools.cache
+def synthetic_movielens() -> MovieLens:
+    """The synthetic release in memory (what ``load_movielens`` reads from ``synthetic_data``)."""
+    users = read_users(io.BytesIO(users_bytes(120)))
+    items = read_items(io.BytesIO(items_bytes(200)))
+    return MovieLens(SYNTHETIC, make_ratings(), users, items, ratings_sha256="synthetic")
+
+
+@functools.cache
+def synthetic_split() -> Split:
+    """The synthetic release split 75/25 with a 10 % validation carve-out, seed 0."""
+    data = synthetic_movielens()
+    interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"])
+    return RandomRatioSplit(test_ratio=0.25, val_ratio=0.1)(interactions, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_matrices():
+    """``(train, validation, test)`` CSR matrices of ``synthetic_split()``."""
+    split = synthetic_split()
+    return split.train.to_csr(), split.validation.to_csr(), split.test.to_csr()

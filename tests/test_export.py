@@ -1,31 +1,20 @@
 """Export and demo on synthetic data, with a real MLflow store and real FAISS indexes."""
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from recsys import bundle as bundle_module
 from recsys import demo as demo_module
 from recsys import export
-from recsys.demo import Recommender
+from recsys.demo import BundleRecommender
 from recsys.errors import ConfigError, RecsysError
 from recsys.export import IndexSettings, build_index, export_bundle, select_run
-from recsys.train import compose_config, run
-from tests.conftest import SYNTHETIC
-
-
-@pytest.fixture
-def tracked(synthetic_data, tmp_path, monkeypatch):
-    """Three runs in a real MLflow store: popular (no embeddings), two ALS configs."""
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    base = [f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}"]
-    scores = {}
-    for overrides in (["model=popular"], ["model=als", "model.factors=2"],
-                      ["model=als", "model.factors=8"]):  # fmt: skip
-        scores[" ".join(overrides)] = run(compose_config(base + overrides))["val/ndcg@10"]
-    return MlflowClient(uri), scores
 
 
 def test_exact_index_equals_brute_force_top_k():
@@ -47,64 +36,104 @@ def test_approximate_indexes_report_recall_against_exact(kind):
     assert export.recall_against_exact(exact, users, items) == 1.0
 
 
-def test_best_run_with_embeddings_is_selected(tracked):
-    client, scores = tracked
-    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
-    als = {k: v for k, v in scores.items() if "als" in k}
-    expected = max(als, key=als.get)
-    assert best.data.params["model.factors"] == expected.split("factors=")[1]
-    popular = client.search_runs([best.info.experiment_id], "tags.model = 'popular'")[0]
+@pytest.fixture(scope="module")
+def client(tracked_benchmark):
+    uri, _, _ = tracked_benchmark
+    return MlflowClient(uri)
+
+
+def test_best_run_with_embeddings_is_selected(client):
+    best = select_run(client, "bench", "val/ndcg@10", None)
+    experiment = client.get_experiment_by_name("bench").experiment_id
+    with_vectors = client.search_runs([experiment], "tags.has_embeddings = 'true'")
+    assert {r.data.tags["model"] for r in with_vectors} == {"als"}
+    assert best.info.run_id == max(with_vectors,
+                                   key=lambda r: r.data.metrics["val/ndcg_at_10"]).info.run_id
+    popular = client.search_runs([experiment], "tags.model = 'popular'")[0]
     with pytest.raises(ConfigError, match="no embeddings"):
-        select_run(client, SYNTHETIC, "val/ndcg@10", popular.info.run_id)
+        select_run(client, "bench", "val/ndcg@10", popular.info.run_id)
     with pytest.raises(ConfigError, match="no MLflow experiment"):
         select_run(client, "nope", "val/ndcg@10", None)
 
 
+@pytest.fixture(scope="module")
+def exported(client, tmp_path_factory):
+    """One exported bundle; tests that change it work on a copy (``bundle``)."""
+    out = tmp_path_factory.mktemp("exported") / "bundle"
+    export_bundle(client, select_run(client, "bench", "val/ndcg@10", None), out,
+                  IndexSettings("exact"))  # fmt: skip
+    return out
+
+
 @pytest.fixture
-def bundle(tracked, tmp_path):
-    client, _ = tracked
-    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
-    export_bundle(client, best, tmp_path / "bundle", IndexSettings("exact"))
-    return tmp_path / "bundle"
+def bundle(exported, tmp_path):
+    copy = tmp_path / "bundles" / "bundle"
+    shutil.copytree(exported, copy)
+    return copy
 
 
-def test_bundle_has_manifest_with_run_fingerprints_and_checksums(bundle, tracked):
-    manifest = json.loads((bundle / "manifest.json").read_text())
+@pytest.fixture(scope="module")
+def demo(exported):
+    return BundleRecommender.load(exported)
+
+
+def test_bundle_has_manifest_with_run_fingerprints_and_checksums(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["model"] == "als" and len(manifest["split_fingerprint"]) == 64
     assert manifest["index"]["recall_at_10_vs_exact"] == 1.0
-    assert set(manifest["files"]) == set(export.BUNDLE_FILES)
+    assert set(manifest["files"]) == set(bundle_module.FILES)
     assert "version.faiss-cpu" in manifest["versions"] and manifest["created_at"]
 
 
-def test_crash_during_export_leaves_the_previous_bundle_intact(bundle, tracked, monkeypatch):
-    client, _ = tracked
+def test_crash_during_export_leaves_the_previous_bundle_intact(client, bundle, monkeypatch):
     before = {p.name: p.read_bytes() for p in bundle.iterdir()}
-    best = select_run(client, SYNTHETIC, "val/ndcg@10", None)
+    best = select_run(client, "bench", "val/ndcg@10", None)
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt("simulated crash after the index was written")
+        raise KeyboardInterrupt("simulated crash while the new bundle is being written")
 
-    monkeypatch.setattr(export, "_manifest", crash)
+    monkeypatch.setattr(bundle_module, "sha256_file", crash)  # after the index is written
     with pytest.raises(KeyboardInterrupt):
         export_bundle(client, best, bundle, IndexSettings("hnsw"), replace=True)
     assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
-    assert [p.name for p in bundle.parent.iterdir() if p.name.startswith(".bundle")] == []
-    Recommender.load(bundle).recommend(1)
+    assert [p.name for p in bundle.parent.iterdir()] == ["bundle"]  # no temporary folder left
+    monkeypatch.undo()
+    BundleRecommender.load(bundle).recommend(1)
     with pytest.raises(ConfigError, match="--replace"):
         export_bundle(client, best, bundle, IndexSettings("exact"))
+
+
+def test_replace_refuses_a_folder_that_is_not_a_bundle(client, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("a thesis chapter")
+    best = select_run(client, "bench", "val/ndcg@10", None)
+    with pytest.raises(ConfigError, match="is not a bundle"):
+        export_bundle(client, best, victim, IndexSettings("exact"), replace=True)
+    assert (victim / "notes.txt").read_text() == "a thesis chapter"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]
+
+
+def test_replace_replaces_a_bundle(client, bundle):
+    best = select_run(client, "bench", "val/ndcg@10", None)
+    manifest = export_bundle(client, best, bundle, IndexSettings("hnsw"), replace=True)
+    assert manifest["index"]["kind"] == "hnsw"
+    assert BundleRecommender.load(bundle).manifest["index"]["kind"] == "hnsw"
 
 
 def test_tampered_bundle_fails_to_load_with_a_clear_error(bundle):
     np.save(bundle / "item_embeddings.npy", np.zeros((200, 8), dtype=np.float32))
     with pytest.raises(RecsysError, match="item_embeddings.npy has SHA-256 .* the manifest says"):
-        Recommender.load(bundle)
+        BundleRecommender.load(bundle)
     (bundle / "seen.npz").unlink()
     with pytest.raises(RecsysError, match="inconsistent"):
-        Recommender.load(bundle)
+        BundleRecommender.load(bundle)
+    (bundle / "manifest.json").write_text("{")
+    with pytest.raises(RecsysError, match="not valid JSON"):
+        BundleRecommender.load(bundle)
 
 
-def test_recommendations_exclude_seen_items_and_match_the_batch_path(bundle):
-    demo = Recommender.load(bundle)
+def test_recommendations_exclude_seen_items_and_match_the_batch_path(demo):
     table = demo.recommend(7, k=10)
     assert list(table.columns) == demo_module.COLUMNS and len(table) == 10
     assert table["rank"].tolist() == list(range(1, 11))
@@ -117,18 +146,18 @@ def test_recommendations_exclude_seen_items_and_match_the_batch_path(bundle):
     np.testing.assert_array_equal(many[0], many[2])
 
 
-def test_similar_items_and_new_users(bundle):
-    demo = Recommender.load(bundle)
+def test_similar_items_and_new_users(demo):
     by_title = demo.similar_items("Movie 5 (1955)", k=5)
     assert len(by_title) == 5 and 5 not in set(by_title["movie_id"])
     assert by_title.equals(demo.similar_items(5, k=5))
     assert by_title.equals(demo.similar_items("movie 5 (1955)", k=5))
+    assert by_title["genres"].iloc[0] in {f"{g}|Drama" for g in ("Action", "Comedy", "Drama",
+                                                                 "Sci-Fi")}  # fmt: skip
     new = demo.recommend_for_new_user(liked=["Movie 5 (1955)", 9, "Movie 13 (1963)"], k=10)
     assert len(new) == 10 and not {5, 9, 13} & set(new["movie_id"])
 
 
-def test_unknown_users_and_movies_get_suggestions(bundle):
-    demo = Recommender.load(bundle)
+def test_unknown_users_and_movies_get_suggestions(demo):
     with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120"):
         demo.recommend(9999)
     with pytest.raises(RecsysError, match="did you mean: .*Movie 5 \\(1955\\)"):
@@ -137,12 +166,21 @@ def test_unknown_users_and_movies_get_suggestions(bundle):
         demo.recommend_for_new_user(liked=[5000])
 
 
-def test_cli_prints_a_table_or_one_line(bundle, capsys):
-    assert demo_module.main(["--bundle", str(bundle), "--user", "3", "-k", "3"]) == 0
+def test_cli_prints_a_table_or_one_line(exported, capsys):
+    assert demo_module.main(["--bundle", str(exported), "--user", "3", "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "movie_id" in out and len(out.strip().splitlines()) == 4
-    assert demo_module.main(["--bundle", str(bundle), "--user", "9999"]) == 1
+    assert demo_module.main(["--bundle", str(exported), "--user", "9999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown user 9999") and err.count("\n") == 1
-    assert demo_module.main(["--bundle", str(bundle / "missing"), "--user", "3"]) == 1
+    assert demo_module.main(["--bundle", str(exported / "missing"), "--user", "3"]) == 1
     assert "run `python -m recsys.export` first" in capsys.readouterr().err
+
+
+def test_the_demo_loads_a_bundle_without_mlflow_or_hydra(exported):
+    code = ("import sys; from recsys.demo import BundleRecommender; "
+            f"BundleRecommender.load({str(exported)!r}).recommend(3); "
+            "print(sorted(m for m in ('mlflow', 'hydra', 'omegaconf') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)  # fmt: skip
+    assert result.stdout.strip() == "[]"

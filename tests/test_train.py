@@ -4,30 +4,34 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
+from recsys import artifacts
+from recsys.artifacts import RunArtifacts
+from recsys.config import compose_config
 from recsys.errors import ConfigError
-from recsys.train import compose_config, run
+from recsys.train import run
 from tests.conftest import SYNTHETIC
 
 
-def synthetic_config(data_dir, tmp_path, *overrides):
-    return compose_config([f"data.dir={data_dir}", f"data.name={SYNTHETIC}",
-                           f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", *overrides])  # fmt: skip
+def synthetic_config(data_dir, uri, *overrides):
+    uri = [] if uri is None else [f"tracking.uri={uri}"]
+    return compose_config([f"data.dir={data_dir}", f"data.name={SYNTHETIC}", *uri, *overrides])
 
 
 def only_quality(metrics):
     return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
-def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, tmp_path, monkeypatch):
+def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, mlflow_uri, tmp_path,
+                                                     monkeypatch):  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    metrics = run(synthetic_config(synthetic_data, tmp_path, "model=als", "model.factors=8"))
+    metrics = run(synthetic_config(synthetic_data, mlflow_uri, "model=als", "model.factors=8"))
     assert metrics["test/ndcg@10"] > 0.2 and metrics["val/n_users"] > 0
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(mlflow_uri)
     experiment = client.get_experiment_by_name(SYNTHETIC)
     (logged,) = client.search_runs([experiment.experiment_id])
     assert logged.info.status == "FINISHED"
     params, tags, values = logged.data.params, logged.data.tags, logged.data.metrics
-    assert params["model._target_"] == "recsys.models.ALSRecommender"
+    assert params["model._target_"] == "recsys.models.als.ALSRecommender"
     assert params["model.factors"] == "8" and params["seed"] == "42"
     assert int(params["split.size.train"]) > int(params["split.size.test"]) > 0
     for k in (5, 10, 20):
@@ -39,21 +43,24 @@ def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, tmp_path, mo
     assert len(tags["data.sha256"]) == 64 and len(tags["split.fingerprint"]) == 64
     assert tags["git.commit"] and tags["version.implicit"] and tags["version.torch"]
     assert tags["hardware.cpu_count"] and tags["command"].startswith("python -m recsys.train")
-    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
-    assert {"config.yaml", "environment.txt", "metrics", "embeddings"} <= artifacts
+    top_level = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {artifacts.CONFIG, artifacts.ENVIRONMENT, "metrics", artifacts.EMBEDDINGS} <= top_level
     per_user = {a.path for a in client.list_artifacts(logged.info.run_id, "metrics")}
-    assert per_user == {"metrics/test_per_user.csv", "metrics/validation_per_user.csv",
-                        "metrics/test_top_items.npy", "metrics/train_item_counts.npy"}
+    assert per_user == {*artifacts.PER_USER.values(), artifacts.TEST_TOP_ITEMS,
+                        artifacts.TRAIN_ITEM_COUNTS}  # fmt: skip
     embeddings = {a.path for a in client.list_artifacts(logged.info.run_id, "embeddings")}
-    assert "embeddings/item_embeddings.npy" in embeddings
+    assert embeddings == {artifacts.embedding_path(n) for n in artifacts.EMBEDDING_ARRAYS}
+    with RunArtifacts(client, logged.info.run_id) as files:
+        assert files.config().model.factors == 8
+        assert len(files.per_user("test")) == values["test/n_users"]
 
 
 def test_same_seed_same_metrics_other_seed_other_split(synthetic_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = run(synthetic_config(synthetic_data, tmp_path, "model=als", "tracking.enabled=false"))
-    again = run(synthetic_config(synthetic_data, tmp_path, "model=als", "tracking.enabled=false"))
+    first = run(synthetic_config(synthetic_data, None, "model=als", "tracking.enabled=false"))
+    again = run(synthetic_config(synthetic_data, None, "model=als", "tracking.enabled=false"))
     assert only_quality(first) == only_quality(again)
-    other = run(synthetic_config(synthetic_data, tmp_path, "model=als", "seed=7",
+    other = run(synthetic_config(synthetic_data, None, "model=als", "seed=7",
                                  "tracking.enabled=false"))  # fmt: skip
     assert only_quality(other) != only_quality(first)
 
@@ -67,10 +74,10 @@ def test_default_store_is_mlflow_db_in_the_working_directory(synthetic_data, tmp
     assert (tmp_path / "mlflow.db").exists()
 
 
-def test_bad_hyperparameter_is_a_config_error(synthetic_data, tmp_path, monkeypatch):
+def test_bad_hyperparameter_is_a_config_error(synthetic_data, mlflow_uri, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="model.factors must be"):
-        run(synthetic_config(synthetic_data, tmp_path, "model=als", "model.factors=-3"))
+        run(synthetic_config(synthetic_data, mlflow_uri, "model=als", "model.factors=-3"))
 
 
 def recsys_train(tmp_path, *args):
@@ -108,48 +115,25 @@ def test_cli_bad_value_is_one_line_error(tmp_path):
     assert "split.test_ratio must be in (0, 1), got 1.5" in line
 
 
-def test_torch_model_logs_each_epoch_and_uses_side_features(synthetic_data, tmp_path,
+def test_torch_model_logs_each_epoch_and_uses_side_features(synthetic_data, mlflow_uri, tmp_path,
                                                             monkeypatch):  # fmt: skip
     monkeypatch.chdir(tmp_path)
-    cfg = synthetic_config(synthetic_data, tmp_path, "model=two_tower", "model.epochs=4",
-                           "model.dim=8", "model.device=cpu", "model.progress=false")  # fmt: skip
+    cfg = synthetic_config(synthetic_data, mlflow_uri, "model=two_tower", "model.trainer.epochs=4",
+                           "model.dim=8", "model.trainer.device=cpu",
+                           "model.trainer.progress=false")  # fmt: skip
     metrics = run(cfg)
     assert 1 <= metrics["train/best_epoch"] <= metrics["train/epochs_run"] <= 4
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(mlflow_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name(SYNTHETIC).experiment_id])
     history = client.get_metric_history(logged.info.run_id, "epoch/val/ndcg_at_10")
     assert [m.step for m in history] == list(range(1, int(metrics["train/epochs_run"]) + 1))
     assert len(client.get_metric_history(logged.info.run_id, "epoch/loss")) == len(history)
+    assert len(client.get_metric_history(logged.info.run_id, "epoch/penalty")) == len(history)
     assert max(m.value for m in history) == pytest.approx(metrics["val/ndcg@10"])
 
 
 def test_early_stopping_needs_a_validation_part(synthetic_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="val_ratio"):
-        run(synthetic_config(synthetic_data, tmp_path, "model=bpr", "split.val_ratio=0",
+        run(synthetic_config(synthetic_data, None, "model=bpr", "split.val_ratio=0",
                              "tracking.enabled=false"))  # fmt: skip
-
-
-@pytest.mark.parametrize("search", ["als", "ease", "itemknn", "bpr", "two_tower", "graphsage"])
-def test_every_search_space_composes_on_its_model(search):
-    from hydra import compose, initialize_config_dir
-
-    from recsys.train import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"hparams_search={search}"], return_hydra_config=True)
-    assert cfg.hydra.runtime.choices.model == search
-    params = cfg.hydra.sweeper.params
-    assert params and all(key.startswith("model.") for key in params)
-
-
-def test_benchmark_experiment_sweeps_every_model_over_five_seeds():
-    from hydra import compose, initialize_config_dir
-
-    from recsys.train import CONF_DIR
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["experiment=benchmark"], return_hydra_config=True)
-    models = set(cfg.hydra.sweeper.params.model.split(","))
-    assert models == {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
-    assert cfg.hydra.sweeper.params.seed == "1,2,3,4,5"

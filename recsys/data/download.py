@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.errors import DataError
-from recsys.files import atomic_path
+from recsys.files import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,6 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_ratings(path: Path, spec: DatasetSpec) -> str:

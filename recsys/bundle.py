@@ -1,0 +1,115 @@
+"""The exported bundle: what it holds, how it is written and how it is read back.
+
+A bundle is a folder::
+
+    index.faiss            FAISS inner-product index over the item vectors
+    user_embeddings.npy    (n_users, d) float32
+    item_embeddings.npy    (n_items, d) float32
+    user_ids.npy           (n_users,) MovieLens user ids, row order of the user vectors
+    item_ids.npy           (n_items,) MovieLens movie ids, row order of the item vectors
+    items.csv              item_id, title, year, genres ("|"-joined), rows as item_ids.npy
+    seen.npz               (n_users, n_items) CSR: each user's training and validation items
+    manifest.json          run, model, metrics, fingerprints, versions, index settings, and
+                           the SHA-256 of every file above
+
+It is written into a temporary folder and renamed into place (an existing bundle survives a
+crash, and only a folder that is a bundle is ever replaced), and read back only if every file
+matches its manifest. Nothing here imports MLflow or Hydra: the demo loads a bundle alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_path, sha256_file
+
+MANIFEST = "manifest.json"
+FILES = ("index.faiss", "user_embeddings.npy", "item_embeddings.npy", "user_ids.npy",
+         "item_ids.npy", "items.csv", "seen.npz")  # fmt: skip
+ARRAYS = ("user_embeddings", "item_embeddings", "user_ids", "item_ids")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle's contents in memory (see the module docstring)."""
+
+    index: faiss.Index
+    user_embeddings: np.ndarray
+    item_embeddings: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    items: pd.DataFrame  # item_id, title, year (nullable Int64), genres (list of str)
+    seen: sp.csr_matrix
+    manifest: dict
+
+
+def is_bundle(folder: str | Path) -> bool:
+    """Does ``folder`` hold a bundle's manifest (so that replacing it loses nothing else)?"""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and set(manifest.get("files", {})) == set(FILES)
+
+
+def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict:
+    """Write ``bundle`` to the folder ``out`` atomically; return the manifest as written
+    (``bundle.manifest`` plus every file's SHA-256).
+
+    An existing ``out`` is replaced only with ``replace`` and only if it is a bundle itself.
+    """
+    out = Path(out)
+    if out.exists() and not replace:
+        raise ConfigError(f"bundle {out} exists: pass --replace to overwrite it, or --out")
+    if out.exists() and not is_bundle(out):
+        raise ConfigError(f"{out} exists and is not a bundle (no {MANIFEST} listing its files): "
+                          f"refusing to replace it; choose another --out")  # fmt: skip
+    with atomic_path(out, directory=True) as tmp:
+        faiss.write_index(bundle.index, str(tmp / "index.faiss"))
+        for name in ARRAYS:
+            np.save(tmp / f"{name}.npy", getattr(bundle, name))
+        items = bundle.items.assign(genres=bundle.items["genres"].map("|".join))
+        items.to_csv(tmp / "items.csv", index=False)
+        sp.save_npz(tmp / "seen.npz", bundle.seen)
+        manifest = bundle.manifest | {"files": {name: sha256_file(tmp / name) for name in FILES}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Load the bundle at ``path``, checking every file against the manifest's SHA-256."""
+    folder = Path(path)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        raise RecsysError(f"no bundle at {folder} ({MANIFEST} missing): run "
+                          f"`python -m recsys.export` first")  # fmt: skip
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError:
+        raise RecsysError(f"bundle {folder}: {MANIFEST} is not valid JSON; export it again with "
+                          f"`python -m recsys.export --replace`") from None  # fmt: skip
+    for name in FILES:
+        expected = manifest.get("files", {}).get(name)
+        actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
+        if expected != actual:
+            raise RecsysError(f"bundle {folder} is inconsistent: {name} has SHA-256 {actual}, "
+                              f"the manifest says {expected}; export it again with "
+                              f"`python -m recsys.export --replace`")  # fmt: skip
+    items = pd.read_csv(folder / "items.csv", dtype={"year": "Int64"}, keep_default_na=False,
+                        na_values={"year": [""]})  # fmt: skip
+    items["genres"] = [g.split("|") if g else [] for g in items["genres"]]
+    arrays = {name: np.load(folder / f"{name}.npy") for name in ARRAYS}
+    if not np.array_equal(items["item_id"].to_numpy(), arrays["item_ids"]):
+        raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; export it "
+                          f"again")  # fmt: skip
+    return Bundle(index=faiss.read_index(str(folder / "index.faiss")), items=items,
+                  seen=sp.load_npz(folder / "seen.npz").tocsr(), manifest=manifest,
+                  **arrays)  # fmt: skip
