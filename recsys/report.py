@@ -1,44 +1,51 @@
 """Tables and figures for a paper from the runs of an MLflow experiment.
 
     python -m recsys.report [--experiment ml-100k-benchmark] [--filter "tags.model != 'random'"]
-                            [--out reports] [--alpha 0.05] [--test wilcoxon|ttest]
+                            [--out reports] [--ks 10 5 20] [--alpha 0.05] [--test wilcoxon|ttest]
+                            [--readme README.md] [--force]
 
-Writes ``results.md`` and ``results.tex`` (booktabs) and ``figures/*.png|pdf``:
+Writes ``results.md`` and ``results.tex`` (booktabs), ``figures/*.png|pdf`` and ``report.json``
+(which experiment and protocol the folder holds):
 
-- every model x metric at K=10 (and the other Ks in a second table) as the mean over seeds
-  with a 95% confidence interval (Student's t over the seeds' test means);
+- every model x metric at the first K of ``--ks`` (the other Ks in a second table) as the mean
+  over seeds with a 95% confidence interval (Student's t over the seeds' test means);
 - the best model of each column in bold, and a dagger on every row the best model beats
   significantly: a paired test (two-sided Wilcoxon signed-rank, or paired t-test) on per-user
   test values averaged over seeds, Holm-corrected over the rows of the column;
-- figures: metric bars with CIs, metric vs K, training time vs NDCG@10, popularity bias of the
+- figures: metric bars with CIs, metric vs K, training time vs NDCG, popularity bias of the
   recommendations (share by item-popularity decile), catalogue coverage, and a 2-D PCA of the
   best embedding model's item vectors coloured by genre.
+
+The protocol (dataset, rating filter, split) is read from the runs' logged config: runs of
+different protocols are refused in one table. Models appear from the weakest to the strongest
+by the main NDCG. A folder holding another experiment's or protocol's report is overwritten
+only with ``--force``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from recsys.data import load_movielens  # noqa: E402
-from recsys.errors import ConfigError, RecsysError  # noqa: E402
-from recsys.files import atomic_write_text  # noqa: E402
-from recsys.tracking import mlflow_key  # noqa: E402
+from recsys import artifacts
+from recsys.artifacts import RunArtifacts
+from recsys.config import build
+from recsys.data import load_movielens
+from recsys.docs import replace_section
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_write_text
+from recsys.tracking import mlflow_key
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +53,48 @@ MAIN_METRICS = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")
 OTHER_METRICS = ("precision", "recall", "map", "ndcg")
 LABELS = {"precision": "Precision", "recall": "Recall", "map": "MAP", "ndcg": "NDCG",
           "hit_rate": "HitRate", "mrr": "MRR", "coverage": "Coverage"}  # fmt: skip
-MODEL_ORDER = ("random", "popular", "itemknn", "ease", "als", "bpr", "two_tower", "graphsage")
+# the logged params that define a protocol: runs that differ in one are not comparable
+PROTOCOL_PREFIXES = ("data.", "split.")
+NOT_PROTOCOL = ("data.dir", "split.size.")
+REPORT_FILE = "report.json"
 GENRE_PRIORITY = ("Children's", "Horror", "Sci-Fi", "Documentary", "Romance", "Action",
                   "Comedy", "Drama")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Runs:
-    """The finished runs of an experiment: one row each (model, seed, metrics, artifacts)."""
+    """The finished runs of an experiment: one row each (model, seed, metrics), their shared
+    protocol, and their artifacts (each file downloaded once, on first use)."""
 
     table: pd.DataFrame
     client: MlflowClient
     experiment: str
+    protocol: dict[str, str]
+    order_by: str = "ndcg@10"
+    _artifacts: dict[str, RunArtifacts] = field(default_factory=dict, repr=False)
 
     @property
     def models(self) -> list[str]:
-        found = self.table["model"].unique().tolist()
-        return sorted(found, key=lambda m: (MODEL_ORDER + (m,)).index(m))
+        """The models, weakest first by mean ``order_by`` (a test metric, ``ndcg@10``)."""
+        means = self.table.groupby("model")[mlflow_key(f"test/{self.order_by}")].mean()
+        return sorted(means.index, key=lambda m: (means[m], m))
+
+    def artifacts(self, run_id: str) -> RunArtifacts:
+        if run_id not in self._artifacts:
+            self._artifacts[run_id] = RunArtifacts(self.client, run_id)
+        return self._artifacts[run_id]
+
+    def close(self) -> None:
+        for logged in self._artifacts.values():
+            logged.close()
+        self._artifacts.clear()
 
 
-def load_runs(client: MlflowClient, experiment: str, filter_string: str = "") -> Runs:
+def load_runs(client: MlflowClient, experiment: str, filter_string: str = "",
+              order_by: str = "ndcg@10") -> Runs:  # fmt: skip
+    """The experiment's finished runs (matching ``filter_string``); a repeated model and seed
+    counts once, its newest run. ``ConfigError`` if none, if they mix protocols, or if
+    ``order_by`` (the test metric models are ordered by) was not logged."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ConfigError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}: run "
@@ -78,7 +107,9 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "") ->
     rows = [{"run_id": r.info.run_id, "model": r.data.tags["model"],
              "seed": int(r.data.tags["seed"]),
              "has_embeddings": r.data.tags.get("has_embeddings") == "true",
-             "commit": r.data.tags.get("git.commit", "unknown"), **r.data.metrics}
+             "commit": r.data.tags.get("git.commit", "unknown"),
+             "protocol": json.dumps(protocol_params(r.data.params), sort_keys=True),
+             **r.data.metrics}
             for r in runs]  # fmt: skip
     table = pd.DataFrame(rows)  # newest first (search order), so keep="first" keeps the newest
     repeated = table.duplicated(["model", "seed"], keep="first")
@@ -86,7 +117,40 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "") ->
         log.warning("%d older runs of a model and seed already reported are ignored (a repeated "
                     "benchmark); the newest run of each is used", int(repeated.sum()))
     table = table[~repeated].sort_values(["model", "seed"], ignore_index=True)
-    return Runs(table, client, experiment)
+    if mlflow_key(f"test/{order_by}") not in table:
+        raise ConfigError(f"the runs of {experiment!r} logged no test/{order_by}: choose --ks "
+                          f"among the cut-offs they were evaluated at")  # fmt: skip
+    return Runs(table, client, experiment, _one_protocol(table, experiment), order_by)
+
+
+def protocol_params(params: dict[str, str]) -> dict[str, str]:
+    """The logged params that define the evaluation protocol (data and split settings)."""
+    return {k: v for k, v in params.items()
+            if k.startswith(PROTOCOL_PREFIXES) and not k.startswith(NOT_PROTOCOL)}  # fmt: skip
+
+
+def _one_protocol(table: pd.DataFrame, experiment: str) -> dict[str, str]:
+    protocols = table["protocol"].value_counts()
+    if len(protocols) == 1:
+        return json.loads(protocols.index[0])
+    decoded = [json.loads(p) for p in protocols.index]
+    differing = sorted({k for p in decoded for k in p if len({q.get(k) for q in decoded}) > 1})
+    counts = "; ".join(f"{n} runs with " + ", ".join(f"{k}={p.get(k)}" for k in differing)
+                       for p, n in zip(decoded, protocols, strict=True))  # fmt: skip
+    raise ConfigError(f"the runs of {experiment!r} use {len(protocols)} protocols ({counts}): "
+                      f"one protocol per table; pick one with --filter, e.g. \"params.`"
+                      f"{differing[0]}` = '{decoded[0].get(differing[0])}'\"")
+
+
+def describe_protocol(runs: Runs) -> str:
+    """The runs' protocol in words, from the first run's logged config."""
+    cfg = runs.artifacts(runs.table["run_id"].iloc[0]).config()
+    splitter = build(cfg.split, "split")
+    positives = ("all ratings positive" if cfg.data.min_rating is None
+                 else f"ratings >= {cfg.data.min_rating} positive")  # fmt: skip
+    return (f"{cfg.data.name}, {positives}; {splitter.describe()}; models trained on the "
+            f"training part; full-catalogue ranking with the user's training (and, for test, "
+            f"validation) items excluded")
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> float:
@@ -129,16 +193,12 @@ def significance(per_user: pd.DataFrame, best: str, alpha: float, test: str) -> 
 
 
 def per_user_values(runs: Runs, metric: str) -> pd.DataFrame:
-    """``(users, models)`` per-user test values of ``metric``, averaged over each model's seeds."""
+    """``(users, models)`` per-user test values of ``metric``, averaged over each model's seeds
+    (each run's per-user file is read once, whatever the number of metrics)."""
     columns = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for model, group in runs.table.groupby("model"):
-            frames = []
-            for run_id in group["run_id"]:
-                path = runs.client.download_artifacts(run_id, "metrics/test_per_user.csv",
-                                                      f"{folder}/{run_id}")  # fmt: skip
-                frames.append(pd.read_csv(path, index_col="user_id")[metric])
-            columns[model] = pd.concat(frames, axis=1).mean(axis=1)
+    for model, group in runs.table.groupby("model"):
+        frames = [runs.artifacts(run_id).per_user("test")[metric] for run_id in group["run_id"]]
+        columns[model] = pd.concat(frames, axis=1).mean(axis=1)
     table = pd.DataFrame(columns).dropna()
     return table[[m for m in runs.models if m in table]]
 
@@ -212,63 +272,124 @@ def latex_table(table: dict[str, dict[str, Cell]], models: list[str], caption: s
     return "\n".join(lines)
 
 
-def write_report(runs: Runs, out: Path, ks: list[int], alpha: float, test: str) -> Path:
-    """Write ``results.md``, ``results.tex`` and the figures; return the markdown path."""
-    out.mkdir(parents=True, exist_ok=True)
-    main_k, other_ks = 10, [k for k in ks if k != 10]
+def write_report(runs: Runs, out: Path, ks: list[int], alpha: float, test: str,
+                 force: bool = False) -> Path:  # fmt: skip
+    """Write ``results.md``, ``results.tex``, the figures and ``report.json`` into ``out``;
+    return the markdown path. The first of ``ks`` is the main cut-off.
+
+    A folder that holds another experiment's or protocol's report, or files no report wrote,
+    is refused unless ``force``.
+    """
+    check_output_folder(out, runs, force)
+    main_k, other_ks = ks[0], list(ks[1:])
     models = runs.models
-    main = metric_table(runs, [f"{m}@{main_k}" for m in MAIN_METRICS], alpha, test)
-    main |= metric_table(runs, [f"coverage@{main_k}"], alpha, test, per_user_tests=False)
-    seconds = runs.table.groupby("model")["time/fit_seconds"]
-    fit = {"Fit (s)": {m: f"{seconds.mean()[m]:.1f}" for m in models}}
-    other = metric_table(runs, [f"{m}@{k}" for k in other_ks for m in OTHER_METRICS], alpha, test)
-    seeds = sorted(runs.table["seed"].unique().tolist())
+    main = main_table(runs, main_k, alpha, test)
+    note = table_note(runs, alpha, test)
+    sections = [f"# Results: {runs.experiment}", "", summary(runs), "",
+                f"## Test metrics at K = {main_k}", "",
+                markdown_table(main.cells, models, main.extra), "", note, ""]  # fmt: skip
+    latex = ["% generated by python -m recsys.report; needs \\usepackage{booktabs}",
+             latex_table(main.cells, models, f"Test metrics at $K={main_k}$. "
+                         + _latex_escape(note), main.extra)]  # fmt: skip
+    if other_ks:
+        other = metric_table(runs, [f"{m}@{k}" for k in other_ks for m in OTHER_METRICS], alpha,
+                             test)  # fmt: skip
+        sections += [f"## Test metrics at K = {', '.join(map(str, other_ks))}", "",
+                     markdown_table(other, models), "", note, ""]  # fmt: skip
+        latex.append(latex_table(other, models, "Test metrics at other cut-offs. "
+                                 + _latex_escape(note)))  # fmt: skip
+    figures = write_figures(runs, out / "figures", main_k)
+    sections += ["## Figures", "", *[f"![{name}](figures/{name}.png)" for name in figures], ""]
+    atomic_write_text(out / "results.tex", "\n\n".join(latex) + "\n")
+    atomic_write_text(out / "results.md", "\n".join(sections))
+    atomic_write_text(out / REPORT_FILE, json.dumps(report_record(runs), indent=2) + "\n")
+    return out / "results.md"
+
+
+@dataclass(frozen=True)
+class MainTable:
+    cells: dict[str, dict[str, Cell]]
+    extra: dict[str, dict[str, str]]  # columns that are no metric: fit time, epochs
+
+
+def main_table(runs: Runs, k: int, alpha: float, test: str) -> MainTable:
+    """Every metric at the main cut-off ``k``, plus fit time and (torch models) epochs."""
+    cells = metric_table(runs, [f"{m}@{k}" for m in MAIN_METRICS], alpha, test)
+    cells |= metric_table(runs, [f"coverage@{k}"], alpha, test, per_user_tests=False)
+    grouped = runs.table.groupby("model")
+    extra = {"Fit (s)": {m: f"{grouped['time/fit_seconds'].mean()[m]:.1f}" for m in runs.models}}
+    if "train/best_epoch" in runs.table:
+        best, run = grouped["train/best_epoch"].mean(), grouped["train/epochs_run"].mean()
+        extra["Epochs (best / run)"] = {m: "" if np.isnan(best[m]) else f"{best[m]:.0f} / "
+                                        f"{run[m]:.0f}" for m in runs.models}  # fmt: skip
+    return MainTable(cells, extra)
+
+
+def summary(runs: Runs) -> str:
+    """Which runs, which protocol, which code."""
+    commits = sorted(runs.table["commit"].unique())
+    n_seeds = runs.table.groupby("model")["seed"].nunique()
+    seeds = (f"{n_seeds.iloc[0]} seeds" if n_seeds.nunique() == 1
+             else f"{n_seeds.min()}–{n_seeds.max()} seeds")  # fmt: skip
+    return (f"{len(runs.table)} runs: {len(n_seeds)} models × {seeds}. Protocol: "
+            f"{describe_protocol(runs)}. Generated by `python -m recsys.report --experiment "
+            f"{runs.experiment}` from runs at commit(s) {', '.join(c[:10] for c in commits)}.")
+
+
+def table_note(runs: Runs, alpha: float, test: str) -> str:
+    """What the cells, bold and daggers mean; the seeds behind each mean."""
+    seeds = runs.table.groupby("model")["seed"].apply(lambda s: tuple(sorted(s)))
+    if seeds.nunique() == 1:
+        over = (f"seeds {', '.join(map(str, seeds.iloc[0]))} ({len(seeds.iloc[0]) - 1} degrees "
+                f"of freedom)")  # fmt: skip
+    else:
+        per_model = "; ".join(f"{m}: {', '.join(map(str, seeds[m]))}" for m in runs.models)
+        over = f"each model's seeds ({per_model}; n − 1 degrees of freedom for n seeds)"
     test_name = ("two-sided Wilcoxon signed-rank test" if test == "wilcoxon"
                  else "two-sided paired t-test")  # fmt: skip
-    note = (f"Mean over seeds {seeds} ± half-width of the 95% confidence interval (Student's t, "
-            f"{len(seeds) - 1} degrees of freedom). Bold: best mean per column. †: the best "
-            f"model is significantly better than this row ({test_name} on per-user test values "
-            f"averaged over seeds, Holm-corrected over the rows of each column, α = {alpha}). "
-            f"Coverage is one number per run, so it has no per-user test. Fit (s): mean wall "
-            f"time of training on the machine that ran the benchmark (the one column that a "
-            f"rerun does not reproduce exactly).")
-    commits = sorted(runs.table["commit"].unique())
-    markdown = [
-        f"# Results: {runs.experiment}",
-        "",
-        f"{len(runs.table)} runs: {len(models)} models × {len(seeds)} seeds; default protocol "
-        "(ML-100K, 75/25 per-user random split with 10% of the training part for validation, "
-        "all ratings positive, full-catalogue ranking with seen items excluded). Generated by "
-        f"`python -m recsys.report --experiment {runs.experiment}` from runs at commit(s) "
-        f"{', '.join(c[:10] for c in commits)}.",
-        "",
-        f"## Test metrics at K = {main_k}",
-        "",
-        markdown_table(main, models, fit),
-        "",
-        note,
-        "",
-        f"## Test metrics at K = {', '.join(map(str, other_ks))}",
-        "",
-        markdown_table(other, models),
-        "",
-        note,
-        "",
-        "## Figures",
-        "",
-        *[f"![{name}](figures/{name}.png)" for name in write_figures(runs, out / "figures")],
-        "",
-    ]
-    caption_main = f"Test metrics at $K={main_k}$. " + _latex_escape(note)
-    caption_other = "Test metrics at other cut-offs. " + _latex_escape(note)
-    latex = "\n\n".join([
-        "% generated by python -m recsys.report; needs \\usepackage{booktabs}",
-        latex_table(main, models, caption_main, fit),
-        latex_table(other, models, caption_other),
-    ]) + "\n"  # fmt: skip
-    atomic_write_text(out / "results.tex", latex)
-    atomic_write_text(out / "results.md", "\n".join(markdown))
-    return out / "results.md"
+    return (f"Mean over {over} ± half-width of the 95% confidence interval (Student's t). Bold: "
+            f"best mean per column. †: the best model is significantly better than this row "
+            f"({test_name} on per-user test values averaged over seeds, Holm-corrected over the "
+            f"rows of each column, α = {alpha}). Coverage is one number per run, so it has no "
+            f"per-user test. Fit (s): mean wall time of training on the machine that ran the "
+            f"benchmark (the one column that a rerun does not reproduce exactly).")
+
+
+def readme_section(runs: Runs, k: int, alpha: float, test: str) -> str:
+    """The main table and its note, for the README's generated ``results`` section."""
+    main = main_table(runs, k, alpha, test)
+    return "\n\n".join([summary(runs), markdown_table(main.cells, runs.models, main.extra),
+                         table_note(runs, alpha, test)])  # fmt: skip
+
+
+def report_record(runs: Runs) -> dict:
+    """``report.json``: what the folder's report was built from (no timestamps, so the same
+    runs rebuild the same file)."""
+    return {"experiment": runs.experiment, "protocol": runs.protocol,
+            "runs": sorted(runs.table["run_id"]), "models": runs.models}  # fmt: skip
+
+
+def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
+    """Refuse to write into a folder holding another report (or other files) unless ``force``."""
+    if force or not out.exists() or not any(out.iterdir()):
+        return
+    try:
+        previous = json.loads((out / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{out} holds files that no report wrote ({REPORT_FILE} missing or "
+                          f"unreadable): pass --force to write into it anyway, or choose "
+                          f"another --out") from None  # fmt: skip
+    if previous.get("experiment") != runs.experiment:
+        raise ConfigError(f"{out} holds the report of experiment "
+                          f"{previous.get('experiment')!r}, not {runs.experiment!r}: pass "
+                          f"--force to overwrite it, or choose another --out")  # fmt: skip
+    if previous.get("protocol") != runs.protocol:
+        old = previous.get("protocol") or {}
+        differing = sorted(k for k in set(old) | set(runs.protocol)
+                           if old.get(k) != runs.protocol.get(k))  # fmt: skip
+        changes = ", ".join(f"{k} {old.get(k)} -> {runs.protocol.get(k)}" for k in differing)
+        raise ConfigError(f"{out} holds a report of another protocol ({changes}): pass --force "
+                          f"to overwrite it, or choose another --out")  # fmt: skip
 
 
 def _latex_escape(text: str) -> str:
@@ -277,20 +398,20 @@ def _latex_escape(text: str) -> str:
 
 
 # -- figures --------------------------------------------------------------------------------
-def figure(runs: Runs, name: str):
-    """One of the report's figures (a matplotlib Figure, or ``None`` if it does not apply):
-    ``metric_bars``, ``metric_vs_k``, ``time_vs_ndcg``, ``popularity_bias``, ``coverage``,
-    ``item_embeddings``."""
+def figure(runs: Runs, name: str, k: int = 10):
+    """One of the report's figures at cut-off ``k`` (a matplotlib Figure, or ``None`` if it
+    does not apply): ``metric_bars``, ``metric_vs_k``, ``time_vs_ndcg``, ``popularity_bias``,
+    ``coverage``, ``item_embeddings``."""
     plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False})
-    return FIGURES[name](runs)
+    return FIGURES[name](runs, k)
 
 
-def write_figures(runs: Runs, folder: Path) -> list[str]:
+def write_figures(runs: Runs, folder: Path, k: int) -> list[str]:
     """Draw every figure as PNG and PDF into ``folder``; return their names."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
     for name in FIGURES:
-        figure_ = figure(runs, name)
+        figure_ = figure(runs, name, k)
         if figure_ is None:
             continue
         figure_.savefig(folder / f"{name}.png", dpi=200, bbox_inches="tight")
@@ -308,29 +429,33 @@ def _summary(runs: Runs, key: str) -> tuple[np.ndarray, np.ndarray]:
             np.array([confidence_interval(grouped.get_group(m)) for m in runs.models]))
 
 
-def _metric_bars(runs: Runs):
+def _rotate_labels(axis) -> None:
+    axis.tick_params(axis="x", rotation=45)
+    for label in axis.get_xticklabels():
+        label.set_horizontalalignment("right")
+
+
+def _metric_bars(runs: Runs, k: int):
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, metric in zip(axes, ("ndcg", "recall"), strict=True):
-        means, errors = _summary(runs, mlflow_key(f"test/{metric}@10"))
+        means, errors = _summary(runs, mlflow_key(f"test/{metric}@{k}"))
         axis.bar(runs.models, means, yerr=np.nan_to_num(errors), capsize=3, color="#4C72B0")
-        axis.set_ylabel(f"test {LABELS[metric]}@10 (fraction, 0–1)")
+        axis.set_ylabel(f"test {LABELS[metric]}@{k} (fraction, 0–1)")
         axis.set_xlabel("model")
-        axis.tick_params(axis="x", rotation=45)
-        for label in axis.get_xticklabels():
-            label.set_horizontalalignment("right")
-    figure.suptitle("Test metrics at K = 10: mean over seeds, 95% confidence interval")
+        _rotate_labels(axis)
+    figure.suptitle(f"Test metrics at K = {k}: mean over seeds, 95% confidence interval")
     figure.tight_layout()
     return figure
 
 
-def _metric_vs_k(runs: Runs):
+def _metric_vs_k(runs: Runs, k: int):
     ks = sorted({int(c.rsplit("_at_", 1)[1]) for c in runs.table.columns
                  if c.startswith("test/ndcg_at_")})  # fmt: skip
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     for axis, metric in zip(axes, ("ndcg", "recall"), strict=True):
         for model in runs.models:
             rows = runs.table[runs.table["model"] == model]
-            axis.plot(ks, [rows[mlflow_key(f"test/{metric}@{k}")].mean() for k in ks],
+            axis.plot(ks, [rows[mlflow_key(f"test/{metric}@{c}")].mean() for c in ks],
                       marker="o", label=model)  # fmt: skip
         axis.set_xlabel("cut-off K (number of recommended items)")
         axis.set_ylabel(f"test {LABELS[metric]}@K (fraction, 0–1)")
@@ -341,9 +466,9 @@ def _metric_vs_k(runs: Runs):
     return figure
 
 
-def _time_vs_ndcg(runs: Runs):
+def _time_vs_ndcg(runs: Runs, k: int):
     seconds, _ = _summary(runs, "time/fit_seconds")
-    ndcg, errors = _summary(runs, mlflow_key("test/ndcg@10"))
+    ndcg, errors = _summary(runs, mlflow_key(f"test/ndcg@{k}"))
     figure, axis = plt.subplots(figsize=(7, 4))
     markers = "osD^vP*X"
     for i, model in enumerate(runs.models):  # one colour and marker per model, in a legend
@@ -351,32 +476,28 @@ def _time_vs_ndcg(runs: Runs):
                       fmt=markers[i % len(markers)], markersize=7, label=model)  # fmt: skip
     axis.set_xscale("log")
     axis.margins(x=0.12, y=0.1)
-    axis.set_xlabel("training time (seconds, log scale, 2 CPU cores; < 1 ms drawn at 1 ms)")
-    axis.set_ylabel("test NDCG@10 (fraction, 0–1)")
+    axis.set_xlabel("training time (seconds, log scale; < 1 ms drawn at 1 ms)")
+    axis.set_ylabel(f"test NDCG@{k} (fraction, 0–1)")
     axis.set_title("Training time against accuracy (mean over seeds, 95% CI)")
     axis.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     figure.tight_layout()
     return figure
 
 
-def _artifact(runs: Runs, run_id: str, path: str, folder: str) -> np.ndarray:
-    return np.load(runs.client.download_artifacts(run_id, path, f"{folder}/{run_id}"))
-
-
-def _popularity_bias(runs: Runs):
+def _popularity_bias(runs: Runs, k: int):
     shares = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for model, group in runs.table.groupby("model"):
-            per_seed = []
-            for run_id in group["run_id"]:
-                top = _artifact(runs, run_id, "metrics/test_top_items.npy", folder)[:, :10]
-                counts = _artifact(runs, run_id, "metrics/train_item_counts.npy", folder)
-                rank = np.empty(len(counts), dtype=np.int64)
-                rank[np.argsort(counts, kind="stable")] = np.arange(len(counts))
-                decile = rank * 10 // len(counts)  # 0 = least popular tenth, 9 = most popular
-                shown = top[top >= 0]
-                per_seed.append(np.bincount(decile[shown], minlength=10) / max(len(shown), 1))
-            shares[model] = np.mean(per_seed, axis=0)
+    for model, group in runs.table.groupby("model"):
+        per_seed = []
+        for run_id in group["run_id"]:
+            logged = runs.artifacts(run_id)
+            top = logged.array(artifacts.TEST_TOP_ITEMS)[:, :k]
+            counts = logged.array(artifacts.TRAIN_ITEM_COUNTS)
+            rank = np.empty(len(counts), dtype=np.int64)
+            rank[np.argsort(counts, kind="stable")] = np.arange(len(counts))
+            decile = rank * 10 // len(counts)  # 0 = least popular tenth, 9 = most popular
+            shown = top[top >= 0]
+            per_seed.append(np.bincount(decile[shown], minlength=10) / max(len(shown), 1))
+        shares[model] = np.mean(per_seed, axis=0)
     figure, axis = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(runs.models)
     for position, model in enumerate(runs.models):
@@ -386,39 +507,35 @@ def _popularity_bias(runs: Runs):
     axis.set_xticks(range(1, 11))
     axis.set_xlabel("item-popularity decile (1 = least, 10 = most training interactions)")
     axis.set_ylabel("share of recommended items (%)")
-    axis.set_title("Popularity bias of the top-10 recommendations (mean over seeds)")
+    axis.set_title(f"Popularity bias of the top-{k} recommendations (mean over seeds)")
     axis.legend(loc="upper left", ncol=2, frameon=False, fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def _coverage(runs: Runs):
-    means, errors = _summary(runs, mlflow_key("test/coverage@10"))
+def _coverage(runs: Runs, k: int):
+    means, errors = _summary(runs, mlflow_key(f"test/coverage@{k}"))
     figure, axis = plt.subplots(figsize=(6, 3.6))
     axis.bar(runs.models, 100 * means, yerr=100 * np.nan_to_num(errors), capsize=3,
              color="#55A868")  # fmt: skip
-    axis.set_ylabel("catalogue coverage@10 (% of items)")
+    axis.set_ylabel(f"catalogue coverage@{k} (% of items)")
     axis.set_xlabel("model")
-    axis.set_title("Share of the catalogue in at least one user's top 10")
-    axis.tick_params(axis="x", rotation=45)
-    for label in axis.get_xticklabels():
-        label.set_horizontalalignment("right")
+    axis.set_title(f"Share of the catalogue in at least one user's top {k}")
+    _rotate_labels(axis)
     figure.tight_layout()
     return figure
 
 
-def _item_embeddings(runs: Runs):
+def _item_embeddings(runs: Runs, k: int):
     with_vectors = runs.table[runs.table["has_embeddings"]]
     if with_vectors.empty:
         return None
-    key = mlflow_key("test/ndcg@10")
-    best_model = with_vectors.groupby("model")[key].mean().idxmax()
+    best_model = with_vectors.groupby("model")[mlflow_key(f"test/ndcg@{k}")].mean().idxmax()
     chosen = with_vectors[with_vectors["model"] == best_model].sort_values("seed")
-    run_id = chosen["run_id"].iloc[0]
-    with tempfile.TemporaryDirectory() as folder:
-        vectors = _artifact(runs, run_id, "embeddings/item_embeddings.npy", folder)
-        item_ids = _artifact(runs, run_id, "embeddings/item_ids.npy", folder)
-        cfg = OmegaConf.load(runs.client.download_artifacts(run_id, "config.yaml", folder))
+    logged = runs.artifacts(chosen["run_id"].iloc[0])
+    vectors = logged.array(artifacts.embedding_path("item_embeddings"))
+    item_ids = logged.array(artifacts.embedding_path("item_ids"))
+    cfg = logged.config()
     items = load_movielens(cfg.data.dir, cfg.data.name).items.set_index("item_id").loc[item_ids]
     centred = vectors - vectors.mean(axis=0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)
@@ -456,17 +573,32 @@ def main(argv: list[str] | None = None) -> int:
                         help="MLflow filter, e.g. \"tags.model != 'random'\"")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", default="reports")
-    parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--ks", type=int, nargs="+", default=[10, 5, 20],
+                        help="cut-offs; the first is the main table's (default: 10 5 20)")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also write the main table into this README's results section")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite a folder holding another experiment's or protocol's report")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)
+    runs = None
     try:
-        runs = load_runs(MlflowClient(args.tracking_uri), args.experiment, args.filter)
-        path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test)
+        runs = load_runs(MlflowClient(args.tracking_uri), args.experiment, args.filter,
+                         order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
+        path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
+        if args.readme is not None:
+            text = replace_section(args.readme.read_text(), "results",
+                                   readme_section(runs, args.ks[0], args.alpha, args.test))
+            atomic_write_text(args.readme, text)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if runs is not None:
+            runs.close()
     print(f"wrote {path}, {path.with_suffix('.tex')} and figures/ from {len(runs.table)} runs")
     return 0
 

@@ -57,6 +57,10 @@ class Splitter(ABC):
     def _holdout(self, data: Interactions, rng: np.random.Generator, validation: bool):
         """Boolean mask (len(data),) of the rows to hold out."""
 
+    @abstractmethod
+    def describe(self) -> str:
+        """The protocol in words, for reports ("per-user stratified random split: ...")."""
+
 
 class RandomRatioSplit(Splitter):
     """Per-user stratified random split.
@@ -70,6 +74,10 @@ class RandomRatioSplit(Splitter):
         self.test_ratio = _check_ratio("split.test_ratio", test_ratio, allow_zero=False)
         self.val_ratio = _check_ratio("split.val_ratio", val_ratio)
 
+    def describe(self) -> str:
+        return (f"per-user stratified random split: {_percent(self.test_ratio)} of each user's "
+                f"interactions to test, {_validation(f'{_percent(self.val_ratio)} of the rest')}")
+
     def _holdout(self, data, rng, validation):
         ratio = self.val_ratio if validation else self.test_ratio
         counts = np.bincount(data.user, minlength=data.n_users)
@@ -79,6 +87,9 @@ class RandomRatioSplit(Splitter):
 
 class LeaveOneOutSplit(Splitter):
     """Per user, one random interaction to test and one to validation (users with 2+ rows)."""
+
+    def describe(self) -> str:
+        return "leave-one-out: one random interaction of each user to test, one to validation"
 
     def _holdout(self, data, rng, validation):
         return _hold_out_last(data.user, rng.random(len(data)), np.ones(data.n_users, np.int64))
@@ -93,6 +104,11 @@ class LeaveLastKSplit(Splitter):
     def __init__(self, k: int = 1, val_k: int = 1):
         self.k = _check_count("split.k", k, allow_zero=False)
         self.val_k = _check_count("split.val_k", val_k)
+
+    def describe(self) -> str:
+        rest = f"the {self.val_k} latest of the rest" if self.val_k else ""
+        return (f"per-user temporal split: each user's {self.k} latest interaction(s) to test, "
+                f"{_validation(rest)}")
 
     def _holdout(self, data, rng, validation):
         k = self.val_k if validation else self.k
@@ -110,6 +126,11 @@ class TemporalSplit(Splitter):
     def __init__(self, test_ratio: float = 0.2, val_ratio: float = 0.1):
         self.test_ratio = _check_ratio("split.test_ratio", test_ratio, allow_zero=False)
         self.val_ratio = _check_ratio("split.val_ratio", val_ratio)
+
+    def describe(self) -> str:
+        rest = f"the latest {_percent(self.val_ratio)} of the rest" if self.val_ratio else ""
+        return (f"global temporal split: the latest {_percent(self.test_ratio)} of all "
+                f"interactions to test, {_validation(rest)}")
 
     def _holdout(self, data, rng, validation):
         ratio = self.val_ratio if validation else self.test_ratio
@@ -149,6 +170,17 @@ def split_fingerprint(parts: dict[str, Interactions]) -> str:
         for column in (user_id, item_id, part.rating.astype("<f4"), part.timestamp.astype("<i8")):
             digest.update(np.ascontiguousarray(column[order]).tobytes())
     return digest.hexdigest()
+
+
+def _percent(ratio: float) -> str:
+    return f"{100 * ratio:g} %"
+
+
+def _validation(held_out: str) -> str:
+    """``"then <held_out> to validation"``; an empty ``held_out`` or a zero share: none."""
+    if not held_out or held_out.startswith("0 %"):
+        return "no validation part"
+    return f"then {held_out} to validation"
 
 
 def _check_ratio(name: str, value: float, allow_zero: bool = True) -> float:

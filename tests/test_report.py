@@ -1,9 +1,22 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
-from recsys.report import confidence_interval, holm, load_runs, significance, write_report
-from recsys.train import compose_config, run
+from recsys import report
+from recsys.config import compose_config
+from recsys.errors import ConfigError
+from recsys.report import (
+    confidence_interval,
+    holm,
+    load_runs,
+    readme_section,
+    significance,
+    write_report,
+)
+from recsys.train import run
 from tests.conftest import SYNTHETIC
 
 
@@ -33,30 +46,108 @@ def test_significance_marks_the_worse_model_and_not_the_noisy_twin(test):
                                                                        "twin": False}
 
 
-def test_report_from_a_real_mlflow_experiment(synthetic_data, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    for model in ("popular", "als", "ease"):
-        for seed in (1, 2):
-            run(compose_config([f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
-                                f"tracking.uri={uri}", f"model={model}", f"seed={seed}",
-                                "tracking.experiment=bench"]))  # fmt: skip
-    run(compose_config([f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
-                        f"tracking.uri={uri}", "model=als", "seed=1",
-                        "tracking.experiment=bench"]))  # a repeated run: the newest counts
-    from mlflow.tracking import MlflowClient
+@pytest.fixture(scope="module")
+def runs(tracked_benchmark):
+    uri, _, _ = tracked_benchmark
+    loaded = load_runs(MlflowClient(uri), "bench")
+    yield loaded
+    loaded.close()
 
-    runs = load_runs(MlflowClient(uri), "bench")
-    assert runs.models == ["popular", "ease", "als"] and len(runs.table) == 6
-    path = write_report(runs, tmp_path / "reports", [5, 10, 20], alpha=0.05, test="wilcoxon")
-    markdown = path.read_text()
+
+@pytest.fixture(scope="module")
+def written(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "reports"
+    return write_report(runs, out, [10, 5, 20], alpha=0.05, test="wilcoxon")
+
+
+def test_runs_are_ordered_weakest_first_and_the_newest_repeat_counts(runs):
+    assert runs.models == ["popular", "als", "ease"] or runs.models == ["popular", "ease", "als"]
+    means = runs.table.groupby("model")["test/ndcg_at_10"].mean()
+    assert list(means[runs.models]) == sorted(means)
+    assert len(runs.table) == 6 and set(runs.table["seed"]) == {1, 2}
+
+
+def test_each_runs_per_user_file_is_read_once(runs, monkeypatch):
+    runs.close()  # start from an empty download cache
+    reads = []
+    original = pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *a, **k: reads.append(a[0]) or original(*a, **k))
+    report.metric_table(runs, ["precision@10", "recall@10", "ndcg@10", "map@5"], 0.05,
+                        "wilcoxon")  # fmt: skip
+    assert len(reads) == len(runs.table) == len(set(reads))
+
+
+def test_report_tables_latex_figures_and_protocol(written, runs):
+    markdown = written.read_text()
     assert "| model | Precision@10 | Recall@10 | MAP@10 | NDCG@10 |" in markdown
+    assert "## Test metrics at K = 5, 20" in markdown
     assert markdown.count("**") >= 2 * 7 and "†" in markdown and "Holm" in markdown
-    latex = (tmp_path / "reports" / "results.tex").read_text()
+    # the protocol comes from the runs' config, not from prose typed into the report
+    assert f"Protocol: {SYNTHETIC}, all ratings positive; per-user stratified random split: " \
+           "25 % of each user's interactions to test, then 10 % of the rest to validation" \
+           in markdown
+    assert "seeds 1, 2 (1 degrees of freedom)" in markdown
+    latex = (written.parent / "results.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
-    figures = {p.name for p in (tmp_path / "reports" / "figures").iterdir()}
-    for name in ("metric_bars", "metric_vs_k", "time_vs_ndcg", "popularity_bias", "coverage",
-                 "item_embeddings"):  # fmt: skip
+    figures = {p.name for p in (written.parent / "figures").iterdir()}
+    for name in report.FIGURES:
         assert {f"{name}.png", f"{name}.pdf"} <= figures
-    again = write_report(runs, tmp_path / "again", [5, 10, 20], 0.05, "wilcoxon").read_text()
-    assert again == markdown  # same runs -> the same file
+    record = json.loads((written.parent / "report.json").read_text())
+    assert record["experiment"] == "bench" and record["protocol"] == runs.protocol
+
+
+def test_the_same_runs_rebuild_the_same_report(written, runs):
+    again = write_report(runs, written.parent, [10, 5, 20], 0.05, "wilcoxon")
+    assert again.read_text() == written.read_text()
+
+
+def test_main_k_is_the_first_of_ks(runs, tmp_path):
+    markdown = write_report(runs, tmp_path / "at5", [5], 0.05, "ttest").read_text()
+    assert "## Test metrics at K = 5" in markdown and "NDCG@5" in markdown
+    assert "@10" not in markdown
+
+
+def test_another_experiments_report_is_not_overwritten(written, runs, tmp_path):
+    before = written.read_text()
+    other = runs.__class__(runs.table, runs.client, "other", runs.protocol)
+    with pytest.raises(ConfigError, match="experiment 'bench', not 'other'.*--force"):
+        write_report(other, written.parent, [10], 0.05, "wilcoxon")
+    older = _with_protocol(written.parent, runs.protocol | {"split.test_ratio": "0.2"}, tmp_path)
+    with pytest.raises(ConfigError, match="another protocol \\(split.test_ratio 0.2 -> 0.25"):
+        write_report(runs, older, [10], 0.05, "wilcoxon")
+    assert written.read_text() == before
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter.md").write_text("mine")
+    with pytest.raises(ConfigError, match="no report wrote"):
+        write_report(runs, foreign, [10], 0.05, "wilcoxon")
+    write_report(runs, foreign, [10], 0.05, "wilcoxon", force=True)
+    assert (foreign / "chapter.md").read_text() == "mine"
+
+
+def _with_protocol(folder, protocol, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    record = json.loads((folder / "report.json").read_text()) | {"protocol": protocol}
+    (copy / "report.json").write_text(json.dumps(record))
+    return copy
+
+
+def test_runs_of_two_protocols_are_refused(tracked_benchmark, mlflow_uri, tmp_path, monkeypatch):
+    _, data_dir, _ = tracked_benchmark
+    monkeypatch.chdir(tmp_path)
+    local = mlflow_uri
+    for seed, ratio in ((1, "0.25"), (2, "0.2")):
+        run(compose_config([f"data.dir={data_dir}", f"data.name={SYNTHETIC}", "model=popular",
+                            f"tracking.uri={local}", "tracking.experiment=mixed", f"seed={seed}",
+                            f"split.test_ratio={ratio}"]))  # fmt: skip
+    with pytest.raises(ConfigError, match="2 protocols .*split.test_ratio.*--filter"):
+        load_runs(MlflowClient(local), "mixed")
+    one = load_runs(MlflowClient(local), "mixed", "params.`split.test_ratio` = '0.2'")
+    assert one.protocol["split.test_ratio"] == "0.2"
+
+
+def test_readme_section_holds_the_main_table(runs):
+    section = readme_section(runs, 10, 0.05, "wilcoxon")
+    assert "| model | Precision@10 |" in section and "Protocol:" in section
+    assert section.count("\n| ") == len(runs.models) + 2  # header, separator, one row a model

@@ -1,0 +1,95 @@
+"""The README's generated sections: nothing in them is typed by hand.
+
+    python -m recsys.docs           # rewrite the sections that come from code and config
+    python -m recsys.docs --check   # exit 1, naming the section, if README.md is out of date
+
+A section sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``. ``models``
+(every file of ``conf/model/``: what it is, its module, its settings) comes from here;
+``results`` is written by ``python -m recsys.report --readme README.md`` from MLflow runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from recsys.config import CONF_DIR, compose_config, model_names
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_write_text
+
+README = CONF_DIR.parent / "README.md"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """``text`` with the generated section ``name`` holding ``body``."""
+    begin, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise ConfigError(f"no generated section {name!r} ({begin} ... {end}) in the README")
+    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text, count=1)
+
+
+def models_table() -> str:
+    """One row per file of ``conf/model/``: name, what (the module's summary line), module,
+    and its settings (for torch models, the trainer settings it changes from the default)."""
+    trainer_default = OmegaConf.load(CONF_DIR / "trainer" / "default.yaml")
+    rows = ["| model | what | module | settings (`conf/model/<model>.yaml`) |",
+            "| --- | --- | --- | --- |"]  # fmt: skip
+    for name in model_names():
+        node = compose_config([f"model={name}"]).model
+        module = importlib.import_module(node._target_.rsplit(".", 1)[0])
+        summary = (module.__doc__ or "").strip().splitlines()[0].replace("``", "`")
+        settings = {k: v for k, v in OmegaConf.to_container(node).items()
+                    if k not in ("_target_", "trainer")}  # fmt: skip
+        text = ", ".join(f"{k}={_value(v)}" for k, v in settings.items())
+        if "trainer" in node:
+            changed = {k: v for k, v in node.trainer.items() if trainer_default.get(k) != v}
+            text += "; trainer: " + (", ".join(f"{k}={_value(v)}" for k, v in changed.items())
+                                     or "the default")  # fmt: skip
+        path = module.__name__.replace(".", "/") + ".py"
+        rows.append(f"| `{name}` | {summary} | `{path}` | {text or '—'} |")
+    return "\n".join(rows)
+
+
+def _value(value) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value).replace(" ", "")
+
+
+SECTIONS = {"models": models_table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.docs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--check", action="store_true", help="only check, write nothing")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    updated = text
+    try:
+        for name, make in SECTIONS.items():
+            updated = replace_section(updated, name, make())
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.check:
+        if updated != text:
+            print(f"error: {args.readme} is out of date: run `python -m recsys.docs`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if updated != text:
+        atomic_write_text(args.readme, updated)
+    print(f"{args.readme}: generated sections {'updated' if updated != text else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
