@@ -1,6 +1,6 @@
 # Two commands take a fresh machine (Python 3.11 + pip) to a finished run and a passing suite:
 #   make train      # venv + install + download ML-100K + train/evaluate ALS, logged to MLflow
-#   make test       # venv + install + the whole test suite
+#   make test       # venv + install + the test suite (minutes; full-length training: test-slow)
 # Pass Hydra overrides with ARGS, e.g. make train ARGS="model=popular seed=7".
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?= model=als
 
-.PHONY: train test install benchmark report benchmark-eval lint
+.PHONY: train test test-slow install benchmark report docs benchmark-eval lint
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,16 +21,26 @@ install: $(BIN)/.installed
 train: $(BIN)/.installed
 	$(BIN)/python -m recsys.train $(ARGS)
 
+# the default suite: unit, contract, golden and integration tests (`slow` ones left out)
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-# every model x 5 seeds into MLflow experiment ml-100k-benchmark, then reports/ from those runs
+# full-length training of the iterative models on ML-100K against their quality bounds
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -m slow
+
+# every model (conf/model/) x 5 seeds into MLflow experiment ml-100k-benchmark, then reports/
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m recsys.train -m experiment=benchmark
 	$(MAKE) report
 
+# reports/ and the README's results section from the benchmark runs
 report: $(BIN)/.installed
-	$(BIN)/python -m recsys.report --experiment ml-100k-benchmark --out reports
+	$(BIN)/python -m recsys.report --experiment ml-100k-benchmark --out reports --readme README.md
+
+# the README's sections generated from code and config (the models table)
+docs: $(BIN)/.installed
+	$(BIN)/python -m recsys.docs
 
 benchmark-eval: $(BIN)/.installed
 	$(BIN)/python experiments/benchmark_evaluation.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import numpy as np
 
@@ -27,11 +28,12 @@ def derive_seed(rng: np.random.Generator) -> int:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (entry points only)."""
+    """Seed Python's, numpy's and torch's global generators (entry points only).
+
+    torch is seeded when it is loaded (the entry point calls this once the model is built, so
+    a torch model has loaded it); a run of a closed-form model never imports torch.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global state, on purpose
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)

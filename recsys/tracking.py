@@ -1,7 +1,9 @@
 """MLflow tracking through an explicit client: no global MLflow state, safe in parallel sweeps.
 
 Metric names inside recsys read ``ndcg@10``; MLflow does not allow ``@`` in names, so they are
-logged as ``ndcg_at_10`` (``mlflow_key``).
+logged as ``ndcg_at_10`` (``mlflow_key``). MLflow is imported when a run is tracked, not when
+this module is: an untracked run, or a command that fails on a bad value, does without its
+second of imports.
 """
 
 from __future__ import annotations
@@ -11,13 +13,10 @@ import logging
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +46,31 @@ class RunTracker:
     """
 
     def __init__(self, tracking_uri: str | None, experiment: str, run_name: str):
+        from mlflow.tracking import MlflowClient
+
         self.client = MlflowClient(tracking_uri=tracking_uri)
         experiment_id = _experiment_id(self.client, experiment)
         self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         self.tracking_uri = self.client.tracking_uri
 
     def log_params(self, params: Mapping[str, object]) -> None:
+        from mlflow.entities import Param
+
         entries = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
         for start in range(0, len(entries), _BATCH):
             self.client.log_batch(self.run_id, params=entries[start : start + _BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
         stamp = int(time.time() * 1000)
         entries = [Metric(mlflow_key(k), float(v), stamp, step) for k, v in metrics.items()]
         for start in range(0, len(entries), 10 * _BATCH):
             self.client.log_batch(self.run_id, metrics=entries[start : start + 10 * _BATCH])
 
     def set_tags(self, tags: Mapping[str, object]) -> None:
+        from mlflow.entities import RunTag
+
         entries = [RunTag(key, str(value)) for key, value in tags.items()]
         self.client.log_batch(self.run_id, tags=entries)
 
@@ -71,11 +78,15 @@ class RunTracker:
         self.client.log_artifacts(self.run_id, str(folder))
 
     def end(self, failed: bool = False) -> None:
+        from mlflow.entities import RunStatus
+
         status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
         self.client.set_terminated(self.run_id, status)
 
 
-def _experiment_id(client: MlflowClient, name: str) -> str:
+def _experiment_id(client, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -138,13 +149,9 @@ def hardware() -> dict[str, str]:
         "hardware.cpu": _cpu_model(),
         "hardware.cpu_count": str(os.cpu_count()),
     }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["hardware.gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch = sys.modules.get("torch")  # loaded by the torch models, the ones that use a GPU
+    if torch is not None and torch.cuda.is_available():
+        info["hardware.gpu"] = torch.cuda.get_device_name(0)
     return info
 
 

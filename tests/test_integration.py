@@ -1,5 +1,10 @@
 """The real pipeline on the real ML-100K: download (checksum verified), split, train, evaluate,
-log to a real MLflow SQLite store in a temporary folder."""
+log to a real MLflow SQLite store in a temporary folder.
+
+Every model of ``conf/model/`` runs here with its default config and the bounds its test class
+states. Iterative models run a few epochs in the default suite; their full-length runs and
+quality bounds are ``slow`` tests (``make test-slow``).
+"""
 
 import json
 import os
@@ -7,17 +12,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from recsys import artifacts
+from recsys.config import compose_config, model_names
 from recsys.data import ensure_dataset, load_movielens
-from recsys.train import compose_config, run
+from recsys.train import run
+from tests.conftest import fresh_store
+from tests.models.contract import contract_for
 
 pytestmark = pytest.mark.integration
 
 ML100K_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
+ITERATIVE = [name for name in model_names() if contract_for(name).ml100k_quick is not None]
+CLOSED_FORM = [name for name in model_names() if name not in ITERATIVE]
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +36,19 @@ def ml100k_dir(tmp_path_factory):
     return data_dir
 
 
-def real_config(data_dir, tmp_path, *overrides):
-    return compose_config([f"data.dir={data_dir}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                           *overrides])  # fmt: skip
+def real_config(data_dir, *overrides):
+    return compose_config([f"data.dir={data_dir}", *overrides])
+
+
+def dotlist(prefix: str, overrides: dict) -> list[str]:
+    """``{"trainer": {"epochs": 5}}`` -> ``["model.trainer.epochs=5"]``."""
+    items = []
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            items += dotlist(f"{prefix}.{key}", value)
+        else:
+            items.append(f"{prefix}.{key}={json.dumps(value)}")
+    return items
 
 
 def test_real_data_is_verified_and_complete(ml100k_dir):
@@ -42,36 +61,50 @@ def test_real_data_is_verified_and_complete(ml100k_dir):
     assert star_wars["title"] == "Star Wars (1977)" and "Sci-Fi" in star_wars["genres"]
 
 
-@pytest.mark.parametrize(("model", "low", "high"), [
-    ("random", 0.005, 0.04), ("popular", 0.22, 0.27), ("als", 0.40, 1.0),
-    ("itemknn", 0.38, 1.0), ("ease", 0.46, 1.0), ("bpr", 0.40, 1.0), ("two_tower", 0.40, 1.0),
-    ("graphsage", 0.42, 1.0),
-])  # fmt: skip
-def test_default_protocol_ndcg(ml100k_dir, tmp_path, monkeypatch, model, low, high):
-    monkeypatch.chdir(tmp_path)
-    progress = ["model.progress=false"] if model in ("bpr", "two_tower", "graphsage") else []
-    metrics = run(real_config(ml100k_dir, tmp_path, f"model={model}", *progress))
-    assert low <= metrics["test/ndcg@10"] <= high
+def quality(ml100k_dir, name, *overrides):
+    metrics = run(real_config(ml100k_dir, f"model={name}", "tracking.enabled=false", *overrides))
     assert metrics["test/n_users"] == 943
+    return metrics
 
 
-def test_als_run_is_logged_and_reproducible(ml100k_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", CLOSED_FORM)
+def test_default_config_ndcg(ml100k_dir, name):
+    low, high = contract_for(name).ml100k_ndcg
+    assert low <= quality(ml100k_dir, name)["test/ndcg@10"] <= high
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_short_run_learns(ml100k_dir, name):
+    contract = contract_for(name)
+    metrics = quality(ml100k_dir, name, *dotlist("model", contract.ml100k_quick))
+    low, high = contract.ml100k_quick_ndcg
+    assert low <= metrics["test/ndcg@10"] <= high
+    assert metrics["train/epochs_run"] == contract.ml100k_quick["trainer"]["epochs"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_default_config_ndcg_full_length(ml100k_dir, name):
+    low, high = contract_for(name).ml100k_ndcg
+    metrics = quality(ml100k_dir, name, "model.trainer.progress=false")
+    assert low <= metrics["test/ndcg@10"] <= high
+
+
+def test_als_run_is_logged_and_reproducible(ml100k_dir, mlflow_uri, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = run(real_config(ml100k_dir, tmp_path, "model=als"))
-    second = run(real_config(ml100k_dir, tmp_path, "model=als"))
+    first = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}"))
+    second = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}"))
     assert first["test/ndcg@10"] == second["test/ndcg@10"]
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(mlflow_uri)
     runs = client.search_runs([client.get_experiment_by_name("ml-100k").experiment_id])
     assert len(runs) == 2
     assert runs[0].data.tags["split.fingerprint"] == runs[1].data.tags["split.fingerprint"]
     assert runs[0].data.tags["data.sha256"] == ML100K_SHA256
-    run_id = runs[0].info.run_id
-    per_user = pd.read_csv(client.download_artifacts(run_id, "metrics/test_per_user.csv",
-                                                     str(tmp_path)))  # fmt: skip
+    with artifacts.RunArtifacts(client, runs[0].info.run_id) as logged:
+        per_user = logged.per_user("test")
+        items = logged.array(artifacts.embedding_path("item_embeddings"))
     assert len(per_user) == 943
     assert per_user["ndcg@10"].mean() == pytest.approx(runs[0].data.metrics["test/ndcg_at_10"])
-    items = np.load(client.download_artifacts(run_id, "embeddings/item_embeddings.npy",
-                                               str(tmp_path)))  # fmt: skip
     assert items.shape == (1682, int(runs[0].data.params["model.factors"]))
 
 
@@ -86,10 +119,10 @@ def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_benchmark(ml100k_dir, tmp_path_factory):
+def small_benchmark(ml100k_dir, tmp_path_factory, mlflow_template):
     """A small, fast benchmark: three models x two seeds, in a fresh MLflow store."""
     root = tmp_path_factory.mktemp("root")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = fresh_store(root, mlflow_template)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         for model in ("popular", "als", "ease"):
@@ -125,3 +158,4 @@ def test_notebook_runs_top_to_bottom(path, small_benchmark, ml100k_dir, monkeypa
         text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", "")) for o in outputs])
         assert "did you mean: Star Wars (1977)" in text
         assert (root / "data" / "bundles" / "notebooks" / "manifest.json").exists()
+
