@@ -29,14 +29,15 @@ from recsys.split import Split
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """The config ``python -m recsys.train OVERRIDES`` would run, composed in-process and
-    resolved (for tests, experiments and notebooks: ``run(compose_config(["model=ease"]))``)."""
+    resolved (for tests, experiments and notebooks: ``run(compose_config(["model=ease"]))``);
+    ``config_name="tune"`` composes ``python -m recsys.tune``'s."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} the way the app does
     with open_dict(cfg):
         del cfg["hydra"]

@@ -15,6 +15,7 @@ whether the item at rank :math:`i` (1-based) is relevant, and :math:`h_u(k) = \s
     \mathrm{Precision@}k &= h_u(k) / k \\
     \mathrm{Recall@}k &= h_u(k) / |R_u| \\
     \mathrm{AP@}k &= \frac{1}{\min(k, |R_u|)} \sum_{i \le k} \mathrm{rel}_u(i)\, h_u(i) / i \\
+    \mathrm{AP_R@}k &= \frac{1}{|R_u|} \sum_{i \le k} \mathrm{rel}_u(i)\, h_u(i) / i \\
     \mathrm{NDCG@}k &= \frac{\sum_{i \le k} \mathrm{rel}_u(i) / \log_2(i + 1)}
                             {\sum_{i \le \min(k, |R_u|)} 1 / \log_2(i + 1)} \\
     \mathrm{HitRate@}k &= [h_u(k) > 0] \\
@@ -22,9 +23,11 @@ whether the item at rank :math:`i` (1-based) is relevant, and :math:`h_u(k) = \s
                       \text{ (0 if none)}
 
 MAP@K is the mean of AP@K over users, normalised by :math:`\min(K, |R_u|)` as in Microsoft
-Recommenders' ``map_at_k`` and RecBole (not by :math:`|R_u|` as in the older ``map``), so a
-perfect ranking scores 1. Recall divides by :math:`|R_u|` (all relevant items), so it can stay
-below 1 when :math:`|R_u| > k`.
+Recommenders' ``map_at_k`` and RecBole, so a perfect ranking scores 1. ``map_r`` is the other
+definition in the literature, normalised by :math:`|R_u|` (Microsoft Recommenders' older
+``map``, the one its published ML-100K benchmark table uses): it cannot reach 1 when
+:math:`|R_u| > K`, so it reads lower than MAP@K for users with many held-out items. Recall
+divides by :math:`|R_u|` (all relevant items), so it can stay below 1 when :math:`|R_u| > k`.
 
 Users with no relevant items are undefined for every metric: callers skip them and report how
 many were skipped (``evaluate`` does). Catalogue coverage@k is one number per ranking, not per
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-METRICS = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")
+METRICS = ("precision", "recall", "map", "map_r", "ndcg", "hit_rate", "mrr")
 
 
 def hit_matrix(top_items: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
@@ -71,12 +74,21 @@ def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
     return hits[:, :k].sum(axis=1) / n_relevant
 
 
-def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
-    """AP@k normalised by :math:`\\min(k, |R_u|)`."""
+def _precision_at_hits(hits: np.ndarray, k: int) -> np.ndarray:
+    """``(U,)`` sum over the ranks i <= k that hold a hit of the precision at i."""
     hits = hits[:, :k]
     ranks = np.arange(1, hits.shape[1] + 1)
-    precision_at_hits = np.cumsum(hits, axis=1) / ranks * hits  # (U, k)
-    return precision_at_hits.sum(axis=1) / np.minimum(k, n_relevant)
+    return (np.cumsum(hits, axis=1) / ranks * hits).sum(axis=1)
+
+
+def map_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """AP@k normalised by :math:`\\min(k, |R_u|)`."""
+    return _precision_at_hits(hits, k) / np.minimum(k, n_relevant)
+
+
+def map_r_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """AP@k normalised by :math:`|R_u|` (the older definition; see the module docstring)."""
+    return _precision_at_hits(hits, k) / n_relevant
 
 
 def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
@@ -104,6 +116,7 @@ METRIC_FUNCTIONS = {
     "precision": precision_at_k,
     "recall": recall_at_k,
     "map": map_at_k,
+    "map_r": map_r_at_k,
     "ndcg": ndcg_at_k,
     "hit_rate": hit_rate_at_k,
     "mrr": mrr_at_k,

@@ -54,7 +54,7 @@ OTHER_METRICS = ("precision", "recall", "map", "ndcg")
 LABELS = {"precision": "Precision", "recall": "Recall", "map": "MAP", "ndcg": "NDCG",
           "hit_rate": "HitRate", "mrr": "MRR", "coverage": "Coverage"}  # fmt: skip
 # the logged params that define a protocol: runs that differ in one are not comparable
-PROTOCOL_PREFIXES = ("data.", "split.")
+PROTOCOL_PREFIXES = ("data.", "split.", "protocol.")
 NOT_PROTOCOL = ("data.dir", "split.size.")
 REPORT_FILE = "report.json"
 GENRE_PRIORITY = ("Children's", "Horror", "Sci-Fi", "Documentary", "Romance", "Action",

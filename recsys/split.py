@@ -70,7 +70,7 @@ class RandomRatioSplit(Splitter):
     validation. The default 75/25 is Microsoft Recommenders' MovieLens benchmark protocol.
     """
 
-    def __init__(self, test_ratio: float = 0.25, val_ratio: float = 0.1):
+    def __init__(self, test_ratio: float, val_ratio: float):
         self.test_ratio = _check_ratio("split.test_ratio", test_ratio, allow_zero=False)
         self.val_ratio = _check_ratio("split.val_ratio", val_ratio)
 
@@ -101,7 +101,7 @@ class LeaveLastKSplit(Splitter):
     Ties in time are broken by item index, so the split is deterministic.
     """
 
-    def __init__(self, k: int = 1, val_k: int = 1):
+    def __init__(self, k: int, val_k: int):
         self.k = _check_count("split.k", k, allow_zero=False)
         self.val_k = _check_count("split.val_k", val_k)
 
@@ -123,7 +123,7 @@ class TemporalSplit(Splitter):
     late appear only in validation/test (cold users), as in a real deployment.
     """
 
-    def __init__(self, test_ratio: float = 0.2, val_ratio: float = 0.1):
+    def __init__(self, test_ratio: float, val_ratio: float):
         self.test_ratio = _check_ratio("split.test_ratio", test_ratio, allow_zero=False)
         self.val_ratio = _check_ratio("split.val_ratio", val_ratio)
 

@@ -43,14 +43,25 @@ class RunTracker:
         Experiment name; created if missing.
     run_name
         Display name of the run.
+    parent_run_id
+        Make the run a child of this one (a study's trials under the study's run).
+    run_id
+        Continue this existing run instead of creating one.
     """
 
-    def __init__(self, tracking_uri: str | None, experiment: str, run_name: str):
+    def __init__(self, tracking_uri: str | None, experiment: str, run_name: str,
+                 parent_run_id: str | None = None, run_id: str | None = None):  # fmt: skip
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        experiment_id = _experiment_id(self.client, experiment)
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        if run_id is not None:  # an existing run, continued (a resumed study's parent)
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            tags = {} if parent_run_id is None else {"mlflow.parentRunId": parent_run_id}
+            experiment_id = _experiment_id(self.client, experiment)
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name,
+                                                 tags=tags).info.run_id  # fmt: skip
         self.tracking_uri = self.client.tracking_uri
 
     def log_params(self, params: Mapping[str, object]) -> None:

@@ -10,6 +10,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from recsys import artifacts
 from recsys.config import build_model, load_split
 from recsys.errors import ConfigError, RecsysError
 from recsys.metrics import METRICS, Evaluation, evaluate
+from recsys.models.base import Recommender
 from recsys.rng import seed_everything
 from recsys.split import Split
 from recsys.tracking import (
@@ -38,12 +40,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run measured: flat metrics (``val/ndcg@10``, ``time/fit_seconds``, ...)
-    and the per-user evaluations."""
+    """What one run measured: flat metrics (``val/ndcg@10``, ``time/fit_seconds``, ...), the
+    per-user evaluations, and the model that test was evaluated with (refit, if the protocol
+    refits)."""
 
     metrics: dict[str, float]
     validation: Evaluation
     test: Evaluation
+    model: Recommender
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -53,7 +57,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     prepared = load_split(cfg)
     split = prepared.split
-    model = build_model(cfg.model, cfg.seed, prepared.data)
+
+    def fresh_model(overrides: dict | None = None) -> Recommender:
+        node = OmegaConf.merge(cfg.model, overrides) if overrides else cfg.model
+        return build_model(node, cfg.seed, prepared.data)
+
+    model = fresh_model()
     seed_everything(cfg.seed)  # after the build: seeds torch too if the model loaded it
     log.info("split %s: %s", split.fingerprint[:12], split.sizes())
 
@@ -64,9 +73,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         on_epoch = None if tracker is None else _epoch_logger(tracker, cfg.objective)
         result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
-                                    cfg.objective, on_epoch)  # fmt: skip
+                                    cfg.objective, on_epoch,
+                                    refit=fresh_model if cfg.protocol.refit else None)  # fmt: skip
         if tracker is not None:
-            log_run(tracker, cfg, prepared.data.ratings_sha256, split, model, result)
+            log_run(tracker, cfg, prepared.data.ratings_sha256, split, result)
     except BaseException:
         if tracker is not None:
             tracker.end(failed=True)
@@ -77,32 +87,44 @@ def run(cfg: DictConfig) -> dict[str, float]:
     return result.metrics
 
 
+Refit = Callable[[dict], Recommender]  # overrides -> a fresh model of the run's config
+
+
 def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
-                       objective: str = "val/ndcg@10", on_epoch=None) -> RunResult:  # fmt: skip
-    """Fit on train (iterative models early-stop on the validation ``objective``); evaluate
-    on validation (train excluded) and on test (train and validation excluded, as the user has
-    seen both). Test is evaluated once, after training."""
+                       objective: str = "val/ndcg@10", on_epoch=None,
+                       refit: Refit | None = None) -> RunResult:  # fmt: skip
+    """Fit on train (iterative models early-stop on the validation ``objective``) and evaluate
+    on validation (train excluded). With ``refit`` (``overrides -> a fresh model``), the chosen
+    settings are trained again on train + validation (an iterative model for its best number
+    of epochs) and test evaluates that model; without, test evaluates the first one. Test is
+    evaluated once, after training, with train and validation items excluded (the user has
+    seen both)."""
     train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
                                split.test.to_csr())  # fmt: skip
     user_ids = split.train.user_ids
     start = time.perf_counter()
     validate = validation_metric(validation, train, objective, batch_size)
     model.fit_validated(train, validate=validate, on_epoch=on_epoch)
-    fit_seconds = time.perf_counter() - start
+    metrics = {"time/fit_seconds": time.perf_counter() - start} | model.training_summary()
 
     start = time.perf_counter()
     val = evaluate(model, validation, train, ks, user_ids, batch_size)
-    val_seconds = time.perf_counter() - start
+    metrics["time/val_eval_seconds"] = time.perf_counter() - start
+    final = model
+    metrics["train/refit"] = float(refit is not None and validation.nnz > 0)
+    if metrics["train/refit"]:
+        start = time.perf_counter()
+        final = refit(model.refit_overrides()).fit(train + validation)
+        metrics["time/refit_seconds"] = time.perf_counter() - start
+        metrics |= {key.replace("train/", "refit/"): value
+                    for key, value in final.training_summary().items()}  # fmt: skip
     start = time.perf_counter()
-    tst = evaluate(model, test, train + validation, ks, user_ids, batch_size)
-    test_seconds = time.perf_counter() - start
+    tst = evaluate(final, test, train + validation, ks, user_ids, batch_size)
+    metrics["time/test_eval_seconds"] = time.perf_counter() - start
 
-    metrics = {f"val/{k}": v for k, v in val.summary.items()}
+    metrics |= {f"val/{k}": v for k, v in val.summary.items()}
     metrics |= {f"test/{k}": v for k, v in tst.summary.items()}
-    metrics |= {"time/fit_seconds": fit_seconds, "time/val_eval_seconds": val_seconds,
-                "time/test_eval_seconds": test_seconds}  # fmt: skip
-    metrics |= model.training_summary()
-    return RunResult(metrics=metrics, validation=val, test=tst)
+    return RunResult(metrics=metrics, validation=val, test=tst, model=final)
 
 
 def validation_metric(validation, train, objective: str, batch_size: int):
@@ -132,7 +154,7 @@ def _epoch_logger(tracker: RunTracker, objective: str):
     return log_epoch
 
 
-def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split, model,
+def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split,
             result: RunResult) -> None:  # fmt: skip
     """Everything needed to rerun and audit the run: config, fingerprints, versions,
     metrics, per-user metrics and embeddings."""
@@ -141,13 +163,14 @@ def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split
     tracker.set_tags(
         {
             "model": cfg.model_name,
+            "protocol": cfg.protocol.name,
             "seed": cfg.seed,
             "data.name": cfg.data.name,
             "data.sha256": data_sha256,
             "split.fingerprint": split.fingerprint,
             "command": rerun_command(),
             "has_embeddings": str(bool(cfg.tracking.log_embeddings
-                                       and model.user_embeddings is not None)).lower(),
+                                       and result.model.user_embeddings is not None)).lower(),
         }
         | git_state()
         | package_versions()
@@ -155,12 +178,14 @@ def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split
     )
     tracker.log_metrics(result.metrics)
     with tempfile.TemporaryDirectory() as folder:
-        write_artifacts(Path(folder), cfg, split, model, result)
+        write_artifacts(Path(folder), cfg, split, result)
         tracker.log_artifacts(folder)
 
 
-def write_artifacts(folder: Path, cfg: DictConfig, split: Split, model, result: RunResult):
-    """The run's files in the layout of ``recsys.artifacts``."""
+def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResult):
+    """The run's files in the layout of ``recsys.artifacts`` (embeddings: of the model that
+    test evaluated)."""
+    model = result.model
     embeddings = None
     if cfg.tracking.log_embeddings and model.user_embeddings is not None:
         embeddings = {"user_embeddings": model.user_embeddings,
@@ -192,9 +217,10 @@ def rerun_command() -> str:
 def format_table(cfg: DictConfig, split: Split, result: RunResult) -> str:
     metrics = result.metrics
     header = f"{'part':<11}{'k':>3}" + "".join(f"{m:>10}" for m in (*METRICS, "coverage"))
+    refit = " (refit on train + validation)" if metrics.get("train/refit") else ""
     lines = [
-        f"{cfg.data.name}  model={cfg.model_name}  seed={cfg.seed}  "
-        f"split={split.fingerprint[:12]}  fit={metrics['time/fit_seconds']:.2f}s",
+        f"{cfg.data.name}  protocol={cfg.protocol.name}  model={cfg.model_name}  seed={cfg.seed}"
+        f"  split={split.fingerprint[:12]}  fit={metrics['time/fit_seconds']:.2f}s{refit}",
         header,
     ]
     for part, prefix in (("validation", "val"), ("test", "test")):

@@ -27,7 +27,9 @@ def test_hand_computed_case():
     values = ranking_metrics(top, truth_matrix([[1, 2, 9]], 10), ks=[1, 5])
     assert values["precision@5"][0] == pytest.approx(2 / 5)
     assert values["recall@5"][0] == pytest.approx(2 / 3)
-    assert values["map@5"][0] == pytest.approx((1 / 2 + 2 / 4) / 3)
+    assert values["map@5"][0] == pytest.approx((1 / 2 + 2 / 4) / 3)  # / min(5, |R| = 3)
+    assert values["map_r@5"][0] == pytest.approx((1 / 2 + 2 / 4) / 3)  # / |R| = 3: the same
+    assert values["map@1"][0] == values["map_r@1"][0] == 0.0
     dcg = 1 / math.log2(3) + 1 / math.log2(5)
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert values["ndcg@5"][0] == pytest.approx(dcg / idcg)
@@ -51,6 +53,8 @@ def test_map_and_ndcg_normalise_by_min_k_relevant():
     assert values["map@2"][0] == pytest.approx(1.0)
     assert values["ndcg@2"][0] == pytest.approx(1.0)
     assert values["recall@2"][0] == pytest.approx(2 / 3)
+    # MAP by |R| (Microsoft Recommenders' published table): (1/1 + 2/2) / 3
+    assert values["map_r@2"][0] == pytest.approx(2 / 3)
 
 
 def test_empty_slots_never_hit():
@@ -74,6 +78,7 @@ def naive_metrics(top: np.ndarray, relevant: list[set[int]], k: int) -> dict[str
         out["recall"].append(sum(hits) / len(rel))
         ap = sum(sum(hits[: i + 1]) / (i + 1) for i in range(k) if hits[i])
         out["map"].append(ap / min(k, len(rel)))
+        out["map_r"].append(ap / len(rel))
         dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
         idcg = sum(1 / math.log2(i + 2) for i in range(min(k, len(rel))))
         out["ndcg"].append(dcg / idcg)

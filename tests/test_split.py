@@ -11,7 +11,8 @@ from recsys.split import (
 )
 from tests.conftest import make_ratings
 
-SPLITTERS = [RandomRatioSplit(), TemporalSplit(), LeaveLastKSplit(k=2), LeaveOneOutSplit()]
+SPLITTERS = [RandomRatioSplit(0.25, 0.1), TemporalSplit(0.2, 0.1), LeaveLastKSplit(k=2, val_k=1),
+             LeaveOneOutSplit()]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_same_seed_same_fingerprint_other_seed_other(splitter, interactions):
 def test_fingerprint_ignores_row_order(interactions):
     order = np.random.default_rng(0).permutation(len(interactions))
     shuffled = interactions.subset(order)
-    split = LeaveLastKSplit(k=2)
+    split = LeaveLastKSplit(k=2, val_k=1)
     assert split(shuffled, seed=0).fingerprint == split(interactions, seed=0).fingerprint
 
 
@@ -90,7 +91,7 @@ def test_temporal_split_holds_out_the_latest_rows(interactions):
 @pytest.mark.parametrize("kwargs", [{"test_ratio": 0}, {"test_ratio": 1.0}, {"val_ratio": -0.1}])
 def test_bad_ratios_are_config_errors(kwargs):
     with pytest.raises(ConfigError, match="split"):
-        RandomRatioSplit(**kwargs)
+        RandomRatioSplit(**({"test_ratio": 0.25, "val_ratio": 0.1} | kwargs))
 
 
 def test_min_rating_keeps_only_positives():

@@ -6,8 +6,9 @@ from mlflow.tracking import MlflowClient
 
 from recsys import artifacts
 from recsys.artifacts import RunArtifacts
-from recsys.config import compose_config
+from recsys.config import build_model, compose_config, load_split
 from recsys.errors import ConfigError
+from recsys.metrics import evaluate
 from recsys.train import run
 from tests.conftest import SYNTHETIC
 
@@ -130,6 +131,10 @@ def test_torch_model_logs_each_epoch_and_uses_side_features(synthetic_data, mlfl
     assert len(client.get_metric_history(logged.info.run_id, "epoch/loss")) == len(history)
     assert len(client.get_metric_history(logged.info.run_id, "epoch/penalty")) == len(history)
     assert max(m.value for m in history) == pytest.approx(metrics["val/ndcg@10"])
+    # refit (the default protocol's): the best epoch count again, on train + validation
+    assert metrics["train/refit"] == 1.0
+    assert metrics["refit/epochs_run"] == metrics["train/best_epoch"]
+    assert logged.data.tags["protocol"] == "msr" and logged.data.params["protocol.refit"] == "True"
 
 
 def test_early_stopping_needs_a_validation_part(synthetic_data, tmp_path, monkeypatch):
@@ -137,3 +142,32 @@ def test_early_stopping_needs_a_validation_part(synthetic_data, tmp_path, monkey
     with pytest.raises(ConfigError, match="val_ratio"):
         run(synthetic_config(synthetic_data, None, "model=bpr", "split.val_ratio=0",
                              "tracking.enabled=false"))  # fmt: skip
+
+
+def test_refit_trains_the_chosen_settings_on_train_and_validation(synthetic_data, tmp_path,
+                                                                   monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    cfg = synthetic_config(synthetic_data, None, "model=ease", "tracking.enabled=false")
+    refit = run(cfg)
+    split = load_split(cfg).split
+    seen = split.train.to_csr() + split.validation.to_csr()
+    direct = build_model(cfg.model, cfg.seed).fit(seen)  # what refit means, written out
+    assert refit["test/ndcg@10"] == evaluate(direct, split.test.to_csr(), seen, [10]).summary[
+        "ndcg@10"]  # fmt: skip
+    kept = run(synthetic_config(synthetic_data, None, "model=ease", "tracking.enabled=false",
+                                "protocol.refit=false"))  # fmt: skip
+    assert refit["train/refit"] == 1.0 and kept["train/refit"] == 0.0
+    assert kept["val/ndcg@10"] == refit["val/ndcg@10"]  # selection is the same model
+    assert kept["test/ndcg@10"] != refit["test/ndcg@10"]
+
+
+@pytest.mark.parametrize("protocol", ["msr", "loo", "temporal"])
+def test_every_protocol_runs_and_is_logged(synthetic_data, mlflow_uri, tmp_path, monkeypatch,
+                                           protocol):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    metrics = run(synthetic_config(synthetic_data, mlflow_uri, "model=popular",
+                                   f"protocol={protocol}"))  # fmt: skip
+    assert metrics["test/n_users"] > 0
+    client = MlflowClient(mlflow_uri)
+    (logged,) = client.search_runs([client.get_experiment_by_name(SYNTHETIC).experiment_id])
+    assert logged.data.tags["protocol"] == protocol

@@ -36,6 +36,11 @@ class Recommender(ABC):
         """Numbers about the fit worth logging (epochs for iterative models)."""
         return {}
 
+    def refit_overrides(self) -> dict:
+        """Config overrides that retrain what this fit selected on more data without a
+        validation part (an iterative model: its best epoch count); none for the others."""
+        return {}
+
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
         """``(len(users), n_items)`` float32 scores, higher is better, for user indices."""

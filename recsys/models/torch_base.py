@@ -187,6 +187,9 @@ class TorchRecommender(FactorRecommender):
     def training_summary(self) -> dict[str, float]:
         return {"train/best_epoch": self.best_epoch, "train/epochs_run": self.epochs_run}
 
+    def refit_overrides(self) -> dict:
+        return {"trainer": {"epochs": max(self.best_epoch, 1), "min_epochs": 0}}
+
     def _train(self, optimizer, generator, validate, on_epoch) -> None:
         settings = self.trainer
         best_value, best_state, waited = -math.inf, None, 0

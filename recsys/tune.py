@@ -1,0 +1,430 @@
+"""Hyperparameter studies with Optuna: ``python -m recsys.tune model=bpr [tune.trials=30]``.
+
+A study maximises the validation ``objective`` (``val/ndcg@10``) under the run's protocol:
+every trial trains on the training part and is scored on the validation part; test is never
+evaluated. The search space of a model is ``conf/search/<model>.yaml``, next to its config.
+
+- Sampling: TPE, seeded (``tune.seed``), after ``tune.startup_trials`` random trials. Suggested
+  numbers are rounded to 3 significant digits before the trial trains, so the winner written
+  back is exactly what was evaluated.
+- Pruning: iterative models report their validation value every epoch; a trial whose value is
+  below the median of earlier trials at the same epoch is stopped (after ``tune.prune_after``
+  epochs, once ``tune.startup_trials`` trials finished).
+- Budget: ``tune.trials`` finished (complete or pruned) trials; ``null`` gives 50 to models
+  without a trainer and 30 to the torch models.
+- Resumable: the study lives in Optuna's storage (``tune.storage``, a SQLite file by default).
+  Running the same command again continues it: finished trials count toward the budget, a
+  trial left RUNNING by a killed process (no heartbeat for 6 s) is marked FAILED and tried
+  again, and the sampler is seeded by trial number, so the resumed study draws what an
+  uninterrupted one would have.
+- MLflow: the study is a parent run (experiment ``<data>-tuning``) with one child run per trial.
+- Results: the study's report (``tune.report_dir``: best settings, every trial, optimisation
+  history and parameter importance figures) and, with ``tune.write_back``, the winner written
+  into ``conf/model/<model>.yaml`` with a comment naming the study.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from recsys.config import CONF_DIR, SplitData, build_model, load_split
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_write_text
+from recsys.metrics import evaluate
+from recsys.rng import seed_everything
+from recsys.tracking import RunTracker, flatten, git_state, package_versions
+from recsys.train import validation_metric
+
+log = logging.getLogger(__name__)
+
+SEARCH_DIR = CONF_DIR / "search"
+KINDS = ("int", "float", "categorical")
+PROVENANCE = "# Tuned by `python -m recsys.tune"
+
+
+# -- search spaces ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Parameter:
+    """One dimension of a search space: ``kind`` int, float or categorical."""
+
+    key: str  # in the model config, dotted: "factors", "trainer.lr"
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple | None = None
+
+    def suggest(self, trial):
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.log)
+        value = trial.suggest_float(self.key, self.low, self.high, log=self.log)
+        return float(f"{value:.3g}")  # what the trial trains with, and what is written back
+
+
+def search_space(model: str) -> list[Parameter]:
+    """The parameters of ``conf/search/<model>.yaml`` (``ConfigError`` naming a bad entry)."""
+    path = SEARCH_DIR / f"{model}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
+        raise ConfigError(f"no search space for model {model!r} ({path} missing): models with "
+                          f"one: {', '.join(known)}")  # fmt: skip
+    space = []
+    for key, spec in OmegaConf.to_container(OmegaConf.load(path)).items():
+        spec = dict(spec)
+        kind = spec.pop("type", None)
+        if kind not in KINDS:
+            raise ConfigError(f"{path}: {key}.type must be one of {', '.join(KINDS)}, got {kind!r}")
+        if "choices" in spec:
+            spec["choices"] = tuple(spec["choices"])
+        try:
+            space.append(Parameter(key, kind, **spec))
+        except TypeError as error:
+            raise ConfigError(f"{path}: {key}: {error}") from None
+    return space
+
+
+def with_params(model_cfg: DictConfig, params: dict) -> DictConfig:
+    """``model_cfg`` with the dotted ``params`` set (``{"trainer.lr": 0.01}``)."""
+    node = OmegaConf.create(OmegaConf.to_container(model_cfg))
+    for key, value in params.items():
+        if OmegaConf.select(node, key) is None:
+            raise ConfigError(f"search space key model.{key} is not a setting of the model")
+        OmegaConf.update(node, key, value)
+    return node
+
+
+# -- one study --------------------------------------------------------------------------------
+def budget(cfg: DictConfig) -> int:
+    if cfg.tune.trials is not None:
+        return int(cfg.tune.trials)
+    return 30 if "trainer" in cfg.model else 50
+
+
+HEARTBEAT_SECONDS, GRACE_SECONDS = 2, 6  # a trial without a heartbeat for 6 s was killed
+
+
+def storage(url: str):
+    """Optuna's RDB storage with heartbeats, so trials of a killed process can be failed."""
+    import optuna
+
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=GRACE_SECONDS)  # fmt: skip
+
+
+def fail_killed_trials(study) -> None:
+    """Mark FAILED the trials a killed process left RUNNING (their heartbeat stopped), so they
+    are tried again; a trial another live process is running keeps beating and is left alone."""
+    import optuna
+
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        log.warning("trials marked RUNNING: waiting %d s to tell killed ones from live ones",
+                    GRACE_SECONDS)  # fmt: skip
+        time.sleep(GRACE_SECONDS + HEARTBEAT_SECONDS)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9, and still there
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def tune(cfg: DictConfig):
+    """Run (or resume) the study ``cfg.tune.study`` to its budget; return the Optuna study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = search_space(cfg.model_name)
+    with_params(cfg.model, {p.key: 0 for p in space})  # every key exists, before any work
+    prepared = load_split(cfg)
+    study = optuna.create_study(
+        study_name=cfg.tune.study, storage=storage(cfg.tune.storage), load_if_exists=True,
+        direction="maximize",
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.startup_trials,
+                                           n_warmup_steps=cfg.tune.prune_after),
+    )  # fmt: skip
+    fail_killed_trials(study)
+    finished = _finished(study)
+    remaining = max(budget(cfg) - len(finished), 0)
+    log.info("study %s: %d finished trials, %d to run", cfg.tune.study, len(finished), remaining)
+    parent = _parent_run(cfg, study) if cfg.tracking.enabled else None
+    try:
+        for _ in range(remaining):  # one at a time, so the budget counts finished trials
+            # TPE reads the history from the storage; seeding it by the trial's number makes a
+            # resumed study draw what the uninterrupted one would have drawn
+            study.sampler = optuna.samplers.TPESampler(
+                seed=cfg.tune.seed + len(study.trials), n_startup_trials=cfg.tune.startup_trials)
+            study.optimize(lambda trial: objective(trial, cfg, space, prepared, parent),
+                           n_trials=1, catch=())  # fmt: skip
+    except BaseException:
+        if parent is not None:
+            parent.end(failed=True)
+        raise
+    if parent is not None:
+        best = study.best_trial
+        parent.log_metrics({cfg.objective: best.value, "trials/finished": len(_finished(study)),
+                            "trials/pruned": len(_pruned(study))})  # fmt: skip
+        parent.end()
+    return study
+
+
+def objective(trial, cfg: DictConfig, space: list[Parameter], prepared: SplitData,
+              parent: RunTracker | None) -> float:  # fmt: skip
+    """Train one configuration on the training part; its validation objective."""
+    import optuna
+
+    params = {p.key: p.suggest(trial) for p in space}
+    trial.set_user_attr("params", params)
+    seed_everything(cfg.seed)
+    model = build_model(with_params(cfg.model, params), cfg.seed, prepared.data)
+    split = prepared.split
+    train, validation = split.train.to_csr(), split.validation.to_csr()
+    validate = validation_metric(validation, train, cfg.objective, cfg.eval_batch_size)
+    child = None
+    if parent is not None:
+        child = RunTracker(cfg.tracking.uri, cfg.tracking.experiment,
+                           f"{cfg.tune.study}-trial{trial.number}", parent_run_id=parent.run_id)
+        child.log_params({f"model.{k}": v for k, v in params.items()} | {"trial": trial.number})
+
+    def report(epoch: int, record: dict[str, float]) -> None:
+        if "val" not in record:
+            return
+        trial.report(record["val"], epoch)
+        if child is not None:
+            child.log_metrics({f"epoch/{cfg.objective}": record["val"]}, step=epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {epoch}: {record['val']:.4f} below the median")
+
+    try:
+        model.fit_validated(train, validate=validate, on_epoch=report)
+        result = evaluate(model, validation, train, list(cfg.ks), batch_size=cfg.eval_batch_size)
+    except optuna.TrialPruned:
+        if child is not None:
+            child.set_tags({"trial.state": "PRUNED"})
+            child.end()
+        raise
+    except BaseException:
+        if child is not None:
+            child.end(failed=True)
+        raise
+    value = result.summary[cfg.objective.partition("/")[2]]
+    if child is not None:
+        child.log_metrics({f"val/{k}": v for k, v in result.summary.items()}
+                          | model.training_summary())  # fmt: skip
+        child.set_tags({"trial.state": "COMPLETE"})
+        child.end()
+    trial.set_user_attr("training", model.training_summary())
+    return value
+
+
+def _finished(study) -> list:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return study.get_trials(deepcopy=False, states=states)
+
+
+def _pruned(study) -> list:
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+
+
+def _parent_run(cfg: DictConfig, study) -> RunTracker:
+    """The study's MLflow run: the one a resumed study started, else a new one."""
+    parent_id = study.user_attrs.get("mlflow_run_id")
+    tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tune.study,
+                         run_id=parent_id)  # fmt: skip
+    if parent_id is None:
+        study.set_user_attr("mlflow_run_id", tracker.run_id)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        tracker.log_params(flatten(resolved) | {"search_space": _space_text(cfg.model_name)})
+        tracker.set_tags({"study": cfg.tune.study, "model": cfg.model_name,
+                          "protocol": cfg.protocol.name, "seed": cfg.seed}
+                         | git_state() | package_versions())  # fmt: skip
+    return tracker
+
+
+def _space_text(model: str) -> str:
+    return (SEARCH_DIR / f"{model}.yaml").read_text()
+
+
+# -- results ----------------------------------------------------------------------------------
+def best_params(study) -> dict:
+    return dict(study.best_trial.user_attrs["params"])
+
+
+def provenance(cfg: DictConfig, study) -> str:
+    """The comment that names where a tuned default came from."""
+    best, finished = study.best_trial, _finished(study)
+    return (f"{PROVENANCE} model={cfg.model_name}` (study {cfg.tune.study}): {len(finished)} "
+            f"trials, {len(_pruned(study))} pruned; best {cfg.objective} {best.value:.4f} "
+            f"(trial {best.number}), {datetime.date.today().isoformat()}. Search space: "
+            f"conf/search/{cfg.model_name}.yaml; protocol {cfg.protocol.name}, seed {cfg.seed}.")
+
+
+def write_back(model: str, params: dict, note: str, folder: Path = CONF_DIR / "model") -> Path:
+    """Set ``params`` in ``conf/model/<model>.yaml``, keeping its other lines and comments; the
+    provenance ``note`` replaces an earlier one at the top."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+    path = folder / f"{model}.yaml"
+    lines = path.read_text().splitlines(keepends=True)
+    header = []
+    while lines and lines[0].startswith("#"):
+        header.append(lines.pop(0))
+    described = [line for line in header if not _is_provenance(line, header)]
+    yaml = YAML()
+    yaml.width = 100
+    body = yaml.load("".join(lines))
+    for key, value in params.items():
+        node, *parents, leaf = [body, *key.split(".")]
+        for name in parents:
+            if name not in node:
+                node[name] = CommentedMap()
+            node = node[name]
+        node[leaf] = value.item() if isinstance(value, np.generic) else value
+    stream = io.StringIO()
+    yaml.dump(body, stream)
+    wrapped = _wrap_comment(note)
+    atomic_write_text(path, "".join(wrapped + described) + stream.getvalue())
+    return path
+
+
+def _is_provenance(line: str, header: list[str]) -> bool:
+    """Lines of an earlier provenance note: its first line and the ones continuing it."""
+    start = next((i for i, h in enumerate(header) if h.startswith(PROVENANCE)), None)
+    if start is None:
+        return False
+    end = start + 1
+    while end < len(header) and header[end].startswith("#   "):
+        end += 1
+    return line in header[start:end]
+
+
+def _wrap_comment(text: str, width: int = 100) -> list[str]:
+    words, lines, current = text.removeprefix("# ").split(), [], "#"
+    for word in words:
+        if len(current) + 1 + len(word) > width:
+            lines.append(current + "\n")
+            current = "#  "
+        current += " " + word
+    return [*lines, current + "\n"]
+
+
+def write_study_report(cfg: DictConfig, study, folder: Path) -> Path:
+    """``<study>.md`` with the best settings and every trial, and two figures (PNG): the
+    optimisation history and the parameters' importance (fANOVA)."""
+    import matplotlib.pyplot as plt
+    import optuna
+    import optuna.visualization.matplotlib as optuna_plots
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = cfg.tune.study
+    figures = []
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the plots are
+    axis = optuna_plots.plot_optimization_history(study, target_name=cfg.objective)
+    figures.append(_save(axis.figure, folder / f"{name}-history.png"))
+    completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+    importances = {}
+    if len(search_space(cfg.model_name)) > 1 and len(completed) > 1:
+        evaluator = FanovaImportanceEvaluator(seed=cfg.tune.seed)
+        importances = get_param_importances(study, evaluator=evaluator)
+        axis = optuna_plots.plot_param_importances(study, evaluator=evaluator,
+                                                   target_name=cfg.objective)  # fmt: skip
+        figures.append(_save(axis.figure, folder / f"{name}-importance.png"))
+    plt.close("all")
+    path = folder / f"{name}.md"
+    atomic_write_text(path, _study_markdown(cfg, study, importances, figures))
+    return path
+
+
+def _save(figure, path: Path) -> Path:
+    figure.set_size_inches(7, 4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=150)
+    return path
+
+
+def _study_markdown(cfg: DictConfig, study, importances: dict, figures: list[Path]) -> str:
+    best = study.best_trial
+    space = search_space(cfg.model_name)
+    rows = ["| trial | state | " + " | ".join(p.key for p in space) + f" | {cfg.objective} |",
+            "|" + " --- |" * (len(space) + 3)]  # fmt: skip
+    for trial in study.trials:
+        params = trial.user_attrs.get("params", {})
+        value = "" if trial.value is None else f"{trial.value:.4f}"
+        if trial.state.name == "PRUNED" and trial.intermediate_values:
+            epoch = max(trial.intermediate_values)
+            value = f"(pruned at epoch {epoch}: {trial.intermediate_values[epoch]:.4f})"
+        cells = [_cell(params.get(p.key)) for p in space]
+        rows.append(f"| {trial.number} | {trial.state.name.lower()} | " + " | ".join(cells)
+                    + f" | {value} |")  # fmt: skip
+    lines = [
+        f"# Study {cfg.tune.study}", "",
+        f"`python -m recsys.tune model={cfg.model_name}`: Optuna TPE (seed {cfg.tune.seed}), "
+        f"median pruning; {len(_finished(study))} finished trials ({len(_pruned(study))} "
+        f"pruned), maximising {cfg.objective} on the validation part of the "
+        f"{cfg.protocol.name} protocol (seed {cfg.seed}); test never evaluated. Search space: "
+        f"`conf/search/{cfg.model_name}.yaml`.", "",
+        f"**Best**: trial {best.number}, {cfg.objective} = {best.value:.4f}, "
+        + ", ".join(f"`{k}={_cell(v)}`" for k, v in best.user_attrs["params"].items()), "",
+    ]  # fmt: skip
+    if importances:
+        lines += ["Parameter importance (fANOVA): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in importances.items()), ""]  # fmt: skip
+    lines += [f"![{p.stem}]({p.name})" for p in figures] + ["", "## Trials", "", *rows, ""]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def finish(cfg: DictConfig, study) -> str:
+    """Write the study report and (``tune.write_back``) the winner; one summary line."""
+    report = write_study_report(cfg, study, Path(cfg.tune.report_dir))
+    best = study.best_trial
+    line = (f"study {cfg.tune.study}: best {cfg.objective} {best.value:.4f} (trial "
+            f"{best.number}) with {best_params(study)}; report {report}")
+    if cfg.tune.write_back:
+        path = write_back(cfg.model_name, best_params(study), provenance(cfg, study))
+        line += f"; written to {path}"
+    return line
+
+
+@hydra.main(config_path="../conf", config_name="tune", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        if not isinstance(cfg.model_name, str) or cfg.model_name not in _models_with_space():
+            raise ConfigError(f"choose a model with a search space: model="
+                              f"{'|'.join(_models_with_space())}")  # fmt: skip
+        study = tune(cfg)
+        print(finish(cfg, study))
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    return study.best_value
+
+
+def _models_with_space() -> list[str]:
+    return sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Optuna studies: search spaces, pruning, resuming after a kill, MLflow mirroring, write-back."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from recsys import tune
+from recsys.config import CONF_DIR, compose_config, model_names
+from recsys.errors import ConfigError
+from tests.conftest import SYNTHETIC
+
+SPACES = sorted(path.stem for path in (CONF_DIR / "search").glob("*.yaml"))
+
+
+def study_config(data_dir, tmp_path, *overrides):
+    return compose_config([f"data.dir={data_dir}", f"data.name={SYNTHETIC}",
+                           f"tune.storage=sqlite:///{tmp_path}/optuna.db",
+                           f"tune.report_dir={tmp_path}/reports", "tune.write_back=false",
+                           *overrides], config_name="tune")  # fmt: skip
+
+
+def test_every_search_space_belongs_to_a_model_and_parses():
+    assert set(SPACES) <= set(model_names())
+    for name in SPACES:
+        space = tune.search_space(name)
+        assert space and {p.kind for p in space} <= set(tune.KINDS)
+
+
+def test_bad_search_spaces_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "SEARCH_DIR", tmp_path)
+    (tmp_path / "ease.yaml").write_text("regularization: {type: gaussian, low: 1, high: 2}\n")
+    with pytest.raises(ConfigError, match="regularization.type must be one of"):
+        tune.search_space("ease")
+    with pytest.raises(ConfigError, match="no search space for model 'bpr'"):
+        tune.search_space("bpr")
+    node = compose_config(["model=ease"]).model
+    with pytest.raises(ConfigError, match="model.neighbors is not a setting"):
+        tune.with_params(node, {"neighbors": 5})
+
+
+def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_data, tmp_path,
+                                                                     mlflow_uri):  # fmt: skip
+    first = tune.tune(study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3",
+                                   f"tracking.uri={mlflow_uri}"))  # fmt: skip
+    before = [(t.number, t.params, t.value) for t in first.trials]
+    cfg = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=5",
+                       f"tracking.uri={mlflow_uri}")  # fmt: skip
+    resumed = tune.tune(cfg)
+    assert "written to" not in tune.finish(cfg, resumed)  # tune.write_back=false here
+    assert [(t.number, t.params, t.value) for t in resumed.trials][:3] == before
+    assert len(resumed.trials) == 5
+    # the same study run in one go draws the same settings (the sampler is seeded per trial)
+    other = tmp_path / "one-go"
+    other.mkdir()
+    once = tune.tune(study_config(synthetic_data, other, "model=ease", "tune.trials=5",
+                                  "tracking.enabled=false"))  # fmt: skip
+    assert [t.params for t in once.trials] == [t.params for t in resumed.trials]
+    client = MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name(f"{SYNTHETIC}-tuning").experiment_id
+    runs = client.search_runs([experiment])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 5 and parent.data.tags["study"] == f"ease-msr-{SYNTHETIC}"
+    assert parent.info.status == "FINISHED"
+    assert all(not key.startswith("test/") for r in runs for key in r.data.metrics)  # never test
+    assert parent.data.metrics["val/ndcg_at_10"] == pytest.approx(resumed.best_value)
+    report = (tmp_path / "reports" / f"ease-msr-{SYNTHETIC}.md").read_text()
+    assert "**Best**: trial" in report and report.count("| complete |") == 5
+    assert (tmp_path / "reports" / f"ease-msr-{SYNTHETIC}-history.png").exists()
+
+
+def test_iterative_models_report_every_epoch_and_can_be_pruned(synthetic_data, tmp_path):
+    cfg = study_config(synthetic_data, tmp_path, "model=bpr", "tune.trials=6",
+                       "tune.startup_trials=2", "tune.prune_after=1", "tracking.enabled=false",
+                       "model.trainer.epochs=6", "model.trainer.min_epochs=0",
+                       "model.trainer.progress=false", "model.trainer.device=cpu")  # fmt: skip
+    study = tune.tune(cfg)
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)
+    states = {t.state for t in study.trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    path = tune.write_study_report(cfg, study, tmp_path / "reports")
+    assert f"{len(tune._pruned(study))} pruned" in path.read_text()
+
+
+# `python -m recsys.tune ARGS`, with the synthetic release registered as a dataset
+TUNE_WITH_SYNTHETIC = """
+import runpy, sys
+from recsys.data import download
+from tests.conftest import SYNTHETIC, make_ratings, ratings_bytes, synthetic_spec
+download.DATASETS[SYNTHETIC] = synthetic_spec(ratings_bytes(make_ratings()))
+sys.argv = ["recsys.tune", *sys.argv[1:]]
+runpy.run_module("recsys.tune", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow  # ~20 s: a kill mid-trial, a heartbeat's grace period, the rest of the study
+def test_a_killed_study_resumes(synthetic_data, tmp_path):
+    args = [sys.executable, "-c", TUNE_WITH_SYNTHETIC, "model=bpr", f"data.dir={synthetic_data}",
+            f"data.name={SYNTHETIC}", f"tune.storage=sqlite:///{tmp_path}/optuna.db",
+            f"tune.report_dir={tmp_path}/reports", "tune.write_back=false", "tune.trials=4",
+            "tracking.enabled=false", "model.trainer.epochs=40", "model.trainer.patience=0",
+            "model.trainer.progress=false", "model.trainer.device=cpu",
+            f"hydra.run.dir={tmp_path}/outputs"]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(CONF_DIR.parent)}  # tests.conftest importable
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    name = f"bpr-msr-{SYNTHETIC}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _count(storage, name, "COMPLETE") < 1:
+        assert process.poll() is None, "the study ended before it could be killed"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)  # mid-way through a trial
+    process.wait(timeout=30)
+    done = _count(storage, name, "COMPLETE")
+    assert 1 <= done < 4
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name=name, storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 4
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def _count(storage: str, name: str, state: str) -> int:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except (KeyError, Exception):  # noqa: BLE001 - the study is not created yet
+        return 0
+    return sum(t.state.name == state for t in study.trials)
+
+
+def test_write_back_keeps_the_file_and_names_the_study(tmp_path):
+    source = (CONF_DIR / "model" / "bpr.yaml").read_text()
+    (tmp_path / "bpr.yaml").write_text(source)
+    note = f"{tune.PROVENANCE} model=bpr` (study bpr-x): 3 trials, 1 pruned; best 0.1 (trial 2)."
+    tune.write_back("bpr", {"factors": 64, "trainer.lr": 0.002}, note, folder=tmp_path)
+    again = tune.write_back("bpr", {"factors": 32}, note.replace("bpr-x", "bpr-y"),
+                            folder=tmp_path).read_text()  # fmt: skip
+    cfg = compose_config(["model=bpr"]).model
+    written = __import__("omegaconf").OmegaConf.create(again)
+    assert written.factors == 32 and written.trainer.lr == 0.002
+    assert written.regularization == cfg.regularization
+    assert again.count(tune.PROVENANCE) == 1 and "bpr-y" in again and "bpr-x" not in again
+    assert "_target_: recsys.models.bpr.BPRRecommender" in again
+    kept = [line for line in source.splitlines() if line.startswith("# ") and
+            not line.startswith(tune.PROVENANCE) and not line.startswith("#   ")]  # fmt: skip
+    assert all(line in again for line in kept)  # the description is kept
