@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?= model=als
 
-.PHONY: train test test-slow install benchmark report docs benchmark-eval lint
+.PHONY: train test test-slow install tune benchmark report protocols docs benchmark-eval lint
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,14 +29,26 @@ test: $(BIN)/.installed
 test-slow: $(BIN)/.installed
 	$(BIN)/python -m pytest -m slow
 
-# every model (conf/model/) x 5 seeds into MLflow experiment ml-100k-benchmark, then reports/
+# an Optuna study for every model with a search space (conf/search/); writes the winners back
+tune: $(BIN)/.installed
+	for model in $$(ls conf/search | sed 's/.yaml//'); do \
+		$(BIN)/python -m recsys.tune model=$$model || exit 1; done
+
+# every model (conf/model/) x 5 seeds into MLflow experiment ml-100k-msr-benchmark, then reports/
 benchmark: $(BIN)/.installed
 	$(BIN)/python -m recsys.train -m experiment=benchmark
 	$(MAKE) report
 
-# reports/ and the README's results section from the benchmark runs
+# reports/, reports/literature.md and the README's results sections from the benchmark runs
 report: $(BIN)/.installed
-	$(BIN)/python -m recsys.report --experiment ml-100k-benchmark --out reports --readme README.md
+	$(BIN)/python -m recsys.report --experiment ml-100k-msr-benchmark --out reports --readme README.md
+	$(BIN)/python -m recsys.literature published --experiment ml-100k-msr-benchmark --out reports \
+		--readme README.md
+
+# the closed-form models under every protocol x 5 seeds, and the README's protocol table
+protocols: $(BIN)/.installed
+	$(BIN)/python -m recsys.train -m experiment=protocols
+	$(BIN)/python -m recsys.literature protocols --readme README.md
 
 # the README's sections generated from code and config (the models table)
 docs: $(BIN)/.installed

@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 MAIN_METRICS = ("precision", "recall", "map", "ndcg", "hit_rate", "mrr")
 OTHER_METRICS = ("precision", "recall", "map", "ndcg")
-LABELS = {"precision": "Precision", "recall": "Recall", "map": "MAP", "ndcg": "NDCG",
-          "hit_rate": "HitRate", "mrr": "MRR", "coverage": "Coverage"}  # fmt: skip
+LABELS = {"precision": "Precision", "recall": "Recall", "map": "MAP", "map_r": "MAP÷|R|",
+          "ndcg": "NDCG", "hit_rate": "HitRate", "mrr": "MRR", "coverage": "Coverage"}  # fmt: skip
 # the logged params that define a protocol: runs that differ in one are not comparable
 PROTOCOL_PREFIXES = ("data.", "split.", "protocol.")
 NOT_PROTOCOL = ("data.dir", "split.size.")
@@ -148,9 +148,11 @@ def describe_protocol(runs: Runs) -> str:
     splitter = build(cfg.split, "split")
     positives = ("all ratings positive" if cfg.data.min_rating is None
                  else f"ratings >= {cfg.data.min_rating} positive")  # fmt: skip
-    return (f"{cfg.data.name}, {positives}; {splitter.describe()}; models trained on the "
-            f"training part; full-catalogue ranking with the user's training (and, for test, "
-            f"validation) items excluded")
+    refit = cfg.get("protocol", {}).get("refit", False)
+    training = ("settings and epochs chosen on validation, then refit on train + validation"
+                if refit else "models trained on the training part")  # fmt: skip
+    return (f"{cfg.data.name}, {positives}; {splitter.describe()}; {training}; full-catalogue "
+            f"ranking with the user's training and validation items excluded from test")
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> float:
@@ -568,7 +570,7 @@ FIGURES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recsys.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiment", default="ml-100k-benchmark")
+    parser.add_argument("--experiment", default="ml-100k-msr-benchmark")
     parser.add_argument("--filter", default="",
                         help="MLflow filter, e.g. \"tags.model != 'random'\"")
     parser.add_argument("--tracking-uri", default=None)
@@ -581,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the main table into this README's results section")
     parser.add_argument("--force", action="store_true",
                         help="overwrite a folder holding another experiment's or protocol's report")
+
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)

@@ -4,12 +4,16 @@ A study maximises the validation ``objective`` (``val/ndcg@10``) under the run's
 every trial trains on the training part and is scored on the validation part; test is never
 evaluated. The search space of a model is ``conf/search/<model>.yaml``, next to its config.
 
-- Sampling: TPE, seeded (``tune.seed``), after ``tune.startup_trials`` random trials. Suggested
-  numbers are rounded to 3 significant digits before the trial trains, so the winner written
-  back is exactly what was evaluated.
+- Sampling: the model's current default first (so a study never ends below it), then TPE,
+  seeded (``tune.seed``), after ``tune.startup_trials`` random trials. Suggested numbers are
+  rounded to 3 significant digits before the trial trains, so the winner written back is
+  exactly what was evaluated.
 - Pruning: iterative models report their validation value every epoch; a trial whose value is
   below the median of earlier trials at the same epoch is stopped (after ``tune.prune_after``
   epochs, once ``tune.startup_trials`` trials finished).
+- Validation: a trial's value is the mean over the splits of ``tune.seeds`` (default: three
+  seeds for models without a trainer, where one validation split proved too noisy to choose
+  by, one for the torch models, for their cost); pruning follows the first split's curve.
 - Budget: ``tune.trials`` finished (complete or pruned) trials; ``null`` gives 50 to models
   without a trainer and 30 to the torch models.
 - Resumable: the study lives in Optuna's storage (``tune.storage``, a SQLite file by default).
@@ -96,6 +100,11 @@ def search_space(model: str) -> list[Parameter]:
     return space
 
 
+def current_values(model_cfg: DictConfig, space: list[Parameter]) -> dict:
+    """The model config's values of the searched settings (its current default)."""
+    return {p.key: OmegaConf.select(model_cfg, p.key) for p in space}
+
+
 def with_params(model_cfg: DictConfig, params: dict) -> DictConfig:
     """``model_cfg`` with the dotted ``params`` set (``{"trainer.lr": 0.01}``)."""
     node = OmegaConf.create(OmegaConf.to_container(model_cfg))
@@ -147,7 +156,8 @@ def tune(cfg: DictConfig):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(cfg.model_name)
     with_params(cfg.model, {p.key: 0 for p in space})  # every key exists, before any work
-    prepared = load_split(cfg)
+    splits = {seed: load_split(OmegaConf.merge(cfg, {"seed": seed}))
+              for seed in tuning_seeds(cfg)}  # fmt: skip
     study = optuna.create_study(
         study_name=cfg.tune.study, storage=storage(cfg.tune.storage), load_if_exists=True,
         direction="maximize",
@@ -155,6 +165,8 @@ def tune(cfg: DictConfig):
                                            n_warmup_steps=cfg.tune.prune_after),
     )  # fmt: skip
     fail_killed_trials(study)
+    if not study.trials:  # the current default is the first trial: a study never loses to it
+        study.enqueue_trial(current_values(cfg.model, space), skip_if_exists=True)
     finished = _finished(study)
     remaining = max(budget(cfg) - len(finished), 0)
     log.info("study %s: %d finished trials, %d to run", cfg.tune.study, len(finished), remaining)
@@ -165,7 +177,7 @@ def tune(cfg: DictConfig):
             # resumed study draw what the uninterrupted one would have drawn
             study.sampler = optuna.samplers.TPESampler(
                 seed=cfg.tune.seed + len(study.trials), n_startup_trials=cfg.tune.startup_trials)
-            study.optimize(lambda trial: objective(trial, cfg, space, prepared, parent),
+            study.optimize(lambda trial: objective(trial, cfg, space, splits, parent),
                            n_trials=1, catch=())  # fmt: skip
     except BaseException:
         if parent is not None:
@@ -179,23 +191,21 @@ def tune(cfg: DictConfig):
     return study
 
 
-def objective(trial, cfg: DictConfig, space: list[Parameter], prepared: SplitData,
+def objective(trial, cfg: DictConfig, space: list[Parameter], splits: dict[int, SplitData],
               parent: RunTracker | None) -> float:  # fmt: skip
-    """Train one configuration on the training part; its validation objective."""
+    """Train one configuration on the training part of each split (one per seed of
+    ``tuning_seeds``); the mean of their validation objectives. An iterative model reports its
+    per-epoch validation value on the first split, where a poor trial is pruned."""
     import optuna
 
     params = {p.key: p.suggest(trial) for p in space}
     trial.set_user_attr("params", params)
-    seed_everything(cfg.seed)
-    model = build_model(with_params(cfg.model, params), cfg.seed, prepared.data)
-    split = prepared.split
-    train, validation = split.train.to_csr(), split.validation.to_csr()
-    validate = validation_metric(validation, train, cfg.objective, cfg.eval_batch_size)
     child = None
     if parent is not None:
         child = RunTracker(cfg.tracking.uri, cfg.tracking.experiment,
                            f"{cfg.tune.study}-trial{trial.number}", parent_run_id=parent.run_id)
-        child.log_params({f"model.{k}": v for k, v in params.items()} | {"trial": trial.number})
+        child.log_params({f"model.{k}": v for k, v in params.items()}
+                         | {"trial": trial.number, "seeds": list(splits)})  # fmt: skip
 
     def report(epoch: int, record: dict[str, float]) -> None:
         if "val" not in record:
@@ -207,8 +217,8 @@ def objective(trial, cfg: DictConfig, space: list[Parameter], prepared: SplitDat
             raise optuna.TrialPruned(f"epoch {epoch}: {record['val']:.4f} below the median")
 
     try:
-        model.fit_validated(train, validate=validate, on_epoch=report)
-        result = evaluate(model, validation, train, list(cfg.ks), batch_size=cfg.eval_batch_size)
+        summaries = [_validate(cfg, params, seed, prepared, report if i == 0 else None)
+                     for i, (seed, prepared) in enumerate(splits.items())]  # fmt: skip
     except optuna.TrialPruned:
         if child is not None:
             child.set_tags({"trial.state": "PRUNED"})
@@ -218,14 +228,35 @@ def objective(trial, cfg: DictConfig, space: list[Parameter], prepared: SplitDat
         if child is not None:
             child.end(failed=True)
         raise
-    value = result.summary[cfg.objective.partition("/")[2]]
+    mean = {k: float(np.mean([s[k] for s in summaries])) for k in summaries[0]}
+    trial.set_user_attr("per_seed", [s[cfg.objective] for s in summaries])
     if child is not None:
-        child.log_metrics({f"val/{k}": v for k, v in result.summary.items()}
-                          | model.training_summary())  # fmt: skip
+        child.log_metrics(mean)
         child.set_tags({"trial.state": "COMPLETE"})
         child.end()
-    trial.set_user_attr("training", model.training_summary())
-    return value
+    return mean[cfg.objective]
+
+
+def _validate(cfg: DictConfig, params: dict, seed: int, prepared: SplitData,
+              on_epoch) -> dict[str, float]:  # fmt: skip
+    """Fit on one split's training part; its validation metrics (``val/ndcg@10``, ...)."""
+    seed_everything(seed)
+    model = build_model(with_params(cfg.model, params), seed, prepared.data)
+    train, validation = prepared.split.train.to_csr(), prepared.split.validation.to_csr()
+    validate = validation_metric(validation, train, cfg.objective, cfg.eval_batch_size)
+    model.fit_validated(train, validate=validate, on_epoch=on_epoch)
+    result = evaluate(model, validation, train, list(cfg.ks), batch_size=cfg.eval_batch_size)
+    return {f"val/{k}": v for k, v in result.summary.items()} | model.training_summary()
+
+
+def tuning_seeds(cfg: DictConfig) -> list[int]:
+    """The split seeds a trial is validated on: ``tune.seeds``, or by default the run's seed
+    and the next two for models without a trainer (cheap, and one validation split is noisy:
+    averaged over three, ALS's and EASE's choices track test far better) and the run's seed
+    alone for the torch models (three times the cost)."""
+    if cfg.tune.seeds is not None:
+        return [int(s) for s in cfg.tune.seeds]
+    return [cfg.seed] if "trainer" in cfg.model else [cfg.seed, cfg.seed + 1, cfg.seed + 2]
 
 
 def _finished(study) -> list:
@@ -271,7 +302,8 @@ def provenance(cfg: DictConfig, study) -> str:
     return (f"{PROVENANCE} model={cfg.model_name}` (study {cfg.tune.study}): {len(finished)} "
             f"trials, {len(_pruned(study))} pruned; best {cfg.objective} {best.value:.4f} "
             f"(trial {best.number}), {datetime.date.today().isoformat()}. Search space: "
-            f"conf/search/{cfg.model_name}.yaml; protocol {cfg.protocol.name}, seed {cfg.seed}.")
+            f"conf/search/{cfg.model_name}.yaml; protocol {cfg.protocol.name}, validation of "
+            f"split seeds {', '.join(map(str, tuning_seeds(cfg)))}.")
 
 
 def write_back(model: str, params: dict, note: str, folder: Path = CONF_DIR / "model") -> Path:
@@ -378,7 +410,8 @@ def _study_markdown(cfg: DictConfig, study, importances: dict, figures: list[Pat
         f"`python -m recsys.tune model={cfg.model_name}`: Optuna TPE (seed {cfg.tune.seed}), "
         f"median pruning; {len(_finished(study))} finished trials ({len(_pruned(study))} "
         f"pruned), maximising {cfg.objective} on the validation part of the "
-        f"{cfg.protocol.name} protocol (seed {cfg.seed}); test never evaluated. Search space: "
+        f"{cfg.protocol.name} protocol, averaged over split seeds "
+        f"{', '.join(map(str, tuning_seeds(cfg)))}; test never evaluated. Search space: "
         f"`conf/search/{cfg.model_name}.yaml`.", "",
         f"**Best**: trial {best.number}, {cfg.objective} = {best.value:.4f}, "
         + ", ".join(f"`{k}={_cell(v)}`" for k, v in best.user_attrs["params"].items()), "",

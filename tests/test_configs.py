@@ -92,6 +92,18 @@ def test_every_search_space_builds_at_its_bounds(search):
             create_model(search, seed=0, overrides=overrides, data=synthetic_movielens())
 
 
+@pytest.mark.parametrize("search", SEARCHES)
+def test_every_tuned_default_names_its_study(search):
+    # a model with a search space has its default from a study on the default protocol
+    from recsys.tune import PROVENANCE
+
+    text = (CONF_DIR / "model" / f"{search}.yaml").read_text()
+    cfg = compose_config(["model=" + search], config_name="tune")
+    assert f"{PROVENANCE} model={search}` (study {cfg.tune.study})" in text, (
+        f"run `python -m recsys.tune model={search}` (make tune)")
+    assert (CONF_DIR.parent / "reports" / "tuning" / f"{cfg.tune.study}.md").exists()
+
+
 def test_benchmark_sweeps_every_model_over_five_seeds():
     cfg = hydra_config("experiment=benchmark")
     assert cfg.hydra.sweeper.params.model == "glob(*)"  # every file of conf/model/

@@ -55,6 +55,12 @@ def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_da
     assert "written to" not in tune.finish(cfg, resumed)  # tune.write_back=false here
     assert [(t.number, t.params, t.value) for t in resumed.trials][:3] == before
     assert len(resumed.trials) == 5
+    default = compose_config(["model=ease"]).model.regularization
+    assert resumed.trials[0].params == {"regularization": default}  # the default goes first
+    assert resumed.best_value >= resumed.trials[0].value
+    # a closed-form model is validated on three splits (seeds 42, 43, 44) and scored by the mean
+    per_seed = resumed.trials[0].user_attrs["per_seed"]
+    assert len(per_seed) == 3 and resumed.trials[0].value == pytest.approx(sum(per_seed) / 3)
     # the same study run in one go draws the same settings (the sampler is seeded per trial)
     other = tmp_path / "one-go"
     other.mkdir()

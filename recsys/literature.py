@@ -1,0 +1,239 @@
+"""recsys' numbers next to other numbers: a published table, and the protocols side by side.
+
+    python -m recsys.literature published --experiment ml-100k-msr-benchmark \\
+        --table conf/literature/msr_ml100k.yaml --out reports [--readme README.md]
+    python -m recsys.literature protocols --experiment ml-100k-protocols \\
+        --out reports/protocols [--readme README.md]
+
+``published`` writes ``literature.md`` and ``figures/literature.png|pdf``: the rows a paper or
+benchmark printed (``conf/literature/*.yaml``, copied once from the source) next to recsys'
+models on the same protocol, mean ± 95 % CI over seeds, with MAP in both definitions.
+``protocols`` writes ``protocols.md``: the same models under every protocol preset of an
+experiment (``experiment=protocols``), one column group a protocol; each cell is computed
+within its protocol, never across. Both read finished MLflow runs, like ``recsys.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from recsys.docs import replace_section
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_write_text
+from recsys.report import LABELS, Runs, confidence_interval, describe_protocol, load_runs
+from recsys.tracking import mlflow_key
+
+PUBLISHED_METRICS = ("map_r", "map", "ndcg", "precision", "recall")
+PROTOCOL_METRICS = ("ndcg", "recall", "hit_rate")
+
+
+# -- a published table ------------------------------------------------------------------------
+def load_published(path: str | Path) -> dict:
+    """A published table (``conf/literature/*.yaml``): name, protocol, k, rows."""
+    try:
+        table = OmegaConf.to_container(OmegaConf.load(path))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read the published table {path}: {error}") from None
+    missing = {"name", "protocol", "k", "rows"} - set(table)
+    if missing:
+        raise ConfigError(f"{path} lacks {', '.join(sorted(missing))}")
+    return table
+
+
+def published_rows(runs: Runs, published: dict) -> list[dict]:
+    """The published rows and recsys' rows (mean and CI half-width), best NDCG first."""
+    if runs.protocol.get("protocol.name") != published["protocol"]:
+        raise ConfigError(f"{published['name']} used the {published['protocol']} protocol; "
+                          f"the runs of {runs.experiment!r} used "
+                          f"{runs.protocol.get('protocol.name')!r}: train them with "
+                          f"protocol={published['protocol']}")  # fmt: skip
+    k = published["k"]
+    rows = [{"source": "published", "algorithm": row["algorithm"],
+             **{m: (row.get(m), None) for m in PUBLISHED_METRICS}}
+            for row in published["rows"]]  # fmt: skip
+    grouped = runs.table.groupby("model")
+    for model in runs.models:
+        row = {"source": "recsys", "algorithm": model,
+               "family": [r for r in published["rows"] if model in r.get("family", [])]}
+        for metric in PUBLISHED_METRICS:
+            column = grouped[mlflow_key(f"test/{metric}@{k}")]
+            row[metric] = (column.mean()[model], confidence_interval(column.get_group(model)))
+        rows.append(row)
+    return sorted(rows, key=lambda row: -row["ndcg"][0])
+
+
+def published_markdown(runs: Runs, published: dict) -> str:
+    k, seeds = published["k"], sorted(runs.table["seed"].unique())
+    names = [f"MAP@{k} ÷\\|R\\|" if m == "map_r" else f"{LABELS[m]}@{k}"
+             for m in PUBLISHED_METRICS]  # fmt: skip
+    header = ["source", "algorithm", *names, f"NDCG@{k} against its family"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in published_rows(runs, published):
+        cells = [_cell(*row[m]) for m in PUBLISHED_METRICS]
+        family = "; ".join(f"{f['algorithm']} {row['ndcg'][0] - f['ndcg']:+.4f}"
+                           for f in row.get("family", []))  # fmt: skip
+        source = ("published" if row["source"] == "published"
+                  else f"recsys, seeds {', '.join(map(str, seeds))}")  # fmt: skip
+        lines.append(f"| {source} | {row['algorithm']} | " + " | ".join(cells)
+                     + f" | {family} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def published_note(runs: Runs, published: dict) -> str:
+    k = published["k"]
+    return (f"Protocol {published['protocol']}: {describe_protocol(runs)}. Published rows: the "
+            f"values {published['name']} printed ({published.get('source', 'see the table file')}"
+            f"); its MAP divides by the number of relevant items (recsys' `map_r`); recsys' own "
+            f"MAP@{k} divides by min({k}, |R|). recsys rows: mean ± half-width of the 95% "
+            f"confidence interval over the seeds (MLflow experiment {runs.experiment}). NDCG@{k} "
+            f"against its family: recsys' model minus the published algorithm it is compared "
+            f"with.")
+
+
+def _cell(mean, half_width) -> str:
+    if mean is None:
+        return "—"
+    if half_width is None or np.isnan(half_width):
+        return f"{mean:.4f}"
+    return f"{mean:.4f} ± {half_width:.4f}"
+
+
+def write_published(runs: Runs, published: dict, out: Path) -> Path:
+    """``literature.md`` and ``figures/literature.png|pdf`` in ``out``."""
+    text = [f"# recsys next to {published['name']}", "", published_note(runs, published), "",
+            published_markdown(runs, published), "", "![literature](figures/literature.png)",
+            ""]  # fmt: skip
+    figure = published_figure(runs, published)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    figure.savefig(out / "figures" / "literature.png", dpi=200, bbox_inches="tight")
+    figure.savefig(out / "figures" / "literature.pdf", bbox_inches="tight",
+                   metadata={"CreationDate": None})  # fmt: skip
+    plt.close(figure)
+    atomic_write_text(out / "literature.md", "\n".join(text))
+    return out / "literature.md"
+
+
+def published_figure(runs: Runs, published: dict):
+    """NDCG bars: recsys solid with its CI, the published rows hatched; best at the top."""
+    rows = published_rows(runs, published)[::-1]
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    for position, row in enumerate(rows):
+        mean, half_width = row["ndcg"]
+        ours = row["source"] == "recsys"
+        axis.barh(position, mean, xerr=np.nan_to_num(half_width) if ours else None, capsize=3,
+                  color="#4C72B0" if ours else "white", hatch=None if ours else "//",
+                  edgecolor="#4C72B0" if ours else "grey")  # fmt: skip
+    axis.set_yticks(range(len(rows)), [f"{r['algorithm']} ({r['source']})" for r in rows])
+    axis.set_xlabel(f"test NDCG@{published['k']} (fraction, 0–1)")
+    axis.set_title(f"recsys (solid, 95% CI) next to {published['name']} (hatched)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+# -- the protocols side by side ---------------------------------------------------------------
+def protocol_runs(client: MlflowClient, experiment: str) -> dict[str, Runs]:
+    """The experiment's runs, one ``Runs`` a protocol (each checked to be one protocol)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ConfigError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}: run "
+                          f"`python -m recsys.train -m experiment=protocols`")  # fmt: skip
+    names = sorted({r.data.params.get("protocol.name") for r in client.search_runs(
+        [found.experiment_id], "attributes.status = 'FINISHED'", max_results=10_000)} - {None})
+    if not names:
+        raise ConfigError(f"no finished runs with a protocol in {experiment!r}")
+    return {name: load_runs(client, experiment, f"params.`protocol.name` = '{name}'")
+            for name in names}  # fmt: skip
+
+
+def protocols_markdown(by_protocol: dict[str, Runs], k: int = 10) -> str:
+    """Models as rows, protocol x metric as columns (mean ± CI over seeds)."""
+    models = []  # weakest first, as the first protocol orders them
+    for runs in by_protocol.values():
+        models += [m for m in runs.models if m not in models]
+    header = ["model", *[f"{p}: {LABELS[m]}@{k}" for p in by_protocol for m in PROTOCOL_METRICS]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for model in models:
+        cells = []
+        for runs in by_protocol.values():
+            grouped = runs.table.groupby("model")
+            for metric in PROTOCOL_METRICS:
+                if model not in runs.models:
+                    cells.append("—")
+                    continue
+                column = grouped[mlflow_key(f"test/{metric}@{k}")]
+                cells.append(_cell(column.mean()[model], confidence_interval(
+                    column.get_group(model))))  # fmt: skip
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def protocols_note(by_protocol: dict[str, Runs]) -> str:
+    described = " ".join(f"**{name}**: {describe_protocol(runs)}."
+                         for name, runs in by_protocol.items())  # fmt: skip
+    seeds = sorted({s for runs in by_protocol.values() for s in runs.table["seed"]})
+    return (f"Test metrics, mean ± half-width of the 95% confidence interval over seeds "
+            f"{', '.join(map(str, seeds))}, each cell within one protocol (a split that does "
+            f"not draw at random, as loo's and temporal's, is the same for every seed: a "
+            f"deterministic model then has no spread). {described}")
+
+
+def write_protocols(by_protocol: dict[str, Runs], out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    text = ["# One model, three protocols", "", protocols_note(by_protocol), "",
+            protocols_markdown(by_protocol), ""]  # fmt: skip
+    atomic_write_text(out / "protocols.md", "\n".join(text))
+    return out / "protocols.md"
+
+
+# -- command line -----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recsys.literature", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    published = commands.add_parser("published", help="a published table next to the runs")
+    published.add_argument("--experiment", default="ml-100k-msr-benchmark")
+    published.add_argument("--table", type=Path, default=Path("conf/literature/msr_ml100k.yaml"))
+    published.add_argument("--out", type=Path, default=Path("reports"))
+    protocols = commands.add_parser("protocols", help="the same models under every protocol")
+    protocols.add_argument("--experiment", default="ml-100k-protocols")
+    protocols.add_argument("--out", type=Path, default=Path("reports/protocols"))
+    for command in (published, protocols):
+        command.add_argument("--tracking-uri", default=None)
+        command.add_argument("--readme", type=Path, default=None,
+                             help="also write the table into this README's generated section")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    plt.switch_backend("Agg")
+    client = MlflowClient(args.tracking_uri)
+    try:
+        if args.command == "published":
+            table = load_published(args.table)
+            runs = load_runs(client, args.experiment)
+            path = write_published(runs, table, args.out)
+            section = "\n\n".join([published_markdown(runs, table), published_note(runs, table)])
+        else:
+            by_protocol = protocol_runs(client, args.experiment)
+            path = write_protocols(by_protocol, args.out)
+            section = "\n\n".join([protocols_markdown(by_protocol), protocols_note(by_protocol)])
+        if args.readme is not None:
+            name = "literature" if args.command == "published" else "protocols"
+            atomic_write_text(args.readme, replace_section(args.readme.read_text(), name,
+                                                           section))  # fmt: skip
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}" + (" and the README's section" if args.readme else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
