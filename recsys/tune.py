@@ -320,6 +320,7 @@ def write_back(model: str, params: dict, note: str, folder: Path = CONF_DIR / "m
     described = [line for line in header if not _is_provenance(line, header)]
     yaml = YAML()
     yaml.width = 100
+    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - item", as the config files write lists
     body = yaml.load("".join(lines))
     for key, value in params.items():
         node, *parents, leaf = [body, *key.split(".")]
