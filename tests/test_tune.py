@@ -55,8 +55,9 @@ def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_da
     assert "written to" not in tune.finish(cfg, resumed)  # tune.write_back=false here
     assert [(t.number, t.params, t.value) for t in resumed.trials][:3] == before
     assert len(resumed.trials) == 5
-    default = compose_config(["model=ease"]).model.regularization
-    assert resumed.trials[0].params == {"regularization": default}  # the default goes first
+    default = compose_config(["model=ease"]).model
+    assert resumed.trials[0].params == {key: default[key] for key in resumed.trials[0].params}
+    assert len(resumed.trials[0].params) == len(tune.search_space("ease"))  # the default first
     assert resumed.best_value >= resumed.trials[0].value
     # a closed-form model is validated on three splits (seeds 42, 43, 44) and scored by the mean
     per_seed = resumed.trials[0].user_attrs["per_seed"]
@@ -77,8 +78,19 @@ def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_da
     assert all(not key.startswith("test/") for r in runs for key in r.data.metrics)  # never test
     assert parent.data.metrics["val/ndcg_at_10"] == pytest.approx(resumed.best_value)
     report = (tmp_path / "reports" / f"ease-msr-{SYNTHETIC}.md").read_text()
-    assert "**Best**: trial" in report and report.count("| complete |") == 5
+    assert "**Best trial**:" in report and report.count("| complete |") == 5
     assert (tmp_path / "reports" / f"ease-msr-{SYNTHETIC}-history.png").exists()
+
+
+def test_a_study_of_another_search_space_is_not_resumed(synthetic_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "SEARCH_DIR", tmp_path)
+    (tmp_path / "ease.yaml").write_text("regularization: {type: float, low: 1, high: 1000}\n")
+    cfg = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=1", "tune.seeds=[42]",
+                       "tracking.enabled=false")  # fmt: skip
+    tune.tune(cfg)
+    (tmp_path / "ease.yaml").write_text("regularization: {type: float, low: 1, high: 2000}\n")
+    with pytest.raises(ConfigError, match="another search space .* tune.study=ease-msr-"):
+        tune.tune(cfg)
 
 
 def test_iterative_models_report_every_epoch_and_can_be_pruned(synthetic_data, tmp_path):
@@ -90,8 +102,17 @@ def test_iterative_models_report_every_epoch_and_can_be_pruned(synthetic_data, t
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)
     states = {t.state for t in study.trials}
     assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    # a single-split study (a torch model) re-validates its best trials and trial 0 on two more
+    # splits; the best mean wins, and the result is kept in the study
+    confirmed = tune.confirm(cfg, study)
+    assert confirmed["seeds"] == [42, 43, 44] and confirmed["candidates"][0]["trial"] == 0
+    assert all(len(row["values"]) == 3 for row in confirmed["candidates"])
+    assert confirmed["mean"] == max(row["mean"] for row in confirmed["candidates"])
+    assert tune.best_params(study) == confirmed["params"]
+    assert tune.confirm(cfg, study) == confirmed  # stored: not computed twice
     path = tune.write_study_report(cfg, study, tmp_path / "reports")
     assert f"{len(tune._pruned(study))} pruned" in path.read_text()
+    assert "**Confirmed** on split seeds 42, 43, 44" in path.read_text()
 
 
 # `python -m recsys.tune ARGS`, with the synthetic release registered as a dataset
