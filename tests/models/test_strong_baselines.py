@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -10,7 +12,7 @@ from tests.models.contract import ModelContract
 
 class TestEASE(ModelContract):
     model_name = "ease"
-    overrides = {"regularization": 50.0}
+    overrides = {"regularization": 50.0, "dropout": 0.0, "zero_diagonal": True}  # plain EASE
     ndcg_bounds = (0.40, 1.0)
     ml100k_ndcg = (0.46, 1.0)
 
@@ -20,6 +22,39 @@ class TestEASE(ModelContract):
         p = np.linalg.inv(x.T @ x + 50.0 * np.eye(x.shape[1]))
         b = np.eye(x.shape[1]) - p / np.diag(p)  # Steck's B = I - P diagMat(1/diag(P))
         np.testing.assert_allclose(fitted.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
+
+    @pytest.mark.parametrize("zero_diagonal", [True, False])
+    def test_dropout_minimises_the_expected_denoising_loss(self, zero_diagonal):
+        # Steck (2020): E ||X - (X o M / (1-p)) B||^2 + lam ||B||^2 over every dropout mask M of a
+        # 3 x 3 matrix (2^9 masks, each entry kept with probability 1-p), computed by enumeration
+        x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float64)
+        p, lam = 0.3, 0.5
+        masks = np.array(list(itertools.product([0, 1], repeat=9)), dtype=np.float64)
+        masks = masks.reshape(-1, 3, 3)  # (512, 3, 3)
+        weights = np.prod(np.where(masks == 1, 1 - p, p), axis=(1, 2))  # (512,)
+
+        def expected_loss(b):
+            noisy = x * masks / (1 - p)  # (512, 3, 3)
+            errors = ((x - noisy @ b) ** 2).sum(axis=(1, 2))
+            return weights @ errors + lam * (b**2).sum()
+
+        model = self.make_model(0, regularization=lam, dropout=p, zero_diagonal=zero_diagonal)
+        b = model.fit(sp.csr_matrix(x))._weights.astype(np.float64)
+        assert np.allclose(np.diag(b), 0) == zero_diagonal
+        rng = np.random.default_rng(0)
+        for _ in range(20):  # a minimum: every feasible step away costs
+            step = rng.normal(size=(3, 3)) * 1e-2
+            if zero_diagonal:
+                np.fill_diagonal(step, 0)
+            assert expected_loss(b + step) > expected_loss(b) - 1e-9
+
+    def test_without_constraint_or_dropout_the_penalty_is_plain_ridge(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        x = train.toarray().astype(np.float64)
+        gram = x.T @ x
+        b = np.linalg.solve(gram + 50.0 * np.eye(len(gram)), gram)  # (G + lam I)^-1 G
+        model = self.make_model(0, dropout=0.0, zero_diagonal=False).fit(train)
+        np.testing.assert_allclose(model.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
 
 
 class TestItemKNN(ModelContract):
@@ -56,6 +91,8 @@ class TestItemKNN(ModelContract):
 
 
 @pytest.mark.parametrize(("model", "overrides"), [("ease", {"regularization": 0}),
+                                                  ("ease", {"dropout": 1.0}),
+                                                  ("ease", {"zero_diagonal": "no"}),
                                                   ("itemknn", {"neighbors": 0}),
                                                   ("itemknn", {"shrinkage": -1})])
 def test_bad_hyperparameters(model, overrides):
