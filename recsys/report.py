@@ -1,6 +1,6 @@
 """Tables and figures for a paper from the runs of an MLflow experiment.
 
-    python -m recsys.report [--experiment ml-100k-benchmark] [--filter "tags.model != 'random'"]
+    python -m recsys.report [--experiment ml-100k-msr-benchmark] [--filter "tags.model != 'random'"]
                             [--out reports] [--ks 10 5 20] [--alpha 0.05] [--test wilcoxon|ttest]
                             [--readme README.md] [--force]
 
