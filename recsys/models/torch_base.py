@@ -15,6 +15,7 @@ The validation metric arrives as a callback from the entry point: models do not 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -30,7 +31,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError
-from recsys.models.base import FactorRecommender, Recommender, check_bool, check_positive
+from recsys.models.base import (
+    FactorRecommender,
+    Recommender,
+    check_bool,
+    check_positive,
+    check_probability,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,12 @@ class TrainerConfig:
         Never stop before this epoch (validation curves of graph models dip before they rise).
     eval_every
         Validate every this many epochs.
+    ema
+        Decay of an exponential moving average of the weights, updated after every step
+        (``w_avg <- ema * w_avg + (1 - ema) * w``); validation, early stopping, refit and
+        scoring then use the averaged weights. 0: off. Averaging smooths the epoch-to-epoch
+        oscillation of a model trained at a high learning rate, whose best validated epoch is
+        otherwise partly luck, and which a refit for that many epochs does not repeat.
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
@@ -85,6 +98,7 @@ class TrainerConfig:
     patience: int
     min_epochs: int
     eval_every: int
+    ema: float
     device: str
     progress: bool
     deterministic: bool
@@ -102,6 +116,7 @@ class TrainerConfig:
             "min_epochs": check_positive(name("min_epochs"), self.min_epochs, integer=True,
                                          allow_zero=True),  # fmt: skip
             "eval_every": check_positive(name("eval_every"), self.eval_every, integer=True),
+            "ema": check_probability(name("ema"), self.ema),
             "progress": check_bool(name("progress"), self.progress),
             "deterministic": check_bool(name("deterministic"), self.deterministic),
         }
@@ -139,6 +154,7 @@ class TorchRecommender(FactorRecommender):
         self.epochs_run = 0
         self._user_tensor: torch.Tensor | None = None
         self._item_tensor: torch.Tensor | None = None
+        self._average: nn.Module | None = None  # the moving average of the weights, if any
 
     # -- what a subclass provides -------------------------------------------------------------
     @abstractmethod
@@ -174,6 +190,7 @@ class TorchRecommender(FactorRecommender):
                 self._train_users = torch.from_numpy(coo.row.astype(np.int64)).to(self.device)
                 self._train_items = torch.from_numpy(coo.col.astype(np.int64)).to(self.device)
                 self.module = self.build_module(train).to(self.device)
+                self._average = self._moving_average()
                 optimizer = torch.optim.Adam(self.module.parameters(), lr=self.trainer.lr)
                 self._train(optimizer, generator, validate, on_epoch)
         finally:
@@ -190,6 +207,27 @@ class TorchRecommender(FactorRecommender):
     def refit_overrides(self) -> dict:
         return {"trainer": {"epochs": max(self.best_epoch, 1), "min_epochs": 0}}
 
+    def _moving_average(self):
+        if not self.trainer.ema:
+            return None
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        return AveragedModel(self.module, multi_avg_fn=get_ema_multi_avg_fn(self.trainer.ema),
+                             use_buffers=True)  # fmt: skip
+
+    @contextlib.contextmanager
+    def _evaluated_weights(self):
+        """Within: ``self.module`` is the module that is validated and kept (the moving
+        average where ``trainer.ema`` keeps one)."""
+        if self._average is None:
+            yield
+            return
+        live, self.module = self.module, self._average.module
+        try:
+            yield
+        finally:
+            self.module = live
+
     def _train(self, optimizer, generator, validate, on_epoch) -> None:
         settings = self.trainer
         best_value, best_state, waited = -math.inf, None, 0
@@ -202,7 +240,9 @@ class TorchRecommender(FactorRecommender):
                 self._cache_embeddings()
                 record["val"] = value = float(validate(self))
                 if value > best_value:
-                    best_value, best_state, waited = value, self._state(), 0
+                    with self._evaluated_weights():
+                        best_state = self._state()
+                    best_value, waited = value, 0
                     self.best_epoch = epoch
                 else:
                     waited += 1
@@ -212,10 +252,12 @@ class TorchRecommender(FactorRecommender):
             if settings.patience and waited >= settings.patience and epoch >= settings.min_epochs:
                 log.info("early stop at epoch %d, best epoch %d", epoch, self.best_epoch)
                 break
-        if best_state is not None:
-            self.module.load_state_dict(best_state)
-        else:
+        if best_state is None:
             self.best_epoch = self.epochs_run
+            with self._evaluated_weights():
+                best_state = self._state()
+        self.module.load_state_dict(best_state)
+        self._average = None  # the kept weights are in the module now
         self._cache_embeddings()
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer,
@@ -233,6 +275,8 @@ class TorchRecommender(FactorRecommender):
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
+            if self._average is not None:
+                self._average.update_parameters(self.module)
             totals += torch.stack([objective.detach(), penalty.detach()]).double() * len(batch)
         mean = (totals / n).tolist()  # one device sync an epoch, not one a step
         return {"loss": mean[0], "penalty": mean[1]}
@@ -242,8 +286,9 @@ class TorchRecommender(FactorRecommender):
 
     @torch.no_grad()
     def _cache_embeddings(self) -> None:
-        self.module.eval()
-        users, items = self.compute_embeddings()
+        with self._evaluated_weights():
+            self.module.eval()
+            users, items = self.compute_embeddings()
         self._user_tensor, self._item_tensor = users.float(), items.float()  # on the device
         self._user_vectors = self._item_vectors = None  # numpy copies, made when asked for
 

@@ -14,7 +14,7 @@ from recsys.train import train_and_evaluate
 from tests.conftest import synthetic_movielens, synthetic_split
 from tests.models.contract import ModelContract
 
-CPU = {"device": "cpu", "progress": False}
+CPU = {"device": "cpu", "progress": False, "ema": 0.0}  # a few steps an epoch here: no average
 
 
 class TestBPR(ModelContract):
@@ -42,6 +42,29 @@ class TestBPR(ModelContract):
         assert model.epochs_run == model.best_epoch + 3  # patience 3
         assert validate(model) == pytest.approx(max(values))
         assert all(record["loss"] > record["penalty"] > 0 for _, record in history)
+
+    def test_the_moving_average_of_the_weights_is_what_is_kept(self, synthetic_matrices,
+                                                               monkeypatch):  # fmt: skip
+        # trainer.ema=0.5: after steps w1, w2, w3 the kept weights are 0.25 w1 + 0.25 w2 + 0.5 w3
+        steps = []
+        adam_step = torch.optim.Adam.step
+
+        def recorded_step(optimizer, *args, **kwargs):
+            result = adam_step(optimizer, *args, **kwargs)
+            steps.append([p.detach().clone() for p in optimizer.param_groups[0]["params"]])
+            return result
+
+        monkeypatch.setattr(torch.optim.Adam, "step", recorded_step)
+        train = synthetic_matrices[0]
+        model = self.make_model(0, trainer={"epochs": 2, "ema": 0.5}).fit(train)
+        expected = steps[0]
+        for weights in steps[1:]:
+            expected = [0.5 * old + 0.5 * new for old, new in zip(expected, weights, strict=True)]
+        assert len(steps) > 2
+        for kept, average in zip(model.module.parameters(), expected, strict=True):
+            torch.testing.assert_close(kept.detach(), average)
+        last = dict(zip([n for n, _ in model.module.named_parameters()], steps[-1], strict=True))
+        assert not torch.equal(model.module.user.weight.detach(), last["user.weight"])
 
 
 class TestGraphSAGE(ModelContract):
@@ -124,7 +147,7 @@ class TestTwoTower(ModelContract):
             model.fit(train)
 
 
-@pytest.mark.parametrize("trainer", [{"device": "tpu"}, {"epochs": 0}, {"lr": 0},
+@pytest.mark.parametrize("trainer", [{"device": "tpu"}, {"epochs": 0}, {"lr": 0}, {"ema": 1.0},
                                      {"patience": -1}, {"progress": "no"}])  # fmt: skip
 def test_training_settings_are_validated(trainer):
     with pytest.raises(ConfigError, match="model.trainer"):
