@@ -6,6 +6,7 @@ states. Iterative models run a few epochs in the default suite; their full-lengt
 quality bounds are ``slow`` tests (``make test-slow``).
 """
 
+import asyncio
 import json
 import os
 import subprocess
@@ -136,8 +137,9 @@ def small_benchmark(ml100k_dir, tmp_path_factory, mlflow_template):
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, small_benchmark, ml100k_dir, monkeypatch):
+def test_notebooks_run_top_to_bottom(small_benchmark, ml100k_dir, monkeypatch):
+    # all four at once, each in its own kernel process: the kernels' start-up and imports are
+    # most of their time, and run side by side on two cores
     import nbformat
     from nbclient import NotebookClient
 
@@ -149,13 +151,24 @@ def test_notebook_runs_top_to_bottom(path, small_benchmark, ml100k_dir, monkeypa
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # the kernel spec runs "python": make it this interpreter, with recsys installed
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    notebook = nbformat.read(path, 4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(root)}}).execute()  # fmt: skip
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    if path.name == "demo.ipynb":
-        text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", "")) for o in outputs])
-        assert "did you mean: Star Wars (1977)" in text
-        assert (root / "data" / "bundles" / "notebooks" / "manifest.json").exists()
+    notebooks = {path.name: nbformat.read(path, 4) for path in NOTEBOOKS}
+
+    async def execute_all():
+        clients = [NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                  resources={"metadata": {"path": str(root)}})
+                   for notebook in notebooks.values()]  # fmt: skip
+        return await asyncio.gather(*(c.async_execute() for c in clients), return_exceptions=True)
+
+    results = dict(zip(notebooks, asyncio.run(execute_all()), strict=True))
+    failed = {name: result for name, result in results.items() if isinstance(result, Exception)}
+    assert not failed, failed
+    assert len(notebooks) == 4
+    for name, notebook in notebooks.items():
+        outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+        assert not [o for o in outputs if o.output_type == "error"], name
+        if name == "demo.ipynb":
+            text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", ""))
+                               for o in outputs])  # fmt: skip
+            assert "did you mean: Star Wars (1977)" in text
+            assert (root / "data" / "bundles" / "notebooks" / "manifest.json").exists()
 
