@@ -338,8 +338,8 @@ def confirm(cfg: DictConfig, study) -> dict | None:
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not seeds or not completed:
         return None
-    stored = study.user_attrs.get("confirmed")
-    if stored is not None and stored["finished"] == len(_finished(study)):
+    stored = confirmation(study)
+    if stored is not None:
         return stored
     chosen, seen = [], set()
     for trial in [completed[0], *sorted(completed, key=lambda t: -t.value)]:
@@ -364,12 +364,18 @@ def confirm(cfg: DictConfig, study) -> dict | None:
     return confirmed
 
 
+def confirmation(study) -> dict | None:
+    """What ``confirm`` stored, if it covers the study's finished trials (else it is stale)."""
+    stored = study.user_attrs.get("confirmed")
+    return stored if stored is not None and stored["finished"] == len(_finished(study)) else None
+
+
 # -- results ----------------------------------------------------------------------------------
 def best_params(study) -> dict:
     """The winner: the confirmed trial's settings if the study was confirmed, else the best
     trial's."""
-    confirmed = study.user_attrs.get("confirmed")
-    if confirmed is not None and confirmed["finished"] == len(_finished(study)):
+    confirmed = confirmation(study)
+    if confirmed is not None:
         return dict(confirmed["params"])
     return dict(study.best_trial.user_attrs["params"])
 
@@ -377,7 +383,7 @@ def best_params(study) -> dict:
 def provenance(cfg: DictConfig, study) -> str:
     """The comment that names where a tuned default came from."""
     best, finished = study.best_trial, _finished(study)
-    confirmed = study.user_attrs.get("confirmed")
+    confirmed = confirmation(study)
     text = (f"{PROVENANCE} model={cfg.model_name}` (study {cfg.tune.study}): {len(finished)} "
             f"trials, {len(_pruned(study))} pruned; best {cfg.objective} {best.value:.4f} "
             f"(trial {best.number}) on split seeds {', '.join(map(str, tuning_seeds(cfg)))}")
@@ -499,7 +505,7 @@ def _study_markdown(cfg: DictConfig, study, importances: dict, figures: list[Pat
         f"**Best trial**: {best.number}, {cfg.objective} = {best.value:.4f}, "
         + ", ".join(f"`{k}={_cell(v)}`" for k, v in best.user_attrs["params"].items()), "",
     ]  # fmt: skip
-    confirmed = study.user_attrs.get("confirmed")
+    confirmed = confirmation(study)
     if confirmed is not None:
         lines += [f"**Confirmed** on split seeds {', '.join(map(str, confirmed['seeds']))} (the "
                   f"best trials and the previous default, trial 0, validated again; the best "
