@@ -240,9 +240,7 @@ class TorchRecommender(FactorRecommender):
                 self._cache_embeddings()
                 record["val"] = value = float(validate(self))
                 if value > best_value:
-                    with self._evaluated_weights():
-                        best_state = self._state()
-                    best_value, waited = value, 0
+                    best_value, best_state, waited = value, self._state(), 0
                     self.best_epoch = epoch
                 else:
                     waited += 1
@@ -254,8 +252,7 @@ class TorchRecommender(FactorRecommender):
                 break
         if best_state is None:
             self.best_epoch = self.epochs_run
-            with self._evaluated_weights():
-                best_state = self._state()
+            best_state = self._state()
         self.module.load_state_dict(best_state)
         self._average = None  # the kept weights are in the module now
         self._cache_embeddings()
@@ -282,7 +279,9 @@ class TorchRecommender(FactorRecommender):
         return {"loss": mean[0], "penalty": mean[1]}
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return copy.deepcopy(self.module.state_dict())
+        """A copy of the weights that are validated and kept."""
+        with self._evaluated_weights():
+            return copy.deepcopy(self.module.state_dict())
 
     @torch.no_grad()
     def _cache_embeddings(self) -> None:
