@@ -42,6 +42,9 @@ class BPRRecommender(TorchRecommender):
         L2 weight on the user, positive- and negative-item vectors of each batch (per example).
     init_std
         Standard deviation of the initial embeddings.
+    negatives
+        Negatives drawn for each positive; the loss averages ``-log sigma(x_ui - x_uj)`` over them
+        (1: Rendle's original sampler).
     trainer, seed
         How to train, and the seed (see ``TorchRecommender``).
 
@@ -49,24 +52,30 @@ class BPRRecommender(TorchRecommender):
     (as in Rendle's and Cornac's samplers), which costs nothing measurable on sparse data.
     """
 
-    def __init__(self, factors: int, regularization: float, init_std: float,
+    def __init__(self, factors: int, regularization: float, init_std: float, negatives: int,
                  trainer: TrainerConfig, seed: int):  # fmt: skip
         super().__init__(trainer, seed)
         self.factors = check_positive("model.factors", factors, integer=True)
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip
         self.init_std = check_positive("model.init_std", init_std)
+        self.negatives = check_positive("model.negatives", negatives, integer=True)
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         return BPRModule(self.n_users, self.n_items, self.factors, self.init_std)
 
     def batch_loss(self, users, items, generator) -> BatchLoss:
-        negatives = torch.randint(self.n_items, (len(users),), generator=generator)
-        negatives = negatives.to(self.device)  # (B,)
+        n = self.negatives
+        negatives = torch.randint(self.n_items, (len(users), n), generator=generator)
+        negatives = negatives.to(self.device)  # (B, n)
         module = self.module
-        margin = module(users, items) - module(users, negatives)  # (B,)
-        l2 = embedding_l2(module.user(users), module.item(items), module.item(negatives),
-                          examples=len(users))  # fmt: skip
+        user_vectors = module.user(users)  # (B, d)
+        negative_scores = (user_vectors[:, None, :] * module.item(negatives)).sum(-1) \
+            + module.item_bias(negatives).squeeze(-1)  # (B, n)
+        margin = module(users, items)[:, None] - negative_scores  # (B, n)
+        # each negative vector weighs 1/n, so the penalty per example does not grow with n
+        l2 = embedding_l2(user_vectors, module.item(items), examples=len(users)) \
+            + embedding_l2(module.item(negatives), examples=len(users) * n)
         return BatchLoss(-F.logsigmoid(margin).mean(), self.regularization * l2)
 
     def compute_embeddings(self):

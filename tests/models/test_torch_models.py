@@ -26,6 +26,27 @@ class TestBPR(ModelContract):
     ml100k_quick = {"trainer": {"epochs": 5, "min_epochs": 0, "progress": False}}
     ml100k_quick_ndcg = (0.10, 1.0)  # random ~0.02: five epochs at lr 1e-3 already learn
 
+    def test_several_negatives_average_the_pairwise_loss(self, synthetic_matrices):
+        # loss = mean over (b, j) of -log sigma(x_ub - x_uj), written out pair by pair
+        model = self.make_model(0, negatives=3)
+        model.fit(synthetic_matrices[0])
+        users, items = torch.tensor([0, 1]), torch.tensor([2, 3])
+        generator = torch.Generator().manual_seed(5)
+        loss = model.batch_loss(users, items, generator)
+        drawn = torch.randint(model.n_items, (2, 3), generator=torch.Generator().manual_seed(5))
+        m = model.module
+        expected, l2 = [], 0.0
+        for b in range(2):
+            p, q = m.user.weight[users[b]], m.item.weight[items[b]]
+            l2 += float(p @ p + q @ q) / 2
+            for j in drawn[b]:
+                x_ui = p @ q + m.item_bias.weight[items[b], 0]
+                x_uj = p @ m.item.weight[j] + m.item_bias.weight[j, 0]
+                expected.append(-torch.nn.functional.logsigmoid(x_ui - x_uj))
+                l2 += float(m.item.weight[j] @ m.item.weight[j]) / 6  # each negative: 1/n
+        assert float(loss.loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
+        assert float(loss.penalty) == pytest.approx(model.regularization * l2, rel=1e-5)
+
     def test_early_stopping_restores_the_best_epoch(self, synthetic_matrices):
         train, validation, _ = synthetic_matrices
         history = []
