@@ -13,17 +13,21 @@ settings in ``conf/trainer/``. The list of models is that folder: ``model_names(
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.errors import HydraException
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from recsys.data import Interactions, MovieLens, load_movielens, to_interactions
+from recsys.data.download import DATASETS
 from recsys.data.features import item_features, user_features
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.metrics import METRICS
 from recsys.split import Split
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -114,13 +118,161 @@ class SplitData:
 def load_split(cfg: DictConfig) -> SplitData:
     """Data -> interactions -> split, as ``cfg`` says (used by train, export and experiments).
 
-    The splitter is built first, so a bad split value fails before any download.
+    The splitter is built first, so a bad split value fails before any download. Data that
+    filters to nothing, and a split that leaves a part empty, are ``DataError``s.
     """
     splitter = build(cfg.split, "split")
     data = load_movielens(cfg.data.dir, cfg.data.name)
     interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
                                    cfg.data.min_rating)  # fmt: skip
-    return SplitData(data, interactions, splitter(interactions, seed=cfg.seed))
+    if len(interactions) == 0:
+        ratings = data.ratings["rating"]
+        raise DataError(f"data.min_rating={cfg.data.min_rating} leaves no interactions in "
+                        f"{cfg.data.name} (its ratings run from {ratings.min():g} to "
+                        f"{ratings.max():g}): lower it, or set data.min_rating=null")  # fmt: skip
+    split = splitter(interactions, seed=cfg.seed)
+    for part in ("train", "test"):
+        if len(getattr(split, part)) == 0:
+            raise DataError(f"the split leaves no {part} interactions ({split.sizes()}) with "
+                            f"data.min_rating={cfg.data.min_rating} and split "
+                            f"{_plain(cfg.split)}: keep more ratings or change the "
+                            f"split")  # fmt: skip
+    return SplitData(data, interactions, split)
+
+
+# -- checking a config before any work ---------------------------------------------------------
+def check_config(cfg: DictConfig) -> None:
+    """Check the run-wide values of a composed config (types and ranges), before any work.
+
+    Every problem is one line of the ``ConfigError`` (key, value, what is allowed). Model and
+    split values are checked by their constructors, which run before training.
+    """
+    problems = []
+    for key, allowed, is_valid in _RULES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if not is_valid(value):
+            problems.append(f"{key}={_shown(value)}: expected {allowed}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _is_int(value, low: int = 0, high: int | None = None) -> bool:
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+            and (high is None or value < high))  # fmt: skip
+
+
+def _is_objective(value) -> bool:
+    part, _, name = str(value).partition("/")
+    metric, _, k = name.partition("@")
+    return part == "val" and metric in METRICS and k.isdigit() and int(k) > 0
+
+
+_Rule = tuple[str, str, Callable[[object], bool]]
+_RULES: list[_Rule] = [
+    ("seed", "an integer from 0 to 2**32 - 1", lambda v: _is_int(v, 0, 2**32)),
+    ("ks", "a list of positive integers, e.g. [5,10,20]",
+     lambda v: v is not None and len(v) > 0 and all(_is_int(k, 1) for k in v)),
+    ("eval_batch_size", "a positive integer", lambda v: _is_int(v, 1)),
+    ("objective", f"val/METRIC@K with METRIC one of {', '.join(METRICS)}", _is_objective),
+    ("data.name", f"one of {', '.join(sorted(DATASETS))}", lambda v: v in DATASETS),
+    ("data.dir", "a folder path", lambda v: isinstance(v, str) and v != ""),
+    ("data.min_rating", "null (every rating is a positive) or a number, e.g. 4",
+     lambda v: v is None or isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    ("protocol.name", "a name, e.g. msr", lambda v: isinstance(v, str) and v != ""),
+    ("protocol.refit", "true or false", lambda v: isinstance(v, bool)),
+    ("tracking.enabled", "true or false", lambda v: isinstance(v, bool)),
+    ("tracking.uri", "null or a URI, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000",
+     lambda v: v is None or isinstance(v, str) and v != ""),
+    ("tracking.experiment", "a name", lambda v: isinstance(v, str) and v != ""),
+    ("tracking.log_embeddings", "true or false", lambda v: isinstance(v, bool)),
+]  # fmt: skip
+
+
+def _shown(value) -> str:
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value)
+    return "null" if value is None else str(value)
+
+
+def check_ks(ks: Sequence[int], n_items: int) -> None:
+    """Cut-offs must not exceed the ranked catalogue."""
+    too_large = [k for k in ks if k > n_items]
+    if too_large:
+        raise ConfigError(f"ks={list(ks)}: a cut-off of {too_large[0]} exceeds the {n_items} "
+                          f"items of the catalogue: use cut-offs up to {n_items}")  # fmt: skip
+
+
+def check_overrides(arguments: Sequence[str], config_name: str = "config") -> None:
+    """Check a command line's overrides before Hydra runs: an unknown config-group option or
+    key is one ``ConfigError`` line that names the nearest match (``model.factor=64``: did you
+    mean ``model.factors``?). Sweeps (``a,b``, ``range``, ``glob``) are checked value by value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType, ValueType
+    from hydra.errors import OverrideParseException
+
+    texts = [a for a in arguments if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(texts)
+    except OverrideParseException as error:
+        raise ConfigError(f"cannot read the command line: {str(error).splitlines()[0]}") from None
+    groups = {path.name for path in CONF_DIR.iterdir() if path.is_dir()}
+    choices = []
+    for override in overrides:
+        group = override.key_or_group
+        if group not in groups or override.package is not None:
+            continue
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            continue
+        values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+                  else [override.value()])  # fmt: skip
+        options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+        for value in values:
+            if value is not None and str(value) not in options:
+                hint = _nearest(str(value), options)
+                raise ConfigError(f"unknown {group} {value!r} in `{override.input_line}`: choose "
+                                  f"one of {', '.join(options)}{hint}")  # fmt: skip
+        if values and values[0] is not None:
+            choices.append(f"{group}={values[0]}")
+    cfg = compose_config(choices, config_name=config_name)
+    keys = _all_keys(OmegaConf.to_container(cfg))
+    for override in overrides:
+        key = override.key_or_group
+        if (override.type != OverrideType.CHANGE or key in groups or key.startswith("hydra.")
+                or key in keys):  # fmt: skip
+            continue
+        raise ConfigError(f"unknown key {key!r} in `{override.input_line}`"
+                          f"{_key_hint(key, keys, override.input_line)}")  # fmt: skip
+
+
+def _key_hint(key: str, keys: set[str], line: str) -> str:
+    """The nearest key beside ``key`` (or anywhere), else the keys of its parent node."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = sorted(k for k in keys if k.rpartition(".")[0] == parent
+                      and not k.rpartition(".")[2].startswith("_"))  # fmt: skip
+    hint = _nearest(key, siblings) or _nearest(key, sorted(keys))
+    if hint:
+        return hint
+    if siblings and parent:
+        shown = ", ".join(k.rpartition(".")[2] for k in siblings)
+        return f"; {parent} has {shown}"
+    if parent in keys:
+        return f"; {parent} has no settings to change"
+    return f"; a new key is added with +{line}"
+
+
+def _nearest(word: str, candidates: Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _all_keys(tree: Mapping, prefix: str = "") -> set[str]:
+    """Every dotted key of a nested mapping, inner nodes included."""
+    keys = set()
+    for key, value in tree.items():
+        keys.add(f"{prefix}{key}")
+        if isinstance(value, Mapping):
+            keys |= _all_keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def _plain(node) -> dict:

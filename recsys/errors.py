@@ -1,4 +1,6 @@
-"""The one exception type for mistakes a user can make (and fix)."""
+"""The one exception type for mistakes a user can make (and fix), and how a CLI prints it."""
+
+import sys
 
 
 class RecsysError(Exception):
@@ -14,3 +16,14 @@ class ConfigError(RecsysError, ValueError):
 
 class DataError(RecsysError):
     """The dataset is missing, corrupt, or could not be obtained."""
+
+
+class TrackingError(RecsysError):
+    """The MLflow store cannot be reached, written, or failed while a run was logged."""
+
+
+def print_error(error: BaseException) -> None:
+    """One ``error: ...`` line on stderr per line of the message (a config check reports each
+    problem on its own line)."""
+    for line in str(error).splitlines() or [type(error).__name__]:
+        print(f"error: {line}", file=sys.stderr)
