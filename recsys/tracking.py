@@ -1,5 +1,13 @@
 """MLflow tracking through an explicit client: no global MLflow state, safe in parallel sweeps.
 
+``open_client`` is the one way in: it checks the store before any work (a tracking server must
+answer within ``CONNECT_TIMEOUT`` seconds; a SQLite store must be writable), creates a fresh
+SQLite store's schema once under a lock on its folder (MLflow's own migration races when
+several runs start at once: ``duplicate column name``), and keeps a copied or moved SQLite
+store self-contained: artifacts live in ``mlruns/`` beside the database, and a copy's artifact
+locations are rewritten to point into the copy. Every MLflow failure becomes one
+``TrackingError`` line.
+
 Metric names inside recsys read ``ndcg@10``; MLflow does not allow ``@`` in names, so they are
 logged as ``ndcg_at_10`` (``mlflow_key``). MLflow is imported when a run is tracked, not when
 this module is: an untracked run, or a command that fails on a bad value, does without its
@@ -8,17 +16,34 @@ second of imports.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
+import hashlib
 import importlib.metadata
 import logging
 import os
 import platform
+import re
+import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from recsys.errors import TrackingError
+
 log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0  # seconds a tracking server has to answer the health check
+# MLflow's own HTTP retries (seven, with backoff: minutes against a dead server) are cut to these
+HTTP_RETRIES = "2"
+HTTP_TIMEOUT = "30"
 
 PACKAGES = ("recsys", "numpy", "scipy", "pandas", "torch", "torch-geometric", "implicit",
             "faiss-cpu", "hydra-core", "omegaconf", "mlflow")  # fmt: skip
@@ -31,8 +56,202 @@ def mlflow_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
+def resolve_uri(tracking_uri: str | None) -> str:
+    """``None`` -> ``MLFLOW_TRACKING_URI`` if set, else MLflow's default (``sqlite:///mlflow.db``
+    in the working directory)."""
+    if tracking_uri:
+        return tracking_uri
+    from mlflow.tracking import get_tracking_uri
+
+    return get_tracking_uri()
+
+
+def open_client(tracking_uri: str | None, *, write: bool = False):
+    """An ``MlflowClient`` on a store checked to be usable, or one ``TrackingError`` line.
+
+    A server (``http(s)://``) must answer ``/health`` within ``CONNECT_TIMEOUT`` seconds. A
+    SQLite store's folder must exist (and, with ``write``, the store be writable); its schema is
+    created under a lock on that folder. Nothing in the store changes.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
+        check_server(uri)
+        return MlflowClient(tracking_uri=uri)
+    database = sqlite_path(uri)
+    if database is None:  # another backend (a PostgreSQL URL, a file store): MLflow checks it
+        with mlflow_errors(uri, "cannot open"):
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
+        return client
+    folder = database.parent
+    if not folder.is_dir():
+        raise TrackingError(f"tracking.uri={uri}: folder {folder} does not exist: create it, or "
+                            f"point tracking.uri at an existing folder")  # fmt: skip
+    with folder_lock(folder), mlflow_errors(uri, "cannot open"):
+        if write:
+            check_writable(database, uri)
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates the schema of a new store, once
+    return client
+
+
+def check_server(uri: str) -> None:
+    """Fail fast, with one line, unless the tracking server at ``uri`` answers ``/health``."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT):
+            return
+    except urllib.error.HTTPError as error:  # it answered: a server, if not a healthy one
+        if error.code < 500:
+            return
+        reason = f"HTTP {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = str(getattr(error, "reason", error)) or type(error).__name__
+    raise TrackingError(
+        f"MLflow server {uri} is not reachable ({reason}, {CONNECT_TIMEOUT:.0f} s timeout): start "
+        f"it (mlflow server --host 127.0.0.1 --port PORT), or set tracking.uri=sqlite:///mlflow.db"
+        f" or tracking.enabled=false"
+    )
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores and ``:memory:``)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).absolute()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` itself (no lock file left behind): runs started at
+    once create a new store's schema one after the other."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def check_writable(database: Path, uri: str) -> None:
+    """Take SQLite's write lock and let it go (an existing store), or create and remove a file
+    beside it (a new one): a read-only store fails here, before any work."""
+    try:
+        if database.exists():
+            connection = sqlite3.connect(database, timeout=30)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.rollback()
+            finally:
+                connection.close()
+        else:
+            with tempfile.TemporaryFile(dir=database.parent):
+                pass
+    except (sqlite3.Error, OSError) as error:
+        raise TrackingError(f"MLflow store {uri} is not writable ({error}): fix the permissions "
+                            f"of {database}, or set tracking.uri to a store you can "
+                            f"write") from None  # fmt: skip
+
+
+def relocate_artifacts(database: Path) -> int:
+    """Point artifact locations recorded by a copy's original into the copy.
+
+    MLflow records absolute artifact locations (``<folder>/mlruns/<id>``), so a SQLite store
+    copied with its folder (``cp -a``) would keep writing into and reading from the original.
+    An experiment at ``<other>/mlruns/<x>``, where ``<other>`` does not hold this very database,
+    moves (with its runs) to ``<this folder>/mlruns/<x>`` when the copy holds that folder, when
+    ``<other>`` holds another store (the original), or when ``<other>`` is gone (a moved
+    store). Returns the number of experiments moved (0 for a store never copied).
+    """
+    root = database.parent
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        rows = connection.execute("SELECT experiment_id, artifact_location FROM experiments")
+        moves = [(experiment, old, location) for experiment, location in rows.fetchall()
+                 if (old := _artifact_root(location)) is not None
+                 and _was_copied(Path(old), database, location)]  # fmt: skip
+        with connection:
+            for experiment, old, location in moves:
+                prefix = location[: location.index(old) + len(old)]
+                new = prefix.replace(old, str(root))
+                connection.execute("UPDATE experiments SET artifact_location = ? WHERE "
+                                   "experiment_id = ?", (new + location[len(prefix):], experiment))
+                connection.execute(
+                    "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE "
+                    "experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                    (new, len(prefix) + 1, experiment, len(prefix), prefix))  # fmt: skip
+    finally:
+        connection.close()
+    for experiment, old, _ in moves:
+        log.warning("MLflow store %s was copied or moved from %s: the artifacts of experiment %s "
+                    "now live in %s/mlruns", database, old, experiment, root)  # fmt: skip
+    return len(moves)
+
+
+def _was_copied(old: Path, database: Path, location: str) -> bool:
+    if old == database.parent or _holds(old, database):
+        return False
+    inside = location[location.index("/mlruns") :]
+    return (Path(f"{database.parent}{inside}").exists() or (old / database.name).exists()
+            or not old.exists())  # fmt: skip
+
+
+def _artifact_root(location: str | None) -> str | None:
+    """``file:///a/b/mlruns/3`` or ``/a/b/mlruns/3`` -> ``/a/b``; else ``None``."""
+    match = re.fullmatch(r"(?:file://)?(/.*?)/mlruns(?:/.*)?", location or "")
+    return match.group(1) if match else None
+
+
+def _holds(folder: Path, database: Path) -> bool:
+    try:
+        return (folder / database.name).samefile(database)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def mlflow_errors(uri: str, doing: str) -> Iterator[None]:
+    """MLflow's, SQLAlchemy's and the network's exceptions -> one ``TrackingError`` line."""
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as error:  # noqa: BLE001 - MLflow raises many types; all are store failures
+        if not _is_store_error(error):
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise TrackingError(f"MLflow store {uri}: {doing}: {first}: check tracking.uri (or set "
+                            f"tracking.enabled=false)") from None  # fmt: skip
+
+
+def _is_store_error(error: Exception) -> bool:
+    names = {cls.__module__.split(".", 1)[0] for cls in type(error).__mro__}
+    return bool(names & {"mlflow", "sqlalchemy", "sqlite3", "requests", "urllib3"}) or isinstance(
+        error, OSError
+    )
+
+
+def _guarded(method):
+    """A ``RunTracker`` method whose store failures become one ``TrackingError``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with mlflow_errors(self.tracking_uri, f"run {self.run_id}: {method.__name__} failed"):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class RunTracker:
-    """One MLflow run, logged through an explicit ``MlflowClient``.
+    """One MLflow run, logged through an explicit ``MlflowClient`` (from ``open_client``).
+
+    The run carries the host and process that logs it; a run of this host whose process is
+    gone (killed by SIGKILL, or the machine lost power) is marked FAILED when the next run of
+    its experiment starts.
 
     Parameters
     ----------
@@ -51,19 +270,26 @@ class RunTracker:
 
     def __init__(self, tracking_uri: str | None, experiment: str, run_name: str,
                  parent_run_id: str | None = None, run_id: str | None = None):  # fmt: skip
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        if run_id is not None:  # an existing run, continued (a resumed study's parent)
-            self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
-        else:
-            tags = {} if parent_run_id is None else {"mlflow.parentRunId": parent_run_id}
+        self.client = open_client(tracking_uri, write=True)
+        self.tracking_uri = self.client.tracking_uri
+        self.run_id = run_id
+        owner = {"recsys.host": socket.gethostname(), "recsys.pid": str(os.getpid())}
+        with mlflow_errors(self.tracking_uri, "cannot start a run"):
+            if run_id is not None:  # an existing run, continued (a resumed study's parent)
+                self.client.update_run(run_id, status="RUNNING")
+                self.set_tags(owner)
+                return
+            database = sqlite_path(self.tracking_uri)
+            if database is not None:
+                with folder_lock(database.parent):
+                    relocate_artifacts(database)
             experiment_id = _experiment_id(self.client, experiment)
+            fail_orphans(self.client, experiment_id)
+            tags = owner | ({} if parent_run_id is None else {"mlflow.parentRunId": parent_run_id})
             self.run_id = self.client.create_run(experiment_id, run_name=run_name,
                                                  tags=tags).info.run_id  # fmt: skip
-        self.tracking_uri = self.client.tracking_uri
 
+    @_guarded
     def log_params(self, params: Mapping[str, object]) -> None:
         from mlflow.entities import Param
 
@@ -71,6 +297,7 @@ class RunTracker:
         for start in range(0, len(entries), _BATCH):
             self.client.log_batch(self.run_id, params=entries[start : start + _BATCH])
 
+    @_guarded
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
@@ -79,32 +306,87 @@ class RunTracker:
         for start in range(0, len(entries), 10 * _BATCH):
             self.client.log_batch(self.run_id, metrics=entries[start : start + 10 * _BATCH])
 
+    @_guarded
     def set_tags(self, tags: Mapping[str, object]) -> None:
         from mlflow.entities import RunTag
 
         entries = [RunTag(key, str(value)) for key, value in tags.items()]
         self.client.log_batch(self.run_id, tags=entries)
 
+    @_guarded
     def log_artifacts(self, folder: str | os.PathLike) -> None:
         self.client.log_artifacts(self.run_id, str(folder))
 
-    def end(self, failed: bool = False) -> None:
+    @_guarded
+    def end(self, failed: bool = False, reason: str | None = None) -> None:
+        """Close the run FINISHED, or FAILED with ``reason`` as its ``recsys.failure`` tag."""
         from mlflow.entities import RunStatus
 
+        if failed and reason:
+            self.set_tags({"recsys.failure": reason[:_MAX_PARAM_LENGTH]})
         status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
         self.client.set_terminated(self.run_id, status)
 
+    def fail(self, reason: str) -> None:
+        """Close the run FAILED; a store that fails too is logged, not raised (the first error
+        is the one the user needs)."""
+        try:
+            self.end(failed=True, reason=reason)
+        except TrackingError as error:
+            log.warning("could not mark run %s FAILED: %s", self.run_id, error)
+
 
 def _experiment_id(client, name: str) -> str:
+    """The experiment's id; a new one keeps its artifacts beside a SQLite store's database."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    database = sqlite_path(client.tracking_uri)
+    location = None if database is None else str(database.parent / "mlruns" / _folder_name(name))
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created meanwhile by a parallel run of the same sweep
         return client.get_experiment_by_name(name).experiment_id
+
+
+def _folder_name(name: str) -> str:
+    """A folder name for experiment ``name``: itself if safe, else a slug and a short hash."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "experiment"
+    if slug == name:
+        return slug
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def fail_orphans(client, experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this host whose process is gone (SIGKILL, power loss):
+    nothing else will ever close them. Returns their ids."""
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
+    orphans = [r for r in runs if r.data.tags.get("recsys.host") == host
+               and not _alive(r.data.tags.get("recsys.pid"))]  # fmt: skip
+    for orphan in orphans:
+        pid = orphan.data.tags.get("recsys.pid")
+        client.set_tag(orphan.info.run_id, "recsys.failure",
+                       f"process {pid} ended without closing the run (killed)")  # fmt: skip
+        client.set_terminated(orphan.info.run_id, "FAILED")
+        log.warning("run %s was left RUNNING by process %s, which is gone: marked FAILED",
+                    orphan.info.run_id, pid)  # fmt: skip
+    return [r.info.run_id for r in orphans]
+
+
+def _alive(pid: str | None) -> bool:
+    """Whether process ``pid`` of this host still runs (unknown pids count as alive)."""
+    if pid is None or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:

@@ -6,9 +6,13 @@ metrics; the Hydra ``main`` only calls it and hands the objective to sweepers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +24,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from recsys import artifacts
-from recsys.config import build_model, load_split
-from recsys.errors import ConfigError, RecsysError
+from recsys.config import (
+    CONF_DIR,
+    build_model,
+    check_config,
+    check_ks,
+    check_overrides,
+    load_split,
+)
+from recsys.errors import ConfigError, RecsysError, print_error
 from recsys.metrics import METRICS, Evaluation, evaluate
 from recsys.models.base import Recommender
 from recsys.rng import seed_everything
@@ -32,6 +43,7 @@ from recsys.tracking import (
     flatten,
     git_state,
     hardware,
+    open_client,
     package_versions,
 )
 
@@ -53,10 +65,17 @@ class RunResult:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate one model as ``cfg`` says, log it to MLflow, return its metrics.
 
-    A pure function of ``cfg``: paths, seed and tracking store all come from it.
+    A pure function of ``cfg``: paths, seed and tracking store all come from it. Bad values
+    fail before any work (the config, then the MLflow store, then the data and the model's
+    settings); the run is created once those hold, its config logged first, and it ends
+    FAILED, with the reason, on any error or on SIGINT/SIGTERM.
     """
+    check_config(cfg)
+    if cfg.tracking.enabled:  # a dead or read-only store fails in seconds, before the data
+        open_client(cfg.tracking.uri, write=True)
     prepared = load_split(cfg)
     split = prepared.split
+    check_ks(cfg.ks, split.train.n_items)
 
     def fresh_model(overrides: dict | None = None) -> Recommender:
         node = OmegaConf.merge(cfg.model, overrides) if overrides else cfg.model
@@ -71,20 +90,57 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name)
         log.info("MLflow run %s in %s", tracker.run_id, tracker.tracking_uri)
     try:
-        on_epoch = None if tracker is None else _epoch_logger(tracker, cfg.objective)
-        result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
-                                    cfg.objective, on_epoch,
-                                    refit=fresh_model if cfg.protocol.refit else None)  # fmt: skip
+        with signals_raise():
+            if tracker is not None:
+                log_config(tracker, cfg, prepared.data.ratings_sha256, split)
+            on_epoch = None if tracker is None else _epoch_logger(tracker, cfg.objective)
+            refit = fresh_model if cfg.protocol.refit else None
+            result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
+                                        cfg.objective, on_epoch, refit=refit)  # fmt: skip
+            if tracker is not None:
+                log_results(tracker, cfg, split, result)
+    except BaseException as error:
         if tracker is not None:
-            log_run(tracker, cfg, prepared.data.ratings_sha256, split, result)
-    except BaseException:
-        if tracker is not None:
-            tracker.end(failed=True)
+            tracker.fail(failure_reason(error))
         raise
     if tracker is not None:
         tracker.end()
     print(format_table(cfg, split, result))
     return result.metrics
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler's time limit, ``kill``): unwinds like ``KeyboardInterrupt``,
+    so the run is marked FAILED on the way out."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def signals_raise():
+    """Within the block, SIGTERM raises ``Terminated`` (Python's default ends the process at
+    once, leaving the MLflow run RUNNING forever); SIGINT raises ``KeyboardInterrupt`` as
+    always. Outside the main thread (signals cannot be caught there) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for a FAILED run's ``recsys.failure`` tag."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 Refit = Callable[[dict], Recommender]  # overrides -> a fresh model of the run's config
@@ -154,10 +210,9 @@ def _epoch_logger(tracker: RunTracker, objective: str):
     return log_epoch
 
 
-def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split,
-            result: RunResult) -> None:  # fmt: skip
-    """Everything needed to rerun and audit the run: config, fingerprints, versions,
-    metrics, per-user metrics and embeddings."""
+def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split) -> None:
+    """What is needed to rerun and audit the run, logged before training (a run that fails
+    still says which config failed): config, fingerprints, versions."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(flatten(resolved) | {f"split.size.{k}": v for k, v in split.sizes().items()})
     tracker.set_tags(
@@ -169,13 +224,17 @@ def log_run(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split
             "data.sha256": data_sha256,
             "split.fingerprint": split.fingerprint,
             "command": rerun_command(),
-            "has_embeddings": str(bool(cfg.tracking.log_embeddings
-                                       and result.model.user_embeddings is not None)).lower(),
         }
         | git_state()
         | package_versions()
         | hardware()
     )
+
+
+def log_results(tracker: RunTracker, cfg: DictConfig, split: Split, result: RunResult) -> None:
+    """Metrics, per-user metrics and embeddings."""
+    has_embeddings = cfg.tracking.log_embeddings and result.model.user_embeddings is not None
+    tracker.set_tags({"has_embeddings": str(bool(has_embeddings)).lower()})
     tracker.log_metrics(result.metrics)
     with tempfile.TemporaryDirectory() as folder:
         write_artifacts(Path(folder), cfg, split, result)
@@ -233,15 +292,37 @@ def format_table(cfg: DictConfig, split: Split, result: RunResult) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with exit_on_error():
         metrics = run(cfg)
-    except RecsysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
     return metrics.get(cfg.objective)
 
 
+@contextlib.contextmanager
+def exit_on_error():
+    """What a user can fix is printed as ``error:`` lines and exits 1; SIGINT and SIGTERM exit
+    130 and 143 with one line (tracebacks only with ``HYDRA_FULL_ERROR=1``)."""
+    try:
+        yield
+    except RecsysError as error:
+        print_error(error)
+        sys.exit(1)
+    except (KeyboardInterrupt, Terminated) as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print_error(RecsysError(f"{failure_reason(error)}: the MLflow run, if any, is marked "
+                                f"FAILED"))  # fmt: skip
+        sys.exit(getattr(error, "exit_code", 130))
+
+
+def cli(config_name: str = "config", entry=None) -> None:
+    """``python -m recsys.train``: the command line's overrides are checked (unknown keys and
+    options, with the nearest match) before Hydra runs ``entry``."""
+    with exit_on_error():
+        check_overrides(sys.argv[1:], config_name)
+    (entry or main)()
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -35,7 +35,6 @@ import datetime
 import io
 import json
 import logging
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,13 +44,13 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.config import CONF_DIR, SplitData, build_model, load_split
-from recsys.errors import ConfigError, RecsysError
+from recsys.config import CONF_DIR, SplitData, build_model, check_config, load_split
+from recsys.errors import ConfigError
 from recsys.files import atomic_write_text
 from recsys.metrics import evaluate
 from recsys.rng import seed_everything
-from recsys.tracking import RunTracker, flatten, git_state, package_versions
-from recsys.train import validation_metric
+from recsys.tracking import RunTracker, flatten, git_state, open_client, package_versions
+from recsys.train import cli, exit_on_error, failure_reason, signals_raise, validation_metric
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +204,9 @@ def tune(cfg: DictConfig):
                 seed=cfg.tune.seed + len(study.trials), n_startup_trials=cfg.tune.startup_trials)
             study.optimize(lambda trial: objective(trial, cfg, space, splits, parent),
                            n_trials=1, catch=())  # fmt: skip
-    except BaseException:
+    except BaseException as error:
         if parent is not None:
-            parent.end(failed=True)
+            parent.fail(failure_reason(error))
         raise
     if parent is not None:
         best = study.best_trial
@@ -250,9 +249,9 @@ def objective(trial, cfg: DictConfig, space: list[Parameter], splits: dict[int, 
             child.set_tags({"trial.state": "PRUNED"})
             child.end()
         raise
-    except BaseException:
+    except BaseException as error:
         if child is not None:
-            child.end(failed=True)
+            child.fail(failure_reason(error))
         raise
     mean = {k: float(np.mean([s[k] for s in summaries])) for k in summaries[0]}
     trial.set_user_attr("per_seed", [s[cfg.objective] for s in summaries])
@@ -542,16 +541,16 @@ def finish(cfg: DictConfig, study) -> str:
 
 @hydra.main(config_path="../conf", config_name="tune", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    try:
+    with exit_on_error(), signals_raise():
         if not isinstance(cfg.model_name, str) or cfg.model_name not in _models_with_space():
             raise ConfigError(f"choose a model with a search space: model="
                               f"{'|'.join(_models_with_space())}")  # fmt: skip
+        check_config(cfg)
+        if cfg.tracking.enabled:
+            open_client(cfg.tracking.uri, write=True)
         study = tune(cfg)
         confirm(cfg, study)
         print(finish(cfg, study))
-    except RecsysError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
     return study.best_value
 
 
@@ -560,4 +559,4 @@ def _models_with_space() -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    cli("tune", main)
