@@ -95,6 +95,14 @@ def synthetic_data(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ml100k_dir(tmp_path_factory) -> Path:
+    """A data folder holding the real ML-100K, obtained through the real sources in order."""
+    data_dir = tmp_path_factory.mktemp("data")
+    download.ensure_dataset(data_dir, "ml-100k")
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """An empty MLflow SQLite store, its schema created once (MLflow's migrations take ~2 s)."""
     from mlflow.tracking import MlflowClient

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys import artifacts
 from recsys.config import compose_config, model_names
-from recsys.data import ensure_dataset, load_movielens
+from recsys.data import load_movielens
 from recsys.train import run
 from tests.conftest import fresh_store
 from tests.models.contract import contract_for
@@ -28,13 +28,6 @@ pytestmark = pytest.mark.integration
 ML100K_SHA256 = "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490"
 ITERATIVE = [name for name in model_names() if contract_for(name).ml100k_quick is not None]
 CLOSED_FORM = [name for name in model_names() if name not in ITERATIVE]
-
-
-@pytest.fixture(scope="session")
-def ml100k_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    ensure_dataset(data_dir, "ml-100k")  # the real sources, in order
-    return data_dir
 
 
 def real_config(data_dir, *overrides):

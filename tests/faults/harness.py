@@ -46,8 +46,14 @@ def failing_cli(capsys, main: Callable[[list[str]], object], argv: list[str],
         code = exit_info.code
     assert code not in (0, None)
     line = one_error_line(capsys.readouterr().err)
-    assert snapshot(*protect) == before, "files that existed before were changed"
+    assert_intact(before, snapshot(*protect))
     return line
+
+
+def assert_intact(before: dict[str, str], after: dict[str, str]) -> None:
+    """Every file of ``before`` is still there, unchanged (new files may have appeared)."""
+    changed = [path for path, digest in before.items() if after.get(path) != digest]
+    assert not changed, f"files that existed before were changed or removed: {changed}"
 
 
 def failing_subprocess(module: str, *argv: str, cwd: Path, protect: tuple[Path, ...] = (),
@@ -60,5 +66,5 @@ def failing_subprocess(module: str, *argv: str, cwd: Path, protect: tuple[Path, 
                             env={**os.environ, **(env or {})})  # fmt: skip
     assert result.returncode != 0, result.stdout + result.stderr
     line = one_error_line(result.stderr)
-    assert snapshot(*protect) == before, "files that existed before were changed"
+    assert_intact(before, snapshot(*protect))
     return line, result
