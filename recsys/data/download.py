@@ -22,6 +22,7 @@ import http.client
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import tempfile
@@ -220,16 +221,23 @@ def _grouplens_users(text: str) -> bytes:
     return ("\n".join(rows) + "\n").encode("utf-8")
 
 
+def _title_year(title: str) -> str:
+    """The film's year: the last ``(YYYY)`` of a GroupLens title, or ``""``."""
+    years = re.findall(r"\((\d{4})\)", title)
+    return years[-1] if years else ""
+
+
 def _grouplens_items(text: str) -> bytes:
+    # The year is the film's, from the title, as recbole has it: the release date is often a
+    # later video release (Taxi Driver (1976): 16-Feb-1996). Three titles end in a space.
     rows = ["item_id\ttitle\tyear\tgenres"]
     for line in text.splitlines():
         if not line:
             continue
         fields = line.split("|")
-        item_id, title, release_date, flags = fields[0], fields[1], fields[2], fields[5:]
-        year = release_date[-4:] if release_date[-4:].isdigit() else ""
+        item_id, title, flags = fields[0], fields[1].strip(), fields[5:]
         genres = "|".join(g for g, flag in zip(GENRES, flags, strict=True) if flag == "1")
-        rows.append(f"{item_id}\t{title}\t{year}\t{genres}")
+        rows.append(f"{item_id}\t{title}\t{_title_year(title)}\t{genres}")
     return ("\n".join(rows) + "\n").encode("utf-8")
 
 
@@ -274,18 +282,16 @@ def _wheel_users(text: str) -> bytes:
 
 
 def _wheel_items(text: str) -> bytes:
-    # recbole strips the year from the title and spells item 267's missing values "unkonwn";
-    # put them back in GroupLens' form: "Title (1995)", empty year, genre "unknown".
+    # recbole splits a title's last parenthesis off as the year ("(1995)", or "(V)" for item
+    # 1412) and spells item 267's missing values "unkonwn"; put them back in GroupLens' form:
+    # "Title (1995)", the year from the title, item 267 titled "unknown" with no year.
     rows = ["item_id\ttitle\tyear\tgenres"]
     for line in text.splitlines()[1:]:
         if not line:
             continue
         item_id, title, year, genres = line.split("\t")
-        if year.isdigit():
-            title = f"{title} ({year})"
-        else:
-            title, year = "unknown", ""
-        rows.append(f"{item_id}\t{title}\t{year}\t{'|'.join(genres.split())}")
+        title = "unknown" if title == "unkonwn" else f"{title} ({year})"
+        rows.append(f"{item_id}\t{title}\t{_title_year(title)}\t{'|'.join(genres.split())}")
     return ("\n".join(rows) + "\n").encode("utf-8")
 
 

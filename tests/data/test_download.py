@@ -146,3 +146,24 @@ def test_recbole_wheel_layout_is_read_back_to_grouplens_form(ratings):
     assert files.items.decode().splitlines()[1:] == [
         "1\tToy Story (1995)\t1995\tAnimation|Children's|Comedy", "267\tunknown\t\tunknown"]
     assert files.users.decode().splitlines()[1] == "1\t24\tM\ttechnician\t85711"
+
+
+def test_grouplens_zip_and_recbole_wheel_give_the_same_items_bytes():
+    # ML-100K's awkward rows as each source has them: a video-release date, a title ending in a
+    # space, a title whose last parenthesis is "(V)", and item 267 with nothing known.
+    flags = "|".join(["0"] * 8 + ["1"] + ["0"] * 10)  # Drama
+    grouplens = (f"23|Taxi Driver (1976)|16-Feb-1996||http://x|{flags}\n"
+                 f"267|unknown||||{'|'.join(['1'] + ['0'] * 18)}\n"
+                 f"1412|Land Before Time III: The Time of the Great Giving (1995) (V)|01-Jan-1995"
+                 f"||http://x|{flags}\n"
+                 f"1635|Two Friends (1986) |01-Jan-1986||http://x|{flags}\n")  # fmt: skip
+    wheel = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+             "23\tTaxi Driver\t1976\tDrama\n267\tunkonwn\tunkonwn\tunknown\n"
+             "1412\tLand Before Time III: The Time of the Great Giving (1995)\tV\tDrama\n"
+             "1635\tTwo Friends\t1986\tDrama\n")  # fmt: skip
+    items = download._grouplens_items(grouplens)
+    assert items == download._wheel_items(wheel)
+    assert items.decode().splitlines()[1:] == [
+        "23\tTaxi Driver (1976)\t1976\tDrama", "267\tunknown\t\tunknown",
+        "1412\tLand Before Time III: The Time of the Great Giving (1995) (V)\t1995\tDrama",
+        "1635\tTwo Friends (1986)\t1986\tDrama"]  # fmt: skip
