@@ -6,6 +6,7 @@ import functools
 import hashlib
 import io
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from recsys.data import MovieLens, download, to_interactions
-from recsys.data.download import DatasetSpec
+from recsys.data.download import GENRES, DatasetSpec
 from recsys.data.movielens import read_items, read_users
 from recsys.split import RandomRatioSplit, Split
 
@@ -57,6 +58,22 @@ def items_bytes(n_items: int) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
+def grouplens_zip(ratings: bytes, root: str = SYNTHETIC) -> bytes:
+    """A zip laid out as GroupLens ships it: ``ratings`` as u.data, 200 items, 120 users."""
+    flags = ["0"] * len(GENRES)
+    flags[GENRES.index("Comedy")] = "1"
+    items = "".join(f"{i}|Film é {i} (1995)|01-Jan-1995||http://x|{'|'.join(flags)}\n"
+                    for i in range(1, 201))  # fmt: skip
+    items += f"267|unknown||||{'|'.join(['1'] + ['0'] * (len(GENRES) - 1))}\n"
+    users = "".join(f"{u}|{20 + u % 30}|M|other|{10000 + u}\n" for u in range(1, 121))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{root}/u.data", ratings)
+        archive.writestr(f"{root}/u.user", users.encode("latin-1"))
+        archive.writestr(f"{root}/u.item", items.encode("latin-1"))
+    return buffer.getvalue()
+
+
 def synthetic_spec(ratings: bytes, name: str = SYNTHETIC) -> DatasetSpec:
     return DatasetSpec(
         name=name,
@@ -77,7 +94,8 @@ def offline_pip(monkeypatch):
 
 
 def write_synthetic_release(data_dir: Path, patch: pytest.MonkeyPatch) -> Path:
-    """Write the synthetic release into ``data_dir`` and register its checksum."""
+    """Write the synthetic release into ``data_dir`` with its manifest, and register its
+    ratings' checksum."""
     ratings = ratings_bytes(make_ratings())
     patch.setitem(download.DATASETS, SYNTHETIC, synthetic_spec(ratings))
     folder = data_dir / SYNTHETIC
@@ -85,6 +103,7 @@ def write_synthetic_release(data_dir: Path, patch: pytest.MonkeyPatch) -> Path:
     (folder / download.RATINGS_FILE).write_bytes(ratings)
     (folder / download.USERS_FILE).write_bytes(users_bytes(120))
     (folder / download.ITEMS_FILE).write_bytes(items_bytes(200))
+    download.write_manifest(folder, download.DATASETS[SYNTHETIC], "tests/conftest.py")
     return data_dir
 
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from recsys.data.download import DATASETS, ensure_dataset
+from recsys.data.download import DATASETS, dataset_dir, ensure_dataset
 from recsys.data.movielens import load_movielens
 from recsys.errors import RecsysError
 
@@ -17,18 +17,26 @@ def main(argv: list[str] | None = None) -> int:
     download = commands.add_parser("download", help="obtain and verify a MovieLens release")
     download.add_argument("--data-dir", default="data", help="data folder (default: data)")
     download.add_argument("--name", default="ml-100k", choices=sorted(DATASETS))
-    download.add_argument("--force", action="store_true", help="fetch again and replace")
+    download.add_argument(
+        "--force",
+        action="store_true",
+        help="fetch again; the old copy is replaced once the new one is "
+        "verified, and kept as <name>.damaged-<time> if it did not verify",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        folder = ensure_dataset(args.data_dir, args.name, force=args.force)
-        data = load_movielens(args.data_dir, args.name, download=False)
+        if args.force:
+            ensure_dataset(args.data_dir, args.name, force=True)
+        data = load_movielens(args.data_dir, args.name)  # verifies every file
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    folder = dataset_dir(args.data_dir, args.name)
     print(
         f"{args.name}: {len(data.ratings):,} ratings, {len(data.users):,} users, "
-        f"{len(data.items):,} items in {folder} (ratings SHA-256 {data.ratings_sha256}, verified)"
+        f"{len(data.items):,} items in {folder} (every file verified; ratings SHA-256 "
+        f"{data.ratings_sha256})"
     )
     return 0
 

@@ -12,9 +12,12 @@ from recsys.data.download import (
     ITEMS_FILE,
     RATINGS_FILE,
     USERS_FILE,
+    dataset_dir,
     dataset_spec,
+    download_command,
     ensure_dataset,
-    verify_ratings,
+    repair_advice,
+    verify_dataset,
 )
 from recsys.errors import DataError
 
@@ -33,7 +36,8 @@ class MovieLens:
         ``item_id, title, year, genres`` (``year`` nullable Int64, ``genres`` a list of
         strings), sorted by ``item_id``.
     ratings_sha256
-        SHA-256 of the ratings file, verified against the published value.
+        SHA-256 of the ratings file, verified against the published value (users and items
+        are verified too, against pinned values or the copy's manifest).
     """
 
     name: str
@@ -44,20 +48,42 @@ class MovieLens:
 
 
 def load_movielens(data_dir: str | Path, name: str = "ml-100k", *, download: bool = True):
-    """Verify (obtaining first when ``download``) and load a MovieLens release."""
+    """Verify (obtaining first when ``download``) and load a MovieLens release.
+
+    Raises
+    ------
+    DataError
+        No copy (without ``download``), a file that does not verify, or one that cannot be
+        parsed; the message names the file and the command that repairs the copy.
+    """
     spec = dataset_spec(name)
-    folder = ensure_dataset(data_dir, name) if download else Path(data_dir) / name
+    if download:
+        folder = ensure_dataset(data_dir, name)  # verifies every file
+    else:
+        folder = dataset_dir(data_dir, name)
+        if not (folder / RATINGS_FILE).exists():
+            raise DataError(f"{folder / RATINGS_FILE} not found: run "
+                            f"{download_command(data_dir, name)}")  # fmt: skip
+        verify_dataset(folder, spec)
     ratings_path = folder / RATINGS_FILE
-    if not ratings_path.exists():
-        raise DataError(f"{ratings_path} not found: run `python -m recsys.data download`")
-    sha = verify_ratings(ratings_path, spec)
     return MovieLens(
         name=name,
-        ratings=read_ratings(ratings_path),
-        users=read_users(folder / USERS_FILE),
-        items=read_items(folder / ITEMS_FILE),
-        ratings_sha256=sha,
+        ratings=_parsed(read_ratings, ratings_path),
+        users=_parsed(read_users, folder / USERS_FILE),
+        items=_parsed(read_items, folder / ITEMS_FILE),
+        ratings_sha256=spec.ratings_sha256,  # verified above
     )
+
+
+def _parsed(read, path: Path) -> pd.DataFrame:
+    """``read(path)``; content it cannot parse is a DataError naming the file."""
+    try:
+        return read(path)
+    except (ValueError, TypeError, KeyError) as error:  # ParserError, UnicodeDecodeError: Value
+        damage = " ".join(f"{type(error).__name__}: {error}".split())
+        raise DataError(
+            f"{path} cannot be parsed ({damage}); {repair_advice(path.parent)}"
+        ) from None
 
 
 def read_ratings(path: Path) -> pd.DataFrame:

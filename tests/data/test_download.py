@@ -1,29 +1,16 @@
 import http.server
 import io
+import json
 import threading
 import zipfile
 
 import pytest
 
 from recsys.data import download, load_movielens
-from recsys.data.download import GENRES, _wheel_files, ensure_dataset
+from recsys.data.download import _wheel_files, ensure_dataset
 from recsys.errors import DataError
-from tests.conftest import SYNTHETIC, make_ratings, ratings_bytes, synthetic_spec
-
-
-def grouplens_zip(ratings: bytes, root: str = SYNTHETIC) -> bytes:
-    flags = ["0"] * len(GENRES)
-    flags[GENRES.index("Comedy")] = "1"
-    items = "".join(f"{i}|Film é {i} (1995)|01-Jan-1995||http://x|{'|'.join(flags)}\n"
-                    for i in range(1, 201))  # fmt: skip
-    items += f"267|unknown||||{'|'.join(['1'] + ['0'] * (len(GENRES) - 1))}\n"
-    users = "".join(f"{u}|{20 + u % 30}|M|other|{10000 + u}\n" for u in range(1, 121))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{root}/u.data", ratings)
-        archive.writestr(f"{root}/u.user", users.encode("latin-1"))
-        archive.writestr(f"{root}/u.item", items.encode("latin-1"))
-    return buffer.getvalue()
+from recsys.files import sha256_file
+from tests.conftest import SYNTHETIC, grouplens_zip, make_ratings, ratings_bytes, synthetic_spec
 
 
 @pytest.fixture
@@ -135,14 +122,83 @@ def test_recbole_wheel_layout_is_read_back_to_grouplens_form(ratings):
     with zipfile.ZipFile(buffer, "w") as wheel:
         wheel.writestr(f"{folder}.inter", b"user_id:token\titem_id:token\trating:float\t"
                        b"timestamp:float\n" + ratings)  # fmt: skip
-        wheel.writestr(f"{folder}.user", "user_id:token\tage:token\tgender:token\t"
-                       "occupation:token\tzip_code:token\n1\t24\tM\ttechnician\t85711\n")
-        wheel.writestr(f"{folder}.item", "item_id:token\tmovie_title:token_seq\t"
-                       "release_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation "
-                       "Children's Comedy\n267\tunkonwn\tunkonwn\tunknown\n")
-    files = _wheel_files(buffer.getvalue(), download.DatasetSpec(
-        **{**spec.__dict__, "wheel_folder": "recbole/dataset_example/ml-synthetic"}))
+        wheel.writestr(
+            f"{folder}.user",
+            "user_id:token\tage:token\tgender:token\t"
+            "occupation:token\tzip_code:token\n1\t24\tM\ttechnician\t85711\n",
+        )
+        wheel.writestr(
+            f"{folder}.item",
+            "item_id:token\tmovie_title:token_seq\t"
+            "release_year:token\tclass:token_seq\n1\tToy Story\t1995\tAnimation "
+            "Children's Comedy\n267\tunkonwn\tunkonwn\tunknown\n",
+        )
+    files = _wheel_files(
+        buffer.getvalue(),
+        download.DatasetSpec(
+            **{**spec.__dict__, "wheel_folder": "recbole/dataset_example/ml-synthetic"}
+        ),
+    )
     assert files.ratings == ratings
     assert files.items.decode().splitlines()[1:] == [
-        "1\tToy Story (1995)\t1995\tAnimation|Children's|Comedy", "267\tunknown\t\tunknown"]
+        "1\tToy Story (1995)\t1995\tAnimation|Children's|Comedy",
+        "267\tunknown\t\tunknown",
+    ]
     assert files.users.decode().splitlines()[1] == "1\t24\tM\ttechnician\t85711"
+
+
+def test_grouplens_zip_and_recbole_wheel_give_the_same_items_bytes():
+    # ML-100K's awkward rows as each source has them: a video-release date, a title ending in a
+    # space, a title whose last parenthesis is "(V)", and item 267 with nothing known.
+    flags = "|".join(["0"] * 8 + ["1"] + ["0"] * 10)  # Drama
+    grouplens = (f"23|Taxi Driver (1976)|16-Feb-1996||http://x|{flags}\n"
+                 f"267|unknown||||{'|'.join(['1'] + ['0'] * 18)}\n"
+                 f"1412|Land Before Time III: The Time of the Great Giving (1995) (V)|01-Jan-1995"
+                 f"||http://x|{flags}\n"
+                 f"1635|Two Friends (1986) |01-Jan-1986||http://x|{flags}\n")  # fmt: skip
+    wheel = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+             "23\tTaxi Driver\t1976\tDrama\n267\tunkonwn\tunkonwn\tunknown\n"
+             "1412\tLand Before Time III: The Time of the Great Giving (1995)\tV\tDrama\n"
+             "1635\tTwo Friends\t1986\tDrama\n")  # fmt: skip
+    items = download._grouplens_items(grouplens)
+    assert items == download._wheel_items(wheel)
+    assert items.decode().splitlines()[1:] == [
+        "23\tTaxi Driver (1976)\t1976\tDrama", "267\tunknown\t\tunknown",
+        "1412\tLand Before Time III: The Time of the Great Giving (1995) (V)\t1995\tDrama",
+        "1635\tTwo Friends (1986)\t1986\tDrama"]  # fmt: skip
+
+
+def test_the_manifest_records_every_file_and_each_is_verified(tmp_path, ratings, offline_pip):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    manifest = json.loads((folder / "SOURCE.json").read_text())["sha256"]
+    assert manifest == {name: sha256_file(folder / name) for name in download.DATA_FILES}
+    (folder / "users.tsv").write_bytes((folder / "users.tsv").read_bytes().replace(b"M", b"F"))
+    with pytest.raises(DataError, match=r"checksum mismatch for .*users\.tsv"):
+        load_movielens(tmp_path, SYNTHETIC)
+
+
+def test_a_source_whose_items_differ_from_the_pinned_hash_fails_and_the_next_is_tried(
+    tmp_path, ratings, monkeypatch, offline_pip
+):
+    good = grouplens_zip(ratings)
+    items = download._read_grouplens_zip(good, download.DATASETS[SYNTHETIC]).items
+    spec = download.DatasetSpec(**{**download.DATASETS[SYNTHETIC].__dict__,
+                                   "items_sha256": download.sha256_bytes(items)})  # fmt: skip
+    monkeypatch.setitem(download.DATASETS, SYNTHETIC, spec)
+    edited = good.replace(b"Film \xe9 7 (1995)", b"Film \xe9 7 (1996)")
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(edited)
+    monkeypatch.setattr(download, "_http_get", lambda url, timeout=30.0: good)
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    assert (folder / "items.tsv").read_bytes() == items
+    assert spec.grouplens_url in (folder / "SOURCE.json").read_text()
+
+
+def test_force_over_a_damaged_copy_keeps_it_aside(tmp_path, ratings, offline_pip):
+    (tmp_path / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path, SYNTHETIC)
+    (folder / "items.tsv").write_text("edited by hand\n")
+    ensure_dataset(tmp_path, SYNTHETIC, force=True)
+    (aside,) = tmp_path.glob(f"{SYNTHETIC}.damaged-*")
+    assert (aside / "items.tsv").read_text() == "edited by hand\n"
+    load_movielens(tmp_path, SYNTHETIC)  # the new copy verifies
