@@ -19,9 +19,10 @@ Writes ``results.md`` and ``results.tex`` (booktabs), ``figures/*.png|pdf`` and 
   best embedding model's item vectors coloured by genre.
 
 The protocol (dataset, rating filter, split) is read from the runs' logged config: runs of
-different protocols are refused in one table. Models appear from the weakest to the strongest
-by the main NDCG. A folder holding another experiment's or protocol's report is overwritten
-only with ``--force``.
+different protocols are refused in one table, and so are runs with a missing or NaN value of a
+metric the tables need (named by run id, model and seed). Models appear from the weakest to
+the strongest by the main NDCG. A folder holding another experiment's or protocol's report is
+overwritten only with ``--force``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,49 @@ def _one_protocol(table: pd.DataFrame, experiment: str) -> dict[str, str]:
     raise ConfigError(f"the runs of {experiment!r} use {len(protocols)} protocols ({counts}): "
                       f"one protocol per table; pick one with --filter, e.g. \"params.`"
                       f"{differing[0]}` = '{decoded[0].get(differing[0])}'\"")
+
+
+def report_metrics(ks: list[int]) -> list[str]:
+    """The logged metrics a report at cut-offs ``ks`` reads (the first K is the main table's)."""
+    main = [f"test/{m}@{ks[0]}" for m in (*MAIN_METRICS, "coverage")]
+    return [*main, *(f"test/{m}@{k}" for k in ks[1:] for m in OTHER_METRICS), "time/fit_seconds"]
+
+
+def check_metrics(runs: Runs, ks: list[int]) -> None:
+    """Refuse runs whose metrics the report reads are missing or NaN, naming each run.
+
+    Parameters
+    ----------
+    runs
+        The runs of the report.
+    ks
+        The report's cut-offs (``report_metrics``).
+
+    Raises
+    ------
+    ConfigError
+        If no run logged a cut-off of ``ks`` (the fix: other ``--ks``), or if some runs lack a
+        finite value of a needed metric (a run that evaluated no user logs NaN): one line with
+        their run ids, models and seeds, and the fix (delete them or pick other runs).
+    """
+    names = report_metrics(ks)
+    absent = [n for n in names if n.startswith("test/") and mlflow_key(n) not in runs.table]
+    if absent:
+        raise ConfigError(f"the runs of {runs.experiment!r} logged no {absent[0]}: choose --ks "
+                          f"among the cut-offs they were evaluated at")  # fmt: skip
+    values = runs.table.reindex(columns=[mlflow_key(n) for n in names]).to_numpy(dtype=float)
+    finite = np.isfinite(values)  # (runs, metrics)
+    bad = np.flatnonzero(~finite.all(axis=1))
+    if len(bad) == 0:
+        return
+    lacking = [n for n, ok in zip(names, finite[bad].all(axis=0), strict=True) if not ok]
+    rows = runs.table.iloc[bad]
+    listed = [f"{r.run_id} ({r.model}, seed {r.seed})" for r in rows.head(5).itertuples()]
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    raise ConfigError(f"{len(rows)} finished run(s) of {runs.experiment!r} have NaN or no "
+                      f"{', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}: "
+                      f"{'; '.join(listed)}{more}; delete them (`mlflow runs delete --run-id "
+                      f"ID`) or pick other runs with --experiment or --filter")  # fmt: skip
 
 
 def describe_protocol(runs: Runs) -> str:
@@ -301,9 +345,10 @@ def write_report(runs: Runs, out: Path, ks: list[int], alpha: float, test: str,
     """Write ``results.md``, ``results.tex``, the figures and ``report.json`` into ``out``;
     return the markdown path. The first of ``ks`` is the main cut-off.
 
-    A folder that holds another experiment's or protocol's report, or files no report wrote,
-    is refused unless ``force``.
+    Runs lacking a needed metric are refused (``check_metrics``); so is a folder that holds
+    another experiment's or protocol's report, or files no report wrote, unless ``force``.
     """
+    check_metrics(runs, ks)
     check_output_folder(out, runs, force)
     main_k, other_ks = ks[0], list(ks[1:])
     models = runs.models
@@ -412,6 +457,7 @@ def dagger_note(runs: Runs, test_name: str, alpha: float) -> str:
 
 def readme_section(runs: Runs, k: int, alpha: float, test: str) -> str:
     """The main table and its note, for the README's generated ``results`` section."""
+    check_metrics(runs, [k])
     main = main_table(runs, k, alpha, test)
     return "\n\n".join([summary(runs), markdown_table(main.cells, runs.models, main.extra),
                          table_note(runs, alpha, test)])  # fmt: skip
