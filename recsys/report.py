@@ -27,7 +27,6 @@ overwritten only with ``--force``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from scipy import stats
 
 from recsys import artifacts
 from recsys.artifacts import RunArtifacts
+from recsys.cli import ArgumentParser, positive_int, probability
 from recsys.config import build
 from recsys.data import load_movielens
 from recsys.docs import replace_section
@@ -472,6 +472,8 @@ def report_record(runs: Runs) -> dict:
 
 def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
     """Refuse to write into a folder holding another report (or other files) unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
     if force or not out.exists() or not any(out.iterdir()):
         return
     try:
@@ -491,6 +493,18 @@ def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
         changes = ", ".join(f"{k} {old.get(k)} -> {runs.protocol.get(k)}" for k in differing)
         raise ConfigError(f"{out} holds a report of another protocol ({changes}): pass --force "
                           f"to overwrite it, or choose another --out")  # fmt: skip
+
+
+def _read_readme(path: Path) -> str:
+    """The README to update, read (and its results section found) before any work."""
+    try:
+        text = path.read_text()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"cannot read --readme {path} ({reason}): give the README whose "
+                          f"results section to update") from None  # fmt: skip
+    replace_section(text, "results", "")  # ConfigError if it has no results section
+    return text
 
 
 def _latex_escape(text: str) -> str:
@@ -667,16 +681,16 @@ FIGURES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m recsys.report", description=__doc__)
     parser.add_argument("--experiment", default="ml-100k-msr-benchmark")
     parser.add_argument("--filter", default="",
                         help="MLflow filter, e.g. \"tags.model != 'random'\"")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", default="reports")
-    parser.add_argument("--ks", type=int, nargs="+", default=[10, 5, 20],
+    parser.add_argument("--ks", type=positive_int, nargs="+", default=[10, 5, 20],
                         help="cut-offs; the first is the main table's (default: 10 5 20)")
-    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--alpha", type=probability, default=0.05,
+                        help="significance level of the paired tests (default 0.05)")
     parser.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the main table into this README's results section")
@@ -688,13 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)
     runs = None
     try:
+        readme = None if args.readme is None else _read_readme(args.readme)
         runs = load_runs(MlflowClient(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
-        if args.readme is not None:
-            text = replace_section(args.readme.read_text(), "results",
-                                   readme_section(runs, args.ks[0], args.alpha, args.test))
-            atomic_write_text(args.readme, text)
+        if readme is not None:
+            section = readme_section(runs, args.ks[0], args.alpha, args.test)
+            atomic_write_text(args.readme, replace_section(readme, "results", section))
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
