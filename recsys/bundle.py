@@ -13,8 +13,9 @@ A bundle is a folder::
                            the SHA-256 of every file above
 
 It is written into a temporary folder and renamed into place (an existing bundle survives a
-crash, and only a folder that is a bundle is ever replaced), and read back only if every file
-matches its manifest. Nothing here imports MLflow or Hydra: the demo loads a bundle alone.
+crash, and only a folder that is a bundle, or a damaged one holding nothing else, is ever
+replaced), and read back only if every file matches its manifest. Nothing here imports MLflow
+or Hydra: the demo loads a bundle alone.
 """
 
 from __future__ import annotations
@@ -52,12 +53,21 @@ class Bundle:
 
 
 def is_bundle(folder: str | Path) -> bool:
-    """Does ``folder`` hold a bundle's manifest (so that replacing it loses nothing else)?"""
+    """Does ``folder`` hold a bundle (so that replacing it loses nothing else)?
+
+    Yes if its manifest lists the bundle's files, or if it holds a ``manifest.json`` and
+    nothing but bundle files (a damaged bundle: a truncated manifest, a file gone).
+    """
+    folder = Path(folder)
     try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and set(manifest.get("files", {})) == set(FILES)
+        manifest = None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(files, dict) and set(files) == set(FILES):
+        return True
+    names = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+    return MANIFEST in names and names <= {MANIFEST, *FILES}
 
 
 def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict:
@@ -85,31 +95,56 @@ def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict
 
 
 def read_bundle(path: str | Path) -> Bundle:
-    """Load the bundle at ``path``, checking every file against the manifest's SHA-256."""
+    """Load the bundle at ``path``, checking every file against the manifest's SHA-256.
+
+    ``RecsysError`` naming the folder and the command that rebuilds it if the manifest is
+    missing or unreadable, or a file is missing or differs from its checksum.
+    """
     folder = Path(path)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
         raise RecsysError(f"no bundle at {folder} ({MANIFEST} missing): run "
                           f"`python -m recsys.export` first")  # fmt: skip
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except ValueError:
-        raise RecsysError(f"bundle {folder}: {MANIFEST} is not valid JSON; export it again with "
-                          f"`python -m recsys.export --replace`") from None  # fmt: skip
+    manifest = _read_manifest(folder)
     for name in FILES:
-        expected = manifest.get("files", {}).get(name)
-        actual = sha256_file(folder / name) if (folder / name).exists() else "missing"
+        expected = manifest["files"].get(name)
+        if not (folder / name).is_file():
+            raise RecsysError(f"bundle {folder} lacks {name}, which its manifest lists; "
+                              f"{_export_again(folder, manifest)}")  # fmt: skip
+        actual = sha256_file(folder / name)
         if expected != actual:
             raise RecsysError(f"bundle {folder} is inconsistent: {name} has SHA-256 {actual}, "
-                              f"the manifest says {expected}; export it again with "
-                              f"`python -m recsys.export --replace`")  # fmt: skip
+                              f"the manifest says {expected}; "
+                              f"{_export_again(folder, manifest)}")  # fmt: skip
     items = pd.read_csv(folder / "items.csv", dtype={"year": "Int64"}, keep_default_na=False,
                         na_values={"year": [""]})  # fmt: skip
     items["genres"] = [g.split("|") if g else [] for g in items["genres"]]
     arrays = {name: np.load(folder / f"{name}.npy") for name in ARRAYS}
     if not np.array_equal(items["item_id"].to_numpy(), arrays["item_ids"]):
-        raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; export it "
-                          f"again")  # fmt: skip
+        raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; "
+                          f"{_export_again(folder, manifest)}")  # fmt: skip
     return Bundle(index=faiss.read_index(str(folder / "index.faiss")), items=items,
                   seen=sp.load_npz(folder / "seen.npz").tocsr(), manifest=manifest,
                   **arrays)  # fmt: skip
+
+
+def _read_manifest(folder: Path) -> dict:
+    """The manifest of the bundle at ``folder``, a dict whose ``files`` is a dict."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as error:  # truncated, not UTF-8, a folder, unreadable
+        reason = "is not valid JSON" if isinstance(error, ValueError) else "cannot be read"
+        raise RecsysError(f"bundle {folder}: {MANIFEST} {reason} (truncated?); "
+                          f"{_export_again(folder)}") from None  # fmt: skip
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise RecsysError(f"bundle {folder}: {MANIFEST} does not list the bundle's files; "
+                          f"{_export_again(folder)}")  # fmt: skip
+    return manifest
+
+
+def _export_again(folder: Path, manifest: dict | None = None) -> str:
+    """The fix for a damaged bundle: the export command that rewrites it (the same run when
+    the manifest names it)."""
+    run = (manifest or {}).get("run_id")
+    run_option = f" --run-id {run}" if isinstance(run, str) else ""
+    return f"export it again with `python -m recsys.export{run_option} --out {folder} --replace`"

@@ -12,13 +12,14 @@
 
 Results are tables (rank, movie id, title, year, genres, score). A user's seen movies (training
 and validation parts of the run's split) and a new user's liked movies are never recommended.
-Unknown users or movies raise ``RecsysError`` with suggestions; the CLI prints one line.
+``k`` must be a positive whole number; a ``k`` beyond the movies left to show gives all of them
+(fewer than ``k`` rows, and the CLI says so). Unknown users or movies and a bad ``k`` raise
+``RecsysError`` with suggestions; the CLI prints one line.
 Loading a bundle imports neither MLflow nor Hydra (``recsys.bundle``).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import re
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import Bundle, read_bundle
+from recsys.cli import ArgumentParser, positive_int
 from recsys.errors import RecsysError
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
@@ -67,12 +69,14 @@ class BundleRecommender:
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """Top-``k`` unseen movies for a MovieLens user id."""
+        _check_k(k)
         user = self.user_index(user_id)
         seen = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
         return self._search(self.user_vectors[user], k, seen)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Batched: ``(B, k)`` movie ids and scores for many users, seen movies filtered."""
+        _check_k(k)
         users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
         n_seen = np.diff(self.seen.indptr)[users]
         depth = int(min(k + n_seen.max(), len(self._titles)))
@@ -88,10 +92,12 @@ class BundleRecommender:
 
     def similar_items(self, movie: int | str, k: int = 10) -> pd.DataFrame:
         """The ``k`` movies whose vectors are closest (cosine) to ``movie`` (id or title)."""
+        _check_k(k)
         item = self._item(movie)
         unit = self._similarity_index.reconstruct(int(item))[None, :]
-        scores, found = self._similarity_index.search(unit, k + 1)
-        keep = found[0] != item
+        depth = min(k + 1, len(self._titles))  # FAISS pads a search past the catalogue with -1
+        scores, found = self._similarity_index.search(unit, depth)
+        keep = (found[0] != item) & (found[0] >= 0)
         return self._table(found[0][keep][:k], scores[0][keep][:k])
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
@@ -102,6 +108,7 @@ class BundleRecommender:
         against the liked movies' vectors ``V_L`` (what ALS does for a user with these
         interactions, with unit confidence); the liked movies are not recommended back.
         """
+        _check_k(k)
         if not liked:
             raise RecsysError("name at least one liked movie (title or id)")
         items = np.array([self._item(m) for m in liked])
@@ -162,18 +169,23 @@ class BundleRecommender:
         raise RecsysError(f"unknown movie {movie!r}{hint}")
 
 
+def _check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise RecsysError(f"k must be a positive whole number (how many movies to show), "
+                          f"got {k!r}")  # fmt: skip
+
+
 def _normalise(title: str) -> str:
     return re.sub(r"\s+", " ", title.strip().lower())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m recsys.demo", description=__doc__)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
     parser.add_argument("--user", type=int, help="recommend for this MovieLens user id")
     parser.add_argument("--like", action="append", default=[], help="a liked movie (repeat)")
     parser.add_argument("--similar", help="movies similar to this one (title or id)")
-    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("-k", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args(argv)
     if args.user is None and not args.like and args.similar is None:
         parser.error("give --user, --like (one or more) or --similar")
@@ -189,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     with pd.option_context("display.max_colwidth", 50, "display.width", 120):
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        if not table.empty:
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    if len(table) < args.k:
+        print(f"({len(table)} movies: all there are left to show, fewer than -k {args.k})")
     return 0
 
 

@@ -16,7 +16,6 @@ only a folder that is a bundle itself.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from omegaconf import OmegaConf
 
 from recsys import bundle
 from recsys.artifacts import RunArtifacts
+from recsys.cli import ArgumentParser, positive_int
 from recsys.config import load_split
 from recsys.errors import ConfigError, RecsysError
 from recsys.tracking import mlflow_key, package_versions
@@ -54,6 +54,10 @@ class IndexSettings:
     def __post_init__(self):
         if self.kind not in INDEX_TYPES:
             raise ConfigError(f"index must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}")
+        for name in ("nlist", "nprobe", "hnsw_m", "ef_search"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
 
 
 def build_index(items: np.ndarray, settings: IndexSettings) -> faiss.Index:
@@ -166,17 +170,17 @@ def _manifest(run, cfg, settings: IndexSettings, recall: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m recsys.export", description=__doc__)
     parser.add_argument("--experiment", default="ml-100k")
     parser.add_argument("--metric", default="val/ndcg@10", help="validation metric to maximise")
     parser.add_argument("--run-id", default=None, help="export this run instead of the best")
     parser.add_argument("--tracking-uri", default=None, help="default: MLflow's (mlflow.db)")
     parser.add_argument("--index", default="exact", choices=INDEX_TYPES)
-    parser.add_argument("--nlist", type=int, default=32, help="IVF lists")
-    parser.add_argument("--nprobe", type=int, default=8, help="IVF lists searched")
-    parser.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
-    parser.add_argument("--ef-search", type=int, default=64, help="HNSW search breadth")
+    parser.add_argument("--nlist", type=positive_int, default=32, help="IVF lists")
+    parser.add_argument("--nprobe", type=positive_int, default=8, help="IVF lists searched")
+    parser.add_argument("--hnsw-m", type=positive_int, default=32,
+                        help="HNSW neighbours per node")  # fmt: skip
+    parser.add_argument("--ef-search", type=positive_int, default=64, help="HNSW search breadth")
     parser.add_argument("--out", default=None, help="default: data/bundles/EXPERIMENT")
     parser.add_argument("--replace", action="store_true", help="replace an existing bundle")
     args = parser.parse_args(argv)

@@ -8,23 +8,25 @@ Writes ``results.md`` and ``results.tex`` (booktabs), ``figures/*.png|pdf`` and 
 (which experiment and protocol the folder holds):
 
 - every model x metric at the first K of ``--ks`` (the other Ks in a second table) as the mean
-  over seeds with a 95% confidence interval (Student's t over the seeds' test means);
+  over seeds with a 95% confidence interval (Student's t over the seeds' test means), and each
+  model's number of seeds; a model with one seed has no interval (``± n/a``);
 - the best model of each column in bold, and a dagger on every row the best model beats
   significantly: a paired test (two-sided Wilcoxon signed-rank, or paired t-test) on per-user
-  test values averaged over seeds, Holm-corrected over the rows of the column;
+  test values averaged over seeds, Holm-corrected over the rows of the column; only models with
+  two or more seeds are tested (a column whose best model has one seed has no dagger);
 - figures: metric bars with CIs, metric vs K, training time vs NDCG, popularity bias of the
   recommendations (share by item-popularity decile), catalogue coverage, and a 2-D PCA of the
   best embedding model's item vectors coloured by genre.
 
 The protocol (dataset, rating filter, split) is read from the runs' logged config: runs of
-different protocols are refused in one table. Models appear from the weakest to the strongest
-by the main NDCG. A folder holding another experiment's or protocol's report is overwritten
-only with ``--force``.
+different protocols are refused in one table, and so are runs with a missing or NaN value of a
+metric the tables need (named by run id, model and seed). Models appear from the weakest to
+the strongest by the main NDCG. A folder holding another experiment's or protocol's report is
+overwritten only with ``--force``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ from scipy import stats
 
 from recsys import artifacts
 from recsys.artifacts import RunArtifacts
+from recsys.cli import ArgumentParser, positive_int, probability
 from recsys.config import build
 from recsys.data import load_movielens
 from recsys.docs import replace_section
@@ -142,6 +145,49 @@ def _one_protocol(table: pd.DataFrame, experiment: str) -> dict[str, str]:
                       f"{differing[0]}` = '{decoded[0].get(differing[0])}'\"")
 
 
+def report_metrics(ks: list[int]) -> list[str]:
+    """The logged metrics a report at cut-offs ``ks`` reads (the first K is the main table's)."""
+    main = [f"test/{m}@{ks[0]}" for m in (*MAIN_METRICS, "coverage")]
+    return [*main, *(f"test/{m}@{k}" for k in ks[1:] for m in OTHER_METRICS), "time/fit_seconds"]
+
+
+def check_metrics(runs: Runs, ks: list[int]) -> None:
+    """Refuse runs whose metrics the report reads are missing or NaN, naming each run.
+
+    Parameters
+    ----------
+    runs
+        The runs of the report.
+    ks
+        The report's cut-offs (``report_metrics``).
+
+    Raises
+    ------
+    ConfigError
+        If no run logged a cut-off of ``ks`` (the fix: other ``--ks``), or if some runs lack a
+        finite value of a needed metric (a run that evaluated no user logs NaN): one line with
+        their run ids, models and seeds, and the fix (delete them or pick other runs).
+    """
+    names = report_metrics(ks)
+    absent = [n for n in names if n.startswith("test/") and mlflow_key(n) not in runs.table]
+    if absent:
+        raise ConfigError(f"the runs of {runs.experiment!r} logged no {absent[0]}: choose --ks "
+                          f"among the cut-offs they were evaluated at")  # fmt: skip
+    values = runs.table.reindex(columns=[mlflow_key(n) for n in names]).to_numpy(dtype=float)
+    finite = np.isfinite(values)  # (runs, metrics)
+    bad = np.flatnonzero(~finite.all(axis=1))
+    if len(bad) == 0:
+        return
+    lacking = [n for n, ok in zip(names, finite[bad].all(axis=0), strict=True) if not ok]
+    rows = runs.table.iloc[bad]
+    listed = [f"{r.run_id} ({r.model}, seed {r.seed})" for r in rows.head(5).itertuples()]
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    raise ConfigError(f"{len(rows)} finished run(s) of {runs.experiment!r} have NaN or no "
+                      f"{', '.join(lacking[:3])}{' ...' if len(lacking) > 3 else ''}: "
+                      f"{'; '.join(listed)}{more}; delete them (`mlflow runs delete --run-id "
+                      f"ID`) or pick other runs with --experiment or --filter")  # fmt: skip
+
+
 def describe_protocol(runs: Runs) -> str:
     """The runs' protocol in words, from the first run's logged config."""
     cfg = runs.artifacts(runs.table["run_id"].iloc[0]).config()
@@ -194,11 +240,14 @@ def significance(per_user: pd.DataFrame, best: str, alpha: float, test: str) -> 
     return {m: bool(adjusted[m] < alpha and better[m]) for m in others}
 
 
-def per_user_values(runs: Runs, metric: str) -> pd.DataFrame:
+def per_user_values(runs: Runs, metric: str, models: list[str] | None = None) -> pd.DataFrame:
     """``(users, models)`` per-user test values of ``metric``, averaged over each model's seeds
-    (each run's per-user file is read once, whatever the number of metrics)."""
+    (each run's per-user file is read once, whatever the number of metrics); all models, or
+    those of ``models``."""
     columns = {}
     for model, group in runs.table.groupby("model"):
+        if models is not None and model not in models:
+            continue
         frames = [runs.artifacts(run_id).per_user("test")[metric] for run_id in group["run_id"]]
         columns[model] = pd.concat(frames, axis=1).mean(axis=1)
     table = pd.DataFrame(columns).dropna()
@@ -208,33 +257,46 @@ def per_user_values(runs: Runs, metric: str) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Cell:
     mean: float
-    half_width: float
+    half_width: float  # nan for one seed
+    seeds: int
     bold: bool = False
     dagger: bool = False
 
 
+def seed_counts(runs: Runs) -> pd.Series:
+    """The number of seeds (runs) of each model, in ``runs.models`` order."""
+    return runs.table.groupby("model")["seed"].nunique()[runs.models]
+
+
 def metric_table(runs: Runs, names: list[str], alpha: float, test: str,
                  per_user_tests: bool = True) -> dict[str, dict[str, Cell]]:  # fmt: skip
-    """``{column: {model: Cell}}`` for test metrics ``names`` (``ndcg@10``, ...)."""
+    """``{column: {model: Cell}}`` for test metrics ``names`` (``ndcg@10``, ...).
+
+    Only models with two or more seeds take part in the paired tests (daggers); a column whose
+    best model has one seed has none.
+    """
     table = {}
+    n_seeds = seed_counts(runs)
+    tested = [m for m in runs.models if n_seeds[m] >= 2]
+    testable = per_user_tests and len(tested) > 1
     for name in names:
         key = mlflow_key(f"test/{name}")
         grouped = runs.table.groupby("model")[key]
         means = grouped.mean()
         best = means.idxmax()
         marks = {}
-        if per_user_tests and not name.startswith("coverage"):
-            marks = significance(per_user_values(runs, name), best, alpha, test)
-        table[name] = {m: Cell(means[m], confidence_interval(grouped.get_group(m)),
+        if testable and best in tested and not name.startswith("coverage"):
+            marks = significance(per_user_values(runs, name, tested), best, alpha, test)
+        table[name] = {m: Cell(means[m], confidence_interval(grouped.get_group(m)), n_seeds[m],
                                bold=m == best, dagger=marks.get(m, False))
                        for m in runs.models}  # fmt: skip
     return table
 
 
 def _fmt(cell: Cell, latex: bool) -> str:
-    ci = "" if np.isnan(cell.half_width) else (f" $\\pm$ {cell.half_width:.4f}" if latex
-                                               else f" ± {cell.half_width:.4f}")  # fmt: skip
-    text = f"{cell.mean:.4f}{ci}"
+    plus_minus = "$\\pm$" if latex else "±"
+    ci = "n/a" if cell.seeds < 2 else f"{cell.half_width:.4f}"
+    text = f"{cell.mean:.4f} {plus_minus} {ci}"
     if cell.bold:
         text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
     if cell.dagger:
@@ -249,11 +311,13 @@ def _header(name: str) -> str:
 
 def markdown_table(table: dict[str, dict[str, Cell]], models: list[str],
                    extra: dict[str, dict[str, str]] | None = None) -> str:  # fmt: skip
+    """The table as markdown: a row per model with its number of seeds, then the metrics."""
     extra = extra or {}
-    headers = ["model", *map(_header, table), *extra]
+    headers = ["model", "Seeds", *map(_header, table), *extra]
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    first = next(iter(table.values()))
     for model in models:
-        cells = [_fmt(table[c][model], latex=False) for c in table]
+        cells = [str(first[model].seeds), *(_fmt(table[c][model], latex=False) for c in table)]
         cells += [extra[c][model] for c in extra]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -261,13 +325,15 @@ def markdown_table(table: dict[str, dict[str, Cell]], models: list[str],
 
 def latex_table(table: dict[str, dict[str, Cell]], models: list[str], caption: str,
                 extra: dict[str, dict[str, str]] | None = None) -> str:  # fmt: skip
+    """The table as a LaTeX (booktabs) table, with the number of seeds of each model."""
     extra = extra or {}
-    headers = ["Model", *map(_header, table), *extra]
+    headers = ["Model", "Seeds", *map(_header, table), *extra]
     lines = ["\\begin{table}[t]", "\\centering", "\\small",
              f"\\begin{{tabular}}{{l{'r' * (len(headers) - 1)}}}", "\\toprule",
              " & ".join(headers) + " \\\\", "\\midrule"]  # fmt: skip
+    first = next(iter(table.values()))
     for model in models:
-        cells = [_fmt(table[c][model], latex=True) for c in table]
+        cells = [str(first[model].seeds), *(_fmt(table[c][model], latex=True) for c in table)]
         cells += [extra[c][model] for c in extra]
         lines.append(model.replace("_", "\\_") + " & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}"]
@@ -279,9 +345,10 @@ def write_report(runs: Runs, out: Path, ks: list[int], alpha: float, test: str,
     """Write ``results.md``, ``results.tex``, the figures and ``report.json`` into ``out``;
     return the markdown path. The first of ``ks`` is the main cut-off.
 
-    A folder that holds another experiment's or protocol's report, or files no report wrote,
-    is refused unless ``force``.
+    Runs lacking a needed metric are refused (``check_metrics``); so is a folder that holds
+    another experiment's or protocol's report, or files no report wrote, unless ``force``.
     """
+    check_metrics(runs, ks)
     check_output_folder(out, runs, force)
     main_k, other_ks = ks[0], list(ks[1:])
     models = runs.models
@@ -339,26 +406,58 @@ def summary(runs: Runs) -> str:
 
 
 def table_note(runs: Runs, alpha: float, test: str) -> str:
-    """What the cells, bold and daggers mean; the seeds behind each mean."""
-    seeds = runs.table.groupby("model")["seed"].apply(lambda s: tuple(sorted(s)))
-    if seeds.nunique() == 1:
-        over = (f"seeds {', '.join(map(str, seeds.iloc[0]))} ({len(seeds.iloc[0]) - 1} degrees "
-                f"of freedom)")  # fmt: skip
-    else:
-        per_model = "; ".join(f"{m}: {', '.join(map(str, seeds[m]))}" for m in runs.models)
-        over = f"each model's seeds ({per_model}; n − 1 degrees of freedom for n seeds)"
+    """What the cells, bold and daggers mean; the seeds behind each mean and their degrees of
+    freedom, per model where the models' seeds differ."""
     test_name = ("two-sided Wilcoxon signed-rank test" if test == "wilcoxon"
                  else "two-sided paired t-test")  # fmt: skip
-    return (f"Mean over {over} ± half-width of the 95% confidence interval (Student's t). Bold: "
-            f"best mean per column. †: the best model is significantly better than this row "
-            f"({test_name} on per-user test values averaged over seeds, Holm-corrected over the "
-            f"rows of each column, α = {alpha}). Coverage is one number per run, so it has no "
-            f"per-user test. Fit (s): mean wall time of training on the machine that ran the "
-            f"benchmark (the one column that a rerun does not reproduce exactly).")
+    return (f"{seeds_note(runs)} Bold: best mean per column. {dagger_note(runs, test_name, alpha)}"
+            f" Coverage is one number per run, so it has no per-user test. Fit (s): mean wall "
+            f"time of training on the machine that ran the benchmark (the one column that a "
+            f"rerun does not reproduce exactly).")  # fmt: skip
+
+
+def seeds_note(runs: Runs) -> str:
+    """The seeds behind each mean and the confidence intervals' degrees of freedom: one
+    statement if every model has the same two or more seeds, else one per group of models
+    with the same seeds (one seed: no interval)."""
+    seeds = runs.table.groupby("model")["seed"].apply(lambda s: tuple(sorted(s)))
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for model in runs.models:
+        groups.setdefault(seeds[model], []).append(model)
+    interval = "half-width of the 95% confidence interval (Student's t)"
+    if len(groups) == 1 and len(seeds.iloc[0]) >= 2:
+        return f"Mean over {_seeds_and_freedom(seeds.iloc[0])} ± {interval}."
+    parts = [f"{', '.join(models)}: {_seeds_and_freedom(group)}"
+             for group, models in groups.items()]  # fmt: skip
+    return f"Mean over each model's seeds ({'; '.join(parts)}) ± {interval}."
+
+
+def _seeds_and_freedom(seeds: tuple[int, ...]) -> str:
+    if len(seeds) < 2:
+        return f"seed {seeds[0]} only, so no interval (± n/a) and no significance test"
+    freedom = len(seeds) - 1
+    return (f"seeds {', '.join(map(str, seeds))} ({freedom} degree"
+            f"{'' if freedom == 1 else 's'} of freedom)")  # fmt: skip
+
+
+def dagger_note(runs: Runs, test_name: str, alpha: float) -> str:
+    """What a dagger means, and which models are not tested (one seed)."""
+    n_seeds = seed_counts(runs)
+    untested = [m for m in runs.models if n_seeds[m] < 2]
+    if len(runs.models) - len(untested) < 2:
+        return "No significance tests (†): fewer than two models have two or more seeds."
+    text = (f"†: the best model is significantly better than this row ({test_name} on per-user "
+            f"test values averaged over seeds, Holm-corrected over the rows of each column, "
+            f"α = {alpha}).")  # fmt: skip
+    if untested:
+        text += (f" Models with one seed ({', '.join(untested)}) are not tested, and a column "
+                 f"whose best model has one seed has no †.")  # fmt: skip
+    return text
 
 
 def readme_section(runs: Runs, k: int, alpha: float, test: str) -> str:
     """The main table and its note, for the README's generated ``results`` section."""
+    check_metrics(runs, [k])
     main = main_table(runs, k, alpha, test)
     return "\n\n".join([summary(runs), markdown_table(main.cells, runs.models, main.extra),
                          table_note(runs, alpha, test)])  # fmt: skip
@@ -373,6 +472,8 @@ def report_record(runs: Runs) -> dict:
 
 def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
     """Refuse to write into a folder holding another report (or other files) unless ``force``."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: choose another --out")
     if force or not out.exists() or not any(out.iterdir()):
         return
     try:
@@ -392,6 +493,18 @@ def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
         changes = ", ".join(f"{k} {old.get(k)} -> {runs.protocol.get(k)}" for k in differing)
         raise ConfigError(f"{out} holds a report of another protocol ({changes}): pass --force "
                           f"to overwrite it, or choose another --out")  # fmt: skip
+
+
+def _read_readme(path: Path) -> str:
+    """The README to update, read (and its results section found) before any work."""
+    try:
+        text = path.read_text()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"cannot read --readme {path} ({reason}): give the README whose "
+                          f"results section to update") from None  # fmt: skip
+    replace_section(text, "results", "")  # ConfigError if it has no results section
+    return text
 
 
 def _latex_escape(text: str) -> str:
@@ -568,16 +681,16 @@ FIGURES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m recsys.report", description=__doc__)
     parser.add_argument("--experiment", default="ml-100k-msr-benchmark")
     parser.add_argument("--filter", default="",
                         help="MLflow filter, e.g. \"tags.model != 'random'\"")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", default="reports")
-    parser.add_argument("--ks", type=int, nargs="+", default=[10, 5, 20],
+    parser.add_argument("--ks", type=positive_int, nargs="+", default=[10, 5, 20],
                         help="cut-offs; the first is the main table's (default: 10 5 20)")
-    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--alpha", type=probability, default=0.05,
+                        help="significance level of the paired tests (default 0.05)")
     parser.add_argument("--test", choices=("wilcoxon", "ttest"), default="wilcoxon")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the main table into this README's results section")
@@ -589,13 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)
     runs = None
     try:
+        readme = None if args.readme is None else _read_readme(args.readme)
         runs = load_runs(MlflowClient(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
-        if args.readme is not None:
-            text = replace_section(args.readme.read_text(), "results",
-                                   readme_section(runs, args.ks[0], args.alpha, args.test))
-            atomic_write_text(args.readme, text)
+        if readme is not None:
+            section = readme_section(runs, args.ks[0], args.alpha, args.test)
+            atomic_write_text(args.readme, replace_section(readme, "results", section))
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

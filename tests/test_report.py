@@ -79,14 +79,16 @@ def test_each_runs_per_user_file_is_read_once(runs, monkeypatch):
 
 def test_report_tables_latex_figures_and_protocol(written, runs):
     markdown = written.read_text()
-    assert "| model | Precision@10 | Recall@10 | MAP@10 | NDCG@10 |" in markdown
+    assert "| model | Seeds | Precision@10 | Recall@10 | MAP@10 | NDCG@10 |" in markdown
+    assert "| popular | 2 | " in markdown  # each row states its model's number of seeds
     assert "## Test metrics at K = 5, 20" in markdown
     assert markdown.count("**") >= 2 * 7 and "†" in markdown and "Holm" in markdown
     # the protocol comes from the runs' config, not from prose typed into the report
     assert f"Protocol: {SYNTHETIC}, all ratings positive; per-user stratified random split: " \
            "25 % of each user's interactions to test, then 10 % of the rest to validation" \
            in markdown
-    assert "seeds 1, 2 (1 degrees of freedom)" in markdown
+    assert "Mean over seeds 1, 2 (1 degree of freedom) ± half-width" in markdown
+    assert "n/a" not in markdown
     latex = (written.parent / "results.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
     figures = {p.name for p in (written.parent / "figures").iterdir()}
@@ -149,5 +151,5 @@ def test_runs_of_two_protocols_are_refused(tracked_benchmark, mlflow_uri, tmp_pa
 
 def test_readme_section_holds_the_main_table(runs):
     section = readme_section(runs, 10, 0.05, "wilcoxon")
-    assert "| model | Precision@10 |" in section and "Protocol:" in section
+    assert "| model | Seeds | Precision@10 |" in section and "Protocol:" in section
     assert section.count("\n| ") == len(runs.models) + 2  # header, separator, one row a model
