@@ -33,7 +33,7 @@ from recsys.artifacts import RunArtifacts
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import load_split
 from recsys.errors import ConfigError, RecsysError
-from recsys.tracking import mlflow_key, package_versions
+from recsys.tracking import mlflow_key, open_client, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a CLI: one line
     try:
         settings = IndexSettings(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search)
-        client = MlflowClient(args.tracking_uri)
+        client = open_client(args.tracking_uri)
         run = select_run(client, args.experiment, args.metric, args.run_id)
         out = args.out or f"data/bundles/{args.experiment}"
         manifest = export_bundle(client, run, out, settings, replace=args.replace)

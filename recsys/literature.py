@@ -15,7 +15,6 @@ within its protocol, never across. Both read finished MLflow runs, like ``recsys
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -25,11 +24,12 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
+from recsys.cli import ArgumentParser
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.report import LABELS, Runs, confidence_interval, describe_protocol, load_runs
-from recsys.tracking import mlflow_key
+from recsys.tracking import mlflow_key, open_client
 
 PUBLISHED_METRICS = ("map_r", "map", "ndcg", "precision", "recall")
 PROTOCOL_METRICS = ("ndcg", "recall", "hit_rate")
@@ -195,8 +195,7 @@ def write_protocols(by_protocol: dict[str, Runs], out: Path) -> Path:
 
 # -- command line -----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.literature", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m recsys.literature", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     published = commands.add_parser("published", help="a published table next to the runs")
     published.add_argument("--experiment", default="ml-100k-msr-benchmark")
@@ -212,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plt.switch_backend("Agg")
-    client = MlflowClient(args.tracking_uri)
     try:
+        client = open_client(args.tracking_uri)
         if args.command == "published":
             table = load_published(args.table)
             runs = load_runs(client, args.experiment)

@@ -48,7 +48,7 @@ from recsys.data import load_movielens
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
-from recsys.tracking import mlflow_key
+from recsys.tracking import mlflow_key, open_client
 
 log = logging.getLogger(__name__)
 
@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = None
     try:
         readme = None if args.readme is None else _read_readme(args.readme)
-        runs = load_runs(MlflowClient(args.tracking_uri), args.experiment, args.filter,
+        runs = load_runs(open_client(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
         if readme is not None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from recsys.cli import ArgumentParser
 from recsys.data.download import DATASETS, dataset_dir, ensure_dataset
 from recsys.data.movielens import load_movielens
 from recsys.errors import RecsysError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recsys.data")
+    parser = ArgumentParser(prog="python -m recsys.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     download = commands.add_parser("download", help="obtain and verify a MovieLens release")
     download.add_argument("--data-dir", default="data", help="data folder (default: data)")

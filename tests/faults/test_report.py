@@ -182,3 +182,13 @@ def test_a_mistyped_command_line_is_one_line(capsys, tmp_path, monkeypatch, argv
     assert line.startswith(f"error: {message}")
     assert line.endswith("(see python -m recsys.report --help)")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["report", "export", "literature"])
+def test_readers_report_a_dead_tracking_server_in_one_line(capsys, tmp_path, command):
+    from recsys import export, literature
+
+    main = {"report": report.main, "export": export.main, "literature": literature.main}[command]
+    argv = ["--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "out")]
+    line = failing_cli(capsys, main, ["published", *argv] if command == "literature" else argv)
+    assert "MLflow server http://127.0.0.1:9 is not reachable" in line
