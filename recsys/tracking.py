@@ -138,13 +138,16 @@ def folder_lock(folder: Path) -> Iterator[None]:
 
 
 def check_writable(database: Path, uri: str) -> None:
-    """Take SQLite's write lock and let it go (an existing store), or create and remove a file
-    beside it (a new one): a read-only store fails here, before any work."""
+    """Write to an existing store inside a transaction that is rolled back (nothing changes),
+    or create and remove a file beside a new one: a read-only store fails here, before any
+    work."""
     try:
         if database.exists():
             connection = sqlite3.connect(database, timeout=30)
-            try:
+            try:  # SQLite opens a file it may not write read-only: only a write tells
                 connection.execute("BEGIN IMMEDIATE")
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                connection.execute(f"PRAGMA user_version = {int(version)}")
                 connection.rollback()
             finally:
                 connection.close()

@@ -110,6 +110,25 @@ def test_an_unusable_sqlite_store_is_one_line_before_the_data(capsys, project, t
     assert f"sqlite:///{store}" in line
 
 
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_a_read_only_store_is_one_line_before_the_data(capsys, project, mlflow_uri, tmp_path,
+                                                       what):  # fmt: skip
+    # read-only even for root: the immutable attribute
+    store = tmp_path / "store" / "mlflow.db"  # a folder of its own (Hydra writes ./outputs)
+    store.parent.mkdir()
+    shutil.copyfile(mlflow_uri.removeprefix("sqlite:///"), store)
+    target = store if what == "file" else store.parent
+    if subprocess.run(["chattr", "+i", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (immutable, read-only even for root) is not available here")
+    try:
+        with mock.patch("recsys.train.load_split", side_effect=AssertionError("data loaded")):
+            line = failing_cli(capsys, train_cli, [*project, f"tracking.uri=sqlite:///{store}"],
+                               protect=(tmp_path,))  # fmt: skip
+    finally:
+        subprocess.run(["chattr", "-i", str(target)], check=True)
+    assert f"MLflow store sqlite:///{store} is not writable" in line
+
+
 def test_a_store_that_fails_mid_run_leaves_the_run_failed_with_its_params(capsys, project,
                                                                           mlflow_uri):  # fmt: skip
     from mlflow.exceptions import MlflowException
