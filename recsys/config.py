@@ -185,6 +185,7 @@ _RULES: list[_Rule] = [
      lambda v: v is None or isinstance(v, str) and v != ""),
     ("tracking.experiment", "a name", lambda v: isinstance(v, str) and v != ""),
     ("tracking.log_embeddings", "true or false", lambda v: isinstance(v, bool)),
+    ("tracking.log_model", "true or false", lambda v: isinstance(v, bool)),
 ]  # fmt: skip
 
 

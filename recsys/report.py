@@ -48,7 +48,7 @@ from recsys.data import load_movielens
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
-from recsys.tracking import mlflow_key, open_client
+from recsys.tracking import canonical_metrics, mlflow_key, open_client
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,16 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "",
     query = "attributes.status = 'FINISHED'" + (f" and {filter_string}" if filter_string else "")
     runs = client.search_runs([found.experiment_id], filter_string=query, max_results=10_000,
                               order_by=["attributes.start_time DESC"])  # fmt: skip
+    runs = [r for r in runs if "model" in r.data.tags]  # not a sweep's parent run
     if not runs:
         raise ConfigError(f"no finished runs in {experiment!r} match {query!r}")
     rows = [{"run_id": r.info.run_id, "model": r.data.tags["model"],
              "seed": int(r.data.tags["seed"]),
              "has_embeddings": r.data.tags.get("has_embeddings") == "true",
              "commit": r.data.tags.get("git.commit", "unknown"),
+             "parent": r.data.tags.get("mlflow.parentRunId"),
              "protocol": json.dumps(protocol_params(r.data.params), sort_keys=True),
-             **r.data.metrics}
+             **canonical_metrics(r.data.metrics)}
             for r in runs]  # fmt: skip
     table = pd.DataFrame(rows)  # newest first (search order), so keep="first" keeps the newest
     repeated = table.duplicated(["model", "seed"], keep="first")
@@ -537,6 +539,24 @@ def write_figures(runs: Runs, folder: Path, k: int) -> list[str]:
     return drawn
 
 
+def log_to_sweep(runs: Runs, out: Path) -> str | None:
+    """Attach the report (tables and figures) to the sweep's parent run when every run of it
+    came from one sweep, so MLflow shows the benchmark and its figures in one place. A store
+    that refuses is a warning: the files on disk are the report. Returns the parent's id."""
+    parents = set(runs.table["parent"])
+    if len(parents) != 1 or None in parents or not isinstance(next(iter(parents)), str):
+        return None
+    parent = next(iter(parents))
+    try:
+        runs.client.log_artifacts(parent, str(out / "figures"), "report/figures")
+        for name in ("results.md", "results.tex"):
+            runs.client.log_artifact(parent, str(out / name), "report")
+    except Exception as error:  # noqa: BLE001 - MLflow raises many types; the report stands
+        log.warning("could not attach the report to sweep run %s: %s", parent, error)
+        return None
+    return parent
+
+
 def _summary(runs: Runs, key: str) -> tuple[np.ndarray, np.ndarray]:
     grouped = runs.table.groupby("model")[key]
     means = grouped.mean()
@@ -706,6 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = load_runs(open_client(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
+        log_to_sweep(runs, Path(args.out))
         if readme is not None:
             section = readme_section(runs, args.ks[0], args.alpha, args.test)
             atomic_write_text(args.readme, replace_section(readme, "results", section))

@@ -21,6 +21,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -35,6 +36,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+from hydra.experimental.callback import Callback
 
 from recsys.errors import TrackingError
 
@@ -52,8 +55,19 @@ _MAX_PARAM_LENGTH = 6000
 
 
 def mlflow_key(name: str) -> str:
-    """``val/ndcg@10`` -> ``val/ndcg_at_10`` (MLflow names may not contain ``@``)."""
-    return name.replace("@", "_at_")
+    """``val/ndcg@10`` -> ``val/ndcg_at_10``, ``val/ndcg@5`` -> ``val/ndcg_at_05``.
+
+    MLflow names may not contain ``@``, and its UI sorts metric columns as text: two-digit
+    cut-offs keep ``_at_05`` before ``_at_10`` and ``_at_20``.
+    """
+    return re.sub(r"@(\d+)", lambda match: f"_at_{int(match.group(1)):02d}", name)
+
+
+def canonical_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Metric names as ``mlflow_key`` writes them now (runs logged before cut-offs were padded
+    read ``ndcg_at_5``): ``{"test/ndcg_at_5": x}`` -> ``{"test/ndcg_at_05": x}``."""
+    return {re.sub(r"_at_(\d+)$", lambda m: f"_at_{int(m.group(1)):02d}", k): v
+            for k, v in metrics.items()}  # fmt: skip
 
 
 def resolve_uri(tracking_uri: str | None) -> str:
@@ -317,8 +331,25 @@ class RunTracker:
         self.client.log_batch(self.run_id, tags=entries)
 
     @_guarded
-    def log_artifacts(self, folder: str | os.PathLike) -> None:
-        self.client.log_artifacts(self.run_id, str(folder))
+    def describe(self, text: str) -> None:
+        """The run's description, shown on its page in the MLflow UI (markdown)."""
+        self.client.set_tag(self.run_id, "mlflow.note.content", text)
+
+    @_guarded
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, object],
+                    context: str) -> None:  # fmt: skip
+        """The data a run used, as an MLflow dataset input (the UI's "Datasets used" column):
+        ``digest`` identifies its content, ``context`` its role (``train``, ``split``)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest, source_type="local", source=source,
+                          profile=json.dumps(dict(profile), default=str))  # fmt: skip
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset=dataset, tags=tags)])
+
+    @_guarded
+    def log_artifacts(self, folder: str | os.PathLike, path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), path)
 
     @_guarded
     def end(self, failed: bool = False, reason: str | None = None) -> None:
@@ -339,19 +370,92 @@ class RunTracker:
             log.warning("could not mark run %s FAILED: %s", self.run_id, error)
 
 
+# -- a parent run per sweep ------------------------------------------------------------------
+PARENT_FILE = "mlflow_parent_run.json"  # in a multirun's sweep folder: the parent's run id
+
+
+class SweepParentRun(Callback):
+    """A Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``): a multirun (``-m``) gets
+    one MLflow parent run, and each of its jobs' runs is nested under it (the runs view then
+    shows a benchmark as one row that opens). The parent's id is written into the sweep folder,
+    where every job finds it, whatever the launcher (in process, joblib, submitit)."""
+
+    def __init__(self) -> None:
+        self.tracker: RunTracker | None = None
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from recsys.errors import RecsysError, print_error
+
+        if not config.tracking.enabled:
+            return
+        folder = Path(config.hydra.sweep.dir)
+        overrides = list(config.hydra.overrides.task)
+        try:
+            self.tracker = RunTracker(config.tracking.uri, config.tracking.experiment,
+                                      f"sweep {folder.name}")  # fmt: skip
+            self.tracker.set_tags({"recsys.sweep": "true", "sweep.dir": str(folder),
+                                   "command": " ".join(["python -m recsys.train -m", *overrides])})
+        except RecsysError as error:
+            print_error(error)
+            sys.exit(1)
+        folder.mkdir(parents=True, exist_ok=True)
+        from recsys.files import atomic_write_text
+
+        atomic_write_text(folder / PARENT_FILE, json.dumps({"run_id": self.tracker.run_id}))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if self.tracker is None:
+            return
+        client, run_id = self.tracker.client, self.tracker.run_id
+        parent = client.get_run(run_id)
+        children = client.search_runs([parent.info.experiment_id],
+                                      f"tags.mlflow.parentRunId = '{run_id}'",
+                                      max_results=10_000)  # fmt: skip
+        finished = sum(run.info.status == "FINISHED" for run in children)
+        self.tracker.describe(f"Sweep of {len(children)} runs ({finished} finished): "
+                              f"`{parent.data.tags['command']}`")  # fmt: skip
+        self.tracker.end(failed=finished < len(children),
+                         reason=f"{len(children) - finished} runs did not finish")  # fmt: skip
+
+
+
+def sweep_parent_run_id() -> str | None:
+    """The parent run of the multirun this job belongs to (``None`` outside a multirun)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):  # not inside a Hydra app
+        return None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    path = Path(hydra_cfg.sweep.dir) / PARENT_FILE
+    return json.loads(path.read_text())["run_id"] if path.exists() else None
+
+
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def _experiment_id(client, name: str) -> str:
-    """The experiment's id; a new one keeps its artifacts beside a SQLite store's database."""
+    """The experiment's id; a new one keeps its artifacts beside a SQLite store's database.
+    Its kind is set to model training, so MLflow's UI opens it on the runs table (MLflow 3
+    otherwise guesses, and an experiment without traces can open on the GenAI overview)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    database = sqlite_path(client.tracking_uri)
-    location = None if database is None else str(database.parent / "mlruns" / _folder_name(name))
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a parallel run of the same sweep
-        return client.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        database = sqlite_path(client.tracking_uri)
+        location = (None if database is None
+                    else str(database.parent / "mlruns" / _folder_name(name)))  # fmt: skip
+        try:
+            client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created meanwhile by a parallel run of the same sweep
+            pass
+        experiment = client.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND) is None:  # MLflow 3's UI opens on runs, not traces
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return experiment.experiment_id
 
 
 def _folder_name(name: str) -> str:

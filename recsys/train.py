@@ -45,6 +45,7 @@ from recsys.tracking import (
     hardware,
     open_client,
     package_versions,
+    sweep_parent_run_id,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     tracker = None
     if cfg.tracking.enabled:
-        tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name)
+        tracker = RunTracker(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.run_name,
+                             parent_run_id=sweep_parent_run_id())  # fmt: skip
         log.info("MLflow run %s in %s", tracker.run_id, tracker.tracking_uri)
     try:
         with signals_raise():
@@ -210,11 +212,17 @@ def _epoch_logger(tracker: RunTracker, objective: str):
     return log_epoch
 
 
+# config keys that describe the machine, not the experiment: logged as tags, not params
+MACHINE_KEYS = ("tracking.uri", "data.dir")
+
+
 def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split) -> None:
     """What is needed to rerun and audit the run, logged before training (a run that fails
-    still says which config failed): config, fingerprints, versions."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker.log_params(flatten(resolved) | {f"split.size.{k}": v for k, v in split.sizes().items()})
+    still says which config failed): config, data and split as dataset inputs, fingerprints,
+    versions. Paths and the tracking URI are tags: they say where it ran, not what it was."""
+    resolved = flatten(OmegaConf.to_container(cfg, resolve=True))
+    params = {k: v for k, v in resolved.items() if k not in MACHINE_KEYS}
+    tracker.log_params(params | {f"split.size.{k}": v for k, v in split.sizes().items()})
     tracker.set_tags(
         {
             "model": cfg.model_name,
@@ -225,32 +233,45 @@ def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Sp
             "split.fingerprint": split.fingerprint,
             "command": rerun_command(),
         }
+        | {f"machine.{key}": str(resolved[key]) for key in MACHINE_KEYS}
         | git_state()
         | package_versions()
         | hardware()
     )
+    source = str(Path(cfg.data.dir, cfg.data.name).absolute())
+    tracker.log_dataset(cfg.data.name, data_sha256[:16], source,
+                        {"interactions": sum(split.sizes().values()), "users": split.train.n_users,
+                         "items": split.train.n_items, "sha256": data_sha256}, "train")  # fmt: skip
+    tracker.log_dataset(f"{cfg.data.name}/{cfg.protocol.name}-split-seed{cfg.seed}",
+                        split.fingerprint[:16], source,
+                        split.sizes() | {"fingerprint": split.fingerprint}, "split")  # fmt: skip
 
 
 def log_results(tracker: RunTracker, cfg: DictConfig, split: Split, result: RunResult) -> None:
-    """Metrics, per-user metrics and embeddings."""
+    """Metrics, per-user metrics and embeddings, and a description with the headline."""
     has_embeddings = cfg.tracking.log_embeddings and result.model.user_embeddings is not None
     tracker.set_tags({"has_embeddings": str(bool(has_embeddings)).lower()})
     tracker.log_metrics(result.metrics)
+    tracker.describe(describe_run(cfg, split, result.metrics))
     with tempfile.TemporaryDirectory() as folder:
         write_artifacts(Path(folder), cfg, split, result)
         tracker.log_artifacts(folder)
+    if has_embeddings and cfg.tracking.log_model:
+        with tempfile.TemporaryDirectory() as folder:
+            from recsys.pyfunc import save_model
+
+            rated = split.train.to_csr() + split.validation.to_csr() + split.test.to_csr()
+            model = save_model(Path(folder), embeddings(split, result.model), rated)
+            tracker.log_artifacts(model, "model")
 
 
 def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResult):
     """The run's files in the layout of ``recsys.artifacts`` (embeddings: of the model that
     test evaluated)."""
     model = result.model
-    embeddings = None
+    vectors = None
     if cfg.tracking.log_embeddings and model.user_embeddings is not None:
-        embeddings = {"user_embeddings": model.user_embeddings,
-                      "item_embeddings": model.item_embeddings,
-                      "user_ids": split.train.user_ids,
-                      "item_ids": split.train.item_ids}  # fmt: skip
+        vectors = embeddings(split, model)
     artifacts.write_run_files(
         folder,
         config=OmegaConf.to_yaml(cfg, resolve=True),
@@ -260,8 +281,25 @@ def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResu
         # of training interactions
         test_top_items=result.test.top_items,
         train_item_counts=np.bincount(split.train.item, minlength=split.train.n_items),
-        embeddings=embeddings,
+        embeddings=vectors,
     )
+
+
+def embeddings(split: Split, model: Recommender) -> dict[str, np.ndarray]:
+    """A model's user and item vectors with their MovieLens ids (``recsys.artifacts``'s names)."""
+    return {"user_embeddings": model.user_embeddings, "item_embeddings": model.item_embeddings,
+            "user_ids": split.train.user_ids, "item_ids": split.train.item_ids}  # fmt: skip
+
+
+def describe_run(cfg: DictConfig, split: Split, metrics: dict[str, float]) -> str:
+    """The run's headline, for its MLflow page: model, data, protocol, seed and the objective."""
+    k = 10 if 10 in cfg.ks else cfg.ks[0]
+    trained = "refit on train + validation" if metrics.get("train/refit") else "train part only"
+    return (f"**{cfg.model_name}** on {cfg.data.name}, protocol `{cfg.protocol.name}`, seed "
+            f"{cfg.seed}: test NDCG@{k} **{metrics.get(f'test/ndcg@{k}', float('nan')):.4f}**, "
+            f"validation {cfg.objective} {metrics.get(cfg.objective, float('nan')):.4f} "
+            f"({trained}; split `{split.fingerprint[:12]}`; "
+            f"fit {metrics['time/fit_seconds']:.1f} s).\n\nRerun: `{rerun_command()}`")
 
 
 def rerun_command() -> str:

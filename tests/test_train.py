@@ -37,7 +37,7 @@ def test_run_logs_config_metrics_tags_and_artifacts(synthetic_data, mlflow_uri, 
     assert int(params["split.size.train"]) > int(params["split.size.test"]) > 0
     for k in (5, 10, 20):
         for part in ("val", "test"):
-            assert f"{part}/ndcg_at_{k}" in values and f"{part}/coverage_at_{k}" in values
+            assert f"{part}/ndcg_at_{k:02d}" in values and f"{part}/coverage_at_{k:02d}" in values
     assert values["test/ndcg_at_10"] == pytest.approx(metrics["test/ndcg@10"])
     assert {"time/fit_seconds", "time/test_eval_seconds"} <= set(values)
     assert tags["model"] == "als" and tags["seed"] == "42"
