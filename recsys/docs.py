@@ -59,7 +59,15 @@ def models_table() -> str:
 def _value(value) -> str:
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
+    if is_model_group(value):  # an ensemble's members: each is its own YAML
+        return "+".join(f"`{name}`" for name in value)
     return str(value).replace(" ", "")
+
+
+def is_model_group(value) -> bool:
+    """A mapping of configured models (each a node with a ``_target_``): an ensemble's members."""
+    return (isinstance(value, dict) and bool(value)
+            and all(isinstance(v, dict) and "_target_" in v for v in value.values()))  # fmt: skip
 
 
 SECTIONS = {"models": models_table}

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from recsys.config import CONF_DIR, compose_config, create_model, model_class, model_names
+from recsys.docs import is_model_group
 from recsys.models.base import Recommender
 from recsys.models.torch_base import TorchRecommender, TrainerConfig
 from tests.conftest import synthetic_movielens
@@ -34,8 +35,15 @@ def test_every_model_config_builds(name):
     assert isinstance(model, Recommender)
     node = compose_config([f"model={name}"]).model
     for key, value in OmegaConf.to_container(node).items():
-        if key not in ("_target_", "trainer"):
-            assert getattr(model, key) == value, key  # the YAML value is what the model got
+        if key in ("_target_", "trainer"):
+            continue
+        if is_model_group(value):  # an ensemble's members: built from their own configs
+            built = getattr(model, key)
+            assert list(built) == list(value)
+            for member, member_node in value.items():
+                assert type(built[member]).__name__ == member_node["_target_"].rsplit(".")[-1]
+            continue
+        assert getattr(model, key) == value, key  # the YAML value is what the model got
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -98,3 +98,54 @@ class TestItemKNN(ModelContract):
 def test_bad_hyperparameters(model, overrides):
     with pytest.raises(ConfigError):
         create_model(model, seed=0, overrides=overrides)
+
+
+class TestEnsemble(ModelContract):
+    model_name = "ensemble"
+    overrides = {"members": {"ease": {"regularization": 50.0, "dropout": 0.0,
+                                      "zero_diagonal": True},
+                             "als": {"factors": 8}}}  # fmt: skip
+    ndcg_bounds = (0.40, 1.0)
+    ml100k_ndcg = (0.47, 1.0)
+
+    def test_scores_are_the_weighted_standardised_member_scores(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        model = self.make_model(0, weights={"ease": 3.0, "als": 1.0}).fit(train)
+        users = np.arange(6)
+        by_hand = 0.0
+        for name, weight in (("ease", 0.75), ("als", 0.25)):  # weights normalised to sum 1
+            raw = model.members[name].score(users).astype(np.float64)  # a row at a time
+            z = np.array([(row - row.mean()) / row.std() for row in raw])
+            by_hand = by_hand + weight * z
+        np.testing.assert_allclose(model.score(users), by_hand, rtol=1e-4, atol=1e-4)
+
+    def test_weights_are_the_best_validation_point_of_the_grid(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        seen = []
+
+        def validate(model):  # a made-up objective that peaks at ease 0.7, als 0.3
+            seen.append(model.weights.copy())  # closed-form members never call it
+            return -abs(model.weights[0] - 0.7)
+
+        model = self.make_model(0, weights=None, weight_step=0.1)
+        model.fit_validated(train, validate=validate)
+        assert len(seen) == 11 and np.allclose(seen[0], [0.5, 0.5])  # equal weights first
+        np.testing.assert_allclose(model.weights, [0.7, 0.3])
+        assert model.refit_overrides()["weights"] == pytest.approx({"ease": 0.7, "als": 0.3})
+
+    def test_simplex_grid_covers_every_point_once(self):
+        from recsys.models.ensemble import simplex_grid
+
+        grid = simplex_grid(3, 0.25)
+        assert len(grid) == 15  # C(4 + 2, 2)
+        assert all(np.isclose(w.sum(), 1) and (w >= 0).all() for w in grid)
+        assert len({tuple(np.round(w, 6)) for w in grid}) == 15
+
+    @pytest.mark.parametrize(("overrides", "message"), [
+        ({"weights": {"ease": 1.0}}, "a non-negative weight for each of"),
+        ({"weights": {"ease": -1.0, "als": 2.0}}, "a non-negative weight for each of"),
+        ({"weight_step": 0.3}, "must divide 1"),
+    ])  # fmt: skip
+    def test_bad_settings_are_config_errors(self, overrides, message):
+        with pytest.raises(ConfigError, match=message):
+            self.make_model(0, **overrides)

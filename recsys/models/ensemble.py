@@ -1,0 +1,130 @@
+"""An ensemble: a weighted sum of its members' standardised scores, weights chosen on validation.
+
+Each member is a configured recsys model (``members`` in ``conf/model/ensemble.yaml`` includes
+the members' own YAMLs, so a member is exactly what ``model=<name>`` runs). For a user, each
+member's scores over the catalogue are standardised (minus their mean, divided by their
+standard deviation over the items), so members with different score scales blend on equal
+terms; the ensemble's score is ``sum_m w_m z_m`` with weights on the simplex
+(``w_m >= 0, sum w_m = 1``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.errors import ConfigError
+from recsys.models.base import Recommender, check_positive
+
+
+class EnsembleRecommender(Recommender):
+    """A weighted blend of members' per-user standardised scores.
+
+    Parameters
+    ----------
+    members
+        ``{name: factory}``, where ``factory(seed=...)`` builds a member (Hydra gives partials
+        of the members' configs).
+    weights
+        ``{name: weight}`` to use as given (normalised to sum 1), or ``None`` to choose them on
+        validation: every point of the simplex grid with step ``weight_step``, the best
+        validation objective wins (ties: the earlier grid point, equal weights first).
+        Without a validation part, ``None`` means equal weights.
+    weight_step
+        Grid step of the weight search (0.05: 21 points for two members, 231 for three).
+    seed
+        Passed to every member.
+
+    Members fit on the same training data (iterative ones early-stop on validation); a refit
+    trains them again on more data with the chosen weights and their chosen epochs.
+    """
+
+    def __init__(self, members: Mapping[str, Callable[..., Recommender]],
+                 weights: Mapping[str, float] | None, weight_step: float, seed: int):  # fmt: skip
+        if len(members) < 2:
+            raise ConfigError(f"model.members needs two or more models, got {list(members)}")
+        self.weight_step = check_positive("model.weight_step", weight_step)
+        if abs(round(1 / self.weight_step) * self.weight_step - 1) > 1e-9:
+            raise ConfigError(f"model.weight_step must divide 1 (0.05, 0.1, 0.25...), got "
+                              f"{weight_step}")  # fmt: skip
+        self.members = {name: factory(seed=seed) for name, factory in members.items()}
+        for name, member in self.members.items():
+            if getattr(member, "uses_side_features", False):
+                raise ConfigError(f"model.members.{name}: members with side features are not "
+                                  f"supported in an ensemble")  # fmt: skip
+        self.weights = None if weights is None else self._normalised(dict(weights))
+        self.n_items = 0
+
+    def _normalised(self, weights: dict[str, float]) -> np.ndarray:
+        if set(weights) != set(self.members) or any(w < 0 for w in weights.values()):
+            raise ConfigError(f"model.weights needs a non-negative weight for each of "
+                              f"{list(self.members)}, got {weights}")  # fmt: skip
+        values = np.array([float(weights[name]) for name in self.members])
+        if values.sum() <= 0:
+            raise ConfigError(f"model.weights must not all be 0, got {weights}")
+        return values / values.sum()
+
+    def fit(self, train: sp.csr_matrix) -> Self:
+        return self.fit_validated(train)
+
+    def fit_validated(self, train: sp.csr_matrix, validate=None, on_epoch=None) -> Self:
+        self.n_users, self.n_items = train.shape
+        for member in self.members.values():
+            member.fit_validated(train, validate=validate)
+        if self.weights is None:
+            self.weights = (self._search(validate) if validate is not None
+                            else np.full(len(self.members), 1 / len(self.members)))  # fmt: skip
+        return self
+
+    def _search(self, validate) -> np.ndarray:
+        """The simplex grid point with the best validation objective."""
+        best, best_value = None, -np.inf
+        for weights in simplex_grid(len(self.members), self.weight_step):
+            self.weights = weights
+            value = validate(self)
+            if value > best_value:
+                best, best_value = weights, value
+        self.validation_value = best_value
+        return best
+
+    def training_summary(self) -> dict[str, float]:
+        summary = {f"train/weight/{name}": float(w)
+                   for name, w in zip(self.members, self.weights, strict=True)}  # fmt: skip
+        for name, member in self.members.items():
+            summary |= {f"{key}/{name}": value for key, value in member.training_summary().items()}
+        return summary
+
+    def refit_overrides(self) -> dict:
+        return {"weights": {name: float(w) for name, w in zip(self.members, self.weights,
+                                                             strict=True)},
+                "members": {name: member.refit_overrides()
+                            for name, member in self.members.items()}}  # fmt: skip
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        blended = np.zeros((len(users), self.n_items), dtype=np.float32)
+        for weight, member in zip(self.weights, self.members.values(), strict=True):
+            if weight > 0:
+                blended += np.float32(weight) * standardised(member.score(users))
+        return blended
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Each row minus its mean, divided by its standard deviation (rows with no spread: 0)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    mean = scores.mean(axis=1, keepdims=True)
+    spread = scores.std(axis=1, keepdims=True)
+    return np.divide(scores - mean, spread, out=np.zeros_like(scores), where=spread > 0)
+
+
+def simplex_grid(n: int, step: float) -> list[np.ndarray]:
+    """Every weight vector of ``n`` non-negative multiples of ``step`` summing to 1, equal
+    weights first (where the grid has them), then in lexicographic order."""
+    units = round(1 / step)
+    counts = [c for c in itertools.product(range(units + 1), repeat=n) if sum(c) == units]
+    points = [np.array(c, dtype=np.float64) / units for c in counts]
+    points.sort(key=lambda w: (not np.allclose(w, 1 / n), tuple(-w)))
+    return points
