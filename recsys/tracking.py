@@ -454,7 +454,10 @@ def _experiment_id(client, name: str) -> str:
             pass
         experiment = client.get_experiment_by_name(name)
     if experiment.tags.get(EXPERIMENT_KIND) is None:  # MLflow 3's UI opens on runs, not traces
-        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        try:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        except MlflowException:  # set meanwhile by a parallel run (a unique key in SQL stores)
+            pass
     return experiment.experiment_id
 
 
