@@ -10,8 +10,9 @@
     python -m recsys.demo --like "Star Wars (1977)" --like "Fargo (1996)"
     python -m recsys.demo --similar "Fargo (1996)"
 
-Results are tables (rank, movie id, title, year, genres, score). A user's seen movies (training
-and validation parts of the run's split) and a new user's liked movies are never recommended.
+Results are tables (rank, movie id, title, year, genres, score). A movie the user rated (in any
+part of the run's split, or below its ``data.min_rating``) and a new user's liked movies are
+never recommended.
 ``k`` must be a positive whole number; a ``k`` beyond the movies left to show gives all of them
 (fewer than ``k`` rows, and the CLI says so). Unknown users or movies and a bad ``k`` raise
 ``RecsysError`` with suggestions; the CLI prints one line.
@@ -46,6 +47,7 @@ class BundleRecommender:
         self.user_ids = bundle.user_ids
         self.items = bundle.items.reset_index(drop=True)
         self.seen = bundle.seen
+        self.ratings = bundle.ratings
         self.manifest = bundle.manifest
         self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
         self._user_order = np.argsort(self.user_ids)  # for vectorised id -> row lookups
@@ -68,22 +70,22 @@ class BundleRecommender:
 
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
-        """Top-``k`` unseen movies for a MovieLens user id."""
+        """Top-``k`` movies for a MovieLens user id, none of them one the user rated."""
         _check_k(k)
         user = self.user_index(user_id)
-        seen = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
-        return self._search(self.user_vectors[user], k, seen)
+        rated = self.ratings.indices[self.ratings.indptr[user] : self.ratings.indptr[user + 1]]
+        return self._search(self.user_vectors[user], k, rated)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Batched: ``(B, k)`` movie ids and scores for many users, seen movies filtered."""
+        """Batched: ``(B, k)`` movie ids and scores for many users, rated movies filtered."""
         _check_k(k)
         users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
-        n_seen = np.diff(self.seen.indptr)[users]
-        depth = int(min(k + n_seen.max(), len(self._titles)))
+        n_rated = np.diff(self.ratings.indptr)[users]
+        depth = int(min(k + n_rated.max(), len(self._titles)))
         scores, found = self.index.search(self.user_vectors[users], depth)  # (B, depth)
         rows = np.repeat(np.arange(len(users)), depth)
-        is_seen = np.asarray(self.seen[users[rows], np.maximum(found.ravel(), 0)]).ravel() > 0
-        keep = ~is_seen.reshape(found.shape) & (found >= 0)
+        is_rated = np.asarray(self.ratings[users[rows], np.maximum(found.ravel(), 0)]).ravel() > 0
+        keep = ~is_rated.reshape(found.shape) & (found >= 0)
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept first, in rank order
         chosen = np.take_along_axis(found, order, axis=1)
         movie_ids = np.where(np.take_along_axis(keep, order, axis=1),

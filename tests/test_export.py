@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -15,6 +16,7 @@ from recsys import export
 from recsys.demo import BundleRecommender
 from recsys.errors import ConfigError, RecsysError
 from recsys.export import IndexSettings, build_index, export_bundle, select_run
+from tests.conftest import make_ratings
 
 
 def test_exact_index_equals_brute_force_top_k():
@@ -133,17 +135,45 @@ def test_tampered_bundle_fails_to_load_with_a_clear_error(bundle):
         BundleRecommender.load(bundle)
 
 
-def test_recommendations_exclude_seen_items_and_match_the_batch_path(demo):
+def test_recommendations_exclude_rated_items_and_match_the_batch_path(demo):
     table = demo.recommend(7, k=10)
     assert list(table.columns) == demo_module.COLUMNS and len(table) == 10
     assert table["rank"].tolist() == list(range(1, 11))
     assert (np.diff(table["score"]) <= 1e-6).all()
     row = demo.user_index(7)
-    seen_ids = demo.items["item_id"].to_numpy()[demo.seen[row].indices]
-    assert not set(table["movie_id"]) & set(seen_ids)
+    rated_ids = demo.items["item_id"].to_numpy()[demo.ratings[row].indices]
+    assert not set(table["movie_id"]) & set(rated_ids)
     many, _ = demo.recommend_many(np.array([7, 3, 7]), k=10)
     np.testing.assert_array_equal(many[0], table["movie_id"].to_numpy())
     np.testing.assert_array_equal(many[0], many[2])
+
+
+def test_the_bundle_holds_every_rating_and_none_is_recommended(demo):
+    """Test-part ratings too: the bundle's ratings are the release's, all of them."""
+    release = make_ratings()  # what the tracked benchmark trained on
+    users = demo.user_index(1), demo.user_index(120)
+    rated = demo.ratings
+    assert rated.nnz == len(release) > demo.seen.nnz
+    assert (rated.multiply(demo.seen) > 0).sum() == demo.seen.nnz  # training items are rated
+    first = release[release["user_id"] == 1].sort_values("item_id")
+    np.testing.assert_array_equal(demo.items["item_id"].to_numpy()[rated[users[0]].indices],
+                                  first["item_id"].to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(rated[users[0]].data, first["rating"].to_numpy())
+    assert rated[users[1]].nnz == (release["user_id"] == 120).sum()
+    many, _ = demo.recommend_many(demo.user_ids, k=10)  # every user of the bundle
+    row_of = {m: i for i, m in enumerate(demo.items["item_id"])}
+    for user, movies in zip(demo.user_ids, many, strict=True):
+        row = demo.user_index(user)
+        assert not set(movies) & set(demo.items["item_id"].to_numpy()[rated[row].indices])
+        single = demo.recommend(int(user), k=10)["movie_id"].to_numpy()
+        assert rated[row, [row_of[m] for m in single]].nnz == 0
+
+
+def test_rating_matrix_keeps_every_rating_and_the_latest_of_a_pair():
+    ratings = pd.DataFrame({"user_id": [2, 1, 2, 2], "item_id": [30, 10, 10, 30],
+                            "rating": [1.0, 4.0, 2.0, 5.0], "timestamp": [5, 1, 2, 9]})
+    matrix = export.rating_matrix(ratings, np.array([1, 2, 3]), np.array([10, 20, 30]))
+    np.testing.assert_array_equal(matrix.toarray(), [[4, 0, 0], [2, 0, 5], [0, 0, 0]])
 
 
 def test_similar_items_and_new_users(demo):
