@@ -1,18 +1,24 @@
 """A demo recommender over an exported bundle, for presentations.
 
-    from recsys.demo import BundleRecommender
+    from recsys.demo import BundleRecommender, neighbour_popularity_ranks
     demo = BundleRecommender.load("data/bundles/ml-100k")
     demo.recommend(196)                                   # a MovieLens user
     demo.similar_items("Star Wars (1977)")                # by title or id
     demo.recommend_for_new_user(liked=["Fargo (1996)", "Toy Story (1995)", 50])
+    neighbour_popularity_ranks(demo, "Fargo")             # how popular its 10 neighbours are
 
     python -m recsys.demo --user 196
     python -m recsys.demo --like "Star Wars (1977)" --like "Fargo (1996)"
-    python -m recsys.demo --similar "Fargo (1996)"
+    python -m recsys.demo --similar "Fargo (1996)" [--similarity pmi|cosine]
 
-Results are tables (rank, movie id, title, year, genres, score). A movie the user rated (in any
-part of the run's split, or below its ``data.min_rating``) and a new user's liked movies are
+Results are tables (rank, movie id, title, year, genres, score). A film the user rated (in any
+part of the run's split, or below its ``data.min_rating``) and a new user's liked films are
 never recommended.
+
+Similar films are by default those rated by the same users more often than chance would have
+it (``co_rating_pmi`` over every rating in the bundle): the cosine between the model's item
+vectors (``similarity="cosine"``) puts the most-rated films next to almost everything.
+``neighbour_popularity_ranks`` measures that.
 ``k`` must be a positive whole number; a ``k`` beyond the movies left to show gives all of them
 (fewer than ``k`` rows, and the CLI says so). Unknown users or movies and a bad ``k`` raise
 ``RecsysError`` with suggestions; the CLI prints one line.
@@ -29,12 +35,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.cli import ArgumentParser, positive_int
 from recsys.errors import RecsysError
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
+SIMILARITIES = ("pmi", "cosine")
+PMI_SHRINKAGE = 40.0  # co-raters at which a pair keeps half its PMI (experiments/README.md)
 
 
 class BundleRecommender:
@@ -49,6 +58,7 @@ class BundleRecommender:
         self.seen = bundle.seen
         self.ratings = bundle.ratings
         self.manifest = bundle.manifest
+        self.popularity_rank = popularity_ranks(np.diff(self.ratings.tocsc().indptr))
         self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
         self._user_order = np.argsort(self.user_ids)  # for vectorised id -> row lookups
         self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
@@ -92,15 +102,16 @@ class BundleRecommender:
                              self._columns["item_id"][chosen], -1)  # fmt: skip
         return movie_ids, np.take_along_axis(scores, order, axis=1)
 
-    def similar_items(self, movie: int | str, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies whose vectors are closest (cosine) to ``movie`` (id or title)."""
-        _check_k(k)
-        item = self._item(movie)
-        unit = self._similarity_index.reconstruct(int(item))[None, :]
-        depth = min(k + 1, len(self._titles))  # FAISS pads a search past the catalogue with -1
-        scores, found = self._similarity_index.search(unit, depth)
-        keep = (found[0] != item) & (found[0] >= 0)
-        return self._table(found[0][keep][:k], scores[0][keep][:k])
+    def similar_items(self, movie: int | str, k: int = 10, similarity: str = "pmi",
+                      shrinkage: float = PMI_SHRINKAGE) -> pd.DataFrame:  # fmt: skip
+        """The ``k`` movies most similar to ``movie`` (id or title).
+
+        ``similarity="pmi"``: ``co_rating_pmi`` over every rating in the bundle, with
+        ``shrinkage``; a movie that nobody rated together with ``movie`` is never shown, so
+        there may be fewer than ``k``. ``"cosine"``: the cosine between the model's item vectors.
+        """
+        items, scores = self._neighbours(self._item(movie), k, similarity, shrinkage)
+        return self._table(items, scores)
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
                                regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
@@ -120,6 +131,25 @@ class BundleRecommender:
         return self._search(user.astype(np.float32), k, np.unique(items))
 
     # -- helpers -------------------------------------------------------------------------------
+    def _neighbours(self, item: int, k: int, similarity: str,
+                    shrinkage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Rows and scores of the ``k`` movies most similar to the movie in row ``item``."""
+        _check_k(k)
+        if similarity not in SIMILARITIES:
+            raise RecsysError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
+                              f"got {similarity!r}")  # fmt: skip
+        if similarity == "cosine":
+            unit = self._similarity_index.reconstruct(int(item))[None, :]
+            depth = min(k + 1, len(self._titles))  # FAISS pads a search past the catalogue
+            scores, found = self._similarity_index.search(unit, depth)
+            keep = (found[0] != item) & (found[0] >= 0)
+            return found[0][keep][:k], scores[0][keep][:k]
+        scores = co_rating_pmi(self.ratings, item, shrinkage)
+        scores[item] = -np.inf
+        found = np.argsort(-scores, kind="stable")[:k]  # ties: the lower row first
+        found = found[np.isfinite(scores[found])]
+        return found, scores[found].astype(np.float32)
+
     def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> pd.DataFrame:
         depth = min(k + len(exclude), len(self._titles))
         scores, found = self.index.search(vector[None, :], depth)
@@ -171,6 +201,102 @@ class BundleRecommender:
         raise RecsysError(f"unknown movie {movie!r}{hint}")
 
 
+def co_rating_pmi(interactions: sp.csr_matrix, item: int,
+                  shrinkage: float = PMI_SHRINKAGE) -> np.ndarray:  # fmt: skip
+    r"""Shrunk pointwise mutual information between one item and every item, from who rated
+    what.
+
+    .. math::
+
+        s(i, j) = \log \frac{c_{ij} \, N}{n_i \, n_j} \cdot \frac{c_{ij}}{c_{ij} + \lambda}
+
+    with :math:`c_{ij}` the users who rated both, :math:`n_i` those who rated :math:`i`,
+    :math:`N` those who rated anything and :math:`\lambda` the shrinkage. The logarithm
+    compares how often two items are rated together with how often they would be if users
+    chose them independently (0: no more than chance), so an item that nearly everyone rated is
+    close to nothing in particular, where the cosine between item vectors or between co-rating
+    counts puts it next to almost everything. Alone it favours a pair that one or two users
+    happened to rate together; the factor :math:`c/(c+\lambda)` (Koren 2008's shrinkage of a
+    similarity by its support) discounts such pairs: a pair rated together by
+    :math:`\lambda` users keeps half its PMI.
+
+    Parameters
+    ----------
+    interactions
+        ``(n_users, n_items)`` CSR; every stored entry counts as "rated", whatever its value
+        (a bundle's ``ratings``).
+    item
+        The item's column.
+    shrinkage
+        :math:`\lambda \ge 0`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items,)`` float64: :math:`s(i, j)` for every :math:`j` (for :math:`j = i`, the
+        item's own PMI); ``-inf`` where no user rated both, as for every :math:`j` when
+        nobody rated :math:`i`.
+    """
+    if not shrinkage >= 0:
+        raise RecsysError(f"shrinkage must be a number >= 0, got {shrinkage!r}")
+    rated = sp.csr_matrix((np.ones(interactions.nnz), interactions.indices, interactions.indptr),
+                          shape=interactions.shape)  # fmt: skip
+    raters = rated[:, [item]].nonzero()[0]  # the users who rated it, (n_i,)
+    together = np.asarray(rated[raters].sum(axis=0)).ravel()  # c_ij, (n_items,)
+    rated_by = np.bincount(rated.indices, minlength=rated.shape[1])  # n_j
+    n_users = np.count_nonzero(np.diff(rated.indptr))  # N
+    scores = np.full(rated.shape[1], -np.inf)
+    both = np.flatnonzero(together)  # n_i and n_j are > 0 there
+    c = together[both]
+    scores[both] = np.log(c * n_users / (rated_by[both] * rated_by[item])) * c / (c + shrinkage)
+    return scores
+
+
+def popularity_ranks(counts: np.ndarray) -> np.ndarray:
+    """Rank of each item by its number of ratings: 1 for the most rated; items with equal
+    counts share the best rank they tie for (counts 9, 7, 7, 3 -> ranks 1, 2, 2, 4).
+
+    Parameters
+    ----------
+    counts
+        ``(n_items,)`` ratings per item.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items,)`` int64: 1 + how many items have strictly more ratings.
+    """
+    counts = np.asarray(counts)
+    return 1 + len(counts) - np.searchsorted(np.sort(counts), counts, side="right")
+
+
+def neighbour_popularity_ranks(recommender: BundleRecommender, movie: int | str, k: int = 10,
+                               similarity: str = "pmi",
+                               shrinkage: float = PMI_SHRINKAGE) -> np.ndarray:  # fmt: skip
+    """Popularity ranks of the ``k`` movies most similar to ``movie``, in neighbour order.
+
+    How much a similarity is "just popularity": with ranks from ``popularity_ranks`` over
+    every rating in the bundle, ``(ranks <= 20).sum()`` is how many of the neighbours are among
+    the 20 most-rated films (``experiments/similar_popularity.py`` prints it for famous films).
+
+    Parameters
+    ----------
+    recommender
+        A loaded bundle.
+    movie
+        A movie id or title, as for ``BundleRecommender.similar_items``.
+    k, similarity, shrinkage
+        As for ``BundleRecommender.similar_items``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k,)`` int64 (fewer when fewer movies are similar at all): 1 for the most-rated film.
+    """
+    items, _ = recommender._neighbours(recommender._item(movie), k, similarity, shrinkage)
+    return recommender.popularity_rank[items]
+
+
 def _check_k(k) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecsysError(f"k must be a positive whole number (how many movies to show), "
@@ -187,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", type=int, help="recommend for this MovieLens user id")
     parser.add_argument("--like", action="append", default=[], help="a liked movie (repeat)")
     parser.add_argument("--similar", help="movies similar to this one (title or id)")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default="pmi",
+                        help="for --similar: co-rating PMI (default) or the vectors' cosine")
     parser.add_argument("-k", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args(argv)
     if args.user is None and not args.like and args.similar is None:
@@ -198,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.like:
             table = demo.recommend_for_new_user(args.like, args.k)
         else:
-            table = demo.similar_items(args.similar, args.k)
+            table = demo.similar_items(args.similar, args.k, args.similarity)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -187,6 +187,36 @@ def test_similar_items_and_new_users(demo):
     assert len(new) == 10 and not {5, 9, 13} & set(new["movie_id"])
 
 
+def test_similar_items_by_pmi_find_the_taste_group_and_by_cosine_the_vectors(demo):
+    """Users of a taste group rate movies of their group (movie id mod 4) far more often."""
+    for movie in (5, 2, 100):
+        pmi = demo.similar_items(movie, k=10)
+        assert (pmi["movie_id"] % 4 == movie % 4).sum() >= 9
+        assert (np.diff(pmi["score"]) <= 0).all() and pmi["rank"].tolist() == list(range(1, 11))
+        row = demo._item_index[movie]
+        expected = demo_module.co_rating_pmi(demo.ratings, row)
+        np.testing.assert_allclose(pmi["score"], np.sort(np.delete(expected, row))[::-1][:10],
+                                   rtol=1e-6)  # fmt: skip
+    vectors = demo.item_vectors / np.linalg.norm(demo.item_vectors, axis=1, keepdims=True)
+    cosine = demo.similar_items(5, k=10, similarity="cosine")
+    row = demo._item_index[5]
+    brute = np.argsort(-(vectors @ vectors[row]), kind="stable")[1:11]
+    np.testing.assert_array_equal(cosine["movie_id"], demo.items["item_id"].to_numpy()[brute])
+    with pytest.raises(RecsysError, match="similarity must be one of pmi, cosine, got 'dot'"):
+        demo.similar_items(5, similarity="dot")
+
+
+def test_neighbour_popularity_ranks_count_ratings_in_the_bundle(demo):
+    counts = make_ratings().groupby("item_id").size()
+    counts = counts.reindex(demo.items["item_id"], fill_value=0).to_numpy()
+    for similarity in demo_module.SIMILARITIES:
+        neighbours = demo.similar_items(5, k=10, similarity=similarity)["movie_id"].to_numpy()
+        ranks = demo_module.neighbour_popularity_ranks(demo, "Movie 5 (1955)",
+                                                        similarity=similarity)
+        expected = [1 + (counts > counts[m - 1]).sum() for m in neighbours]  # ids 1..200
+        np.testing.assert_array_equal(ranks, expected)
+
+
 def test_unknown_users_and_movies_get_suggestions(demo):
     with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120"):
         demo.recommend(9999)

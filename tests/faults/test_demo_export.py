@@ -69,8 +69,11 @@ def test_demo_api_refuses_a_bad_k(small_bundle):
 def test_demo_k_beyond_the_catalogue_shows_what_there_is(small_bundle, capsys):
     recommender = demo.BundleRecommender.load(small_bundle)
     assert len(recommender.recommend(1, 1000)) == N_ITEMS - 3  # all but the three rated
-    similar = recommender.similar_items(3, 1000)
+    similar = recommender.similar_items(3, 1000, similarity="cosine")
     assert len(similar) == N_ITEMS - 1 and 3 not in set(similar["movie_id"])
+    together = recommender.similar_items(3, 1000)  # PMI: only what someone rated with movie 3
+    assert together["movie_id"].tolist() == [1, 2]
+    assert recommender.similar_items(5, 10).empty  # nobody rated movie 5
     assert demo.main(["--bundle", str(small_bundle), "--user", "1", "-k", "50"]) == 0
     out = capsys.readouterr().out
     assert "(5 movies: all there are left to show, fewer than -k 50)" in out
@@ -155,6 +158,8 @@ def test_export_replace_refuses_a_folder_that_is_not_a_bundle(tracked_benchmark,
     (demo.main, ["--user", "1", "--bogus"], "unrecognized arguments: --bogus"),
     (demo.main, ["--user", "x"], "argument --user: invalid int value: 'x'"),
     (demo.main, [], "give --user, --like (one or more) or --similar"),
+    (demo.main, ["--similar", "3", "--similarity", "dot"],
+     "argument --similarity: invalid choice: 'dot'"),
     (export.main, ["--bogus"], "unrecognized arguments: --bogus"),
     (export.main, ["--nlist", "0"], "argument --nlist: expected a positive whole number"),
     (export.main, ["--index", "lsh"], "argument --index: invalid choice: 'lsh'"),
