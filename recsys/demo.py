@@ -3,6 +3,7 @@
     from recsys.demo import BundleRecommender, neighbour_popularity_ranks
     demo = BundleRecommender.load("data/bundles/ml-100k")
     demo.recommend(196)                                   # a MovieLens user
+    demo.user_ratings(196)                                # what they rated, best first
     demo.similar_items("Star Wars (1977)")                # by title or id
     demo.recommend_for_new_user(liked=["Fargo (1996)", "Toy Story (1995)", 50])
     neighbour_popularity_ranks(demo, "Fargo")             # how popular its 10 neighbours are
@@ -11,9 +12,10 @@
     python -m recsys.demo --like "Star Wars (1977)" --like "Fargo (1996)"
     python -m recsys.demo --similar "Fargo (1996)" [--similarity pmi|cosine]
 
-Results are tables (rank, movie id, title, year, genres, score). A film the user rated (in any
-part of the run's split, or below its ``data.min_rating``) and a new user's liked films are
-never recommended.
+Results are tables (rank, movie id, title, year, genres, score); the command line prints them
+under a header saying whose and which run's they are and what the score means, in under 80
+columns. A film the user rated (in any part of the run's split, or below its
+``data.min_rating``) and a new user's liked films are never recommended.
 
 Similar films are by default those rated by the same users more often than chance would have
 it (``co_rating_pmi`` over every rating in the bundle): the cosine between the model's item
@@ -44,6 +46,7 @@ from recsys.errors import RecsysError
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
 SIMILARITIES = ("pmi", "cosine")
 PMI_SHRINKAGE = 40.0  # co-raters at which a pair keeps half its PMI (experiments/README.md)
+WIDTH = 79  # the command line's output fits an 80-column terminal
 
 
 class BundleRecommender:
@@ -102,6 +105,16 @@ class BundleRecommender:
                              self._columns["item_id"][chosen], -1)  # fmt: skip
         return movie_ids, np.take_along_axis(scores, order, axis=1)
 
+    def user_ratings(self, user_id: int) -> pd.DataFrame:
+        """Every movie the user rated (movie_id, title, year, genres, rating), the best rated
+        first; among equal ratings the most-rated movies (the best known) first."""
+        user = self.user_index(user_id)
+        span = slice(self.ratings.indptr[user], self.ratings.indptr[user + 1])
+        items, stars = self.ratings.indices[span], self.ratings.data[span]
+        order = np.lexsort((items, self.popularity_rank[items], -stars))
+        table = self._table(items[order], stars[order]).rename(columns={"score": "rating"})
+        return table.drop(columns="rank")
+
     def similar_items(self, movie: int | str, k: int = 10, similarity: str = "pmi",
                       shrinkage: float = PMI_SHRINKAGE) -> pd.DataFrame:  # fmt: skip
         """The ``k`` movies most similar to ``movie`` (id or title).
@@ -129,6 +142,10 @@ class BundleRecommender:
         gram = liked_vectors.T @ liked_vectors + regularization * np.eye(liked_vectors.shape[1])
         user = np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items)))  # (d,)
         return self._search(user.astype(np.float32), k, np.unique(items))
+
+    def title(self, movie: int | str) -> str:
+        """The title of a movie given by id or (part of its) title."""
+        return self._titles[self._item(movie)]
 
     # -- helpers -------------------------------------------------------------------------------
     def _neighbours(self, item: int, k: int, similarity: str,
@@ -307,6 +324,84 @@ def _normalise(title: str) -> str:
     return re.sub(r"\s+", " ", title.strip().lower())
 
 
+# -- the command line's text ---------------------------------------------------------------------
+SCORES = {
+    "user": "score: inner product of the user's and the film's vectors",
+    "like": "score: inner product of the folded-in user's and the film's vectors",
+    "pmi": "score: log(rated together / by chance) x c/(c+{shrinkage:g}), c: co-raters",
+    "cosine": "score: cosine similarity of the model's film vectors",
+}
+
+
+def format_table(table: pd.DataFrame, value: str = "score", width: int = WIDTH) -> list[str]:
+    """A result table as text lines for a terminal.
+
+    Columns rank (when the table has one), id, title, genres and ``value``; text left-aligned,
+    numbers right-aligned; the title carries the year already, so there is no year column.
+    Long titles and genre lists are cut with an ellipsis, titles last.
+
+    Parameters
+    ----------
+    table
+        A table of ``BundleRecommender`` (``recommend``, ``similar_items``, ...,
+        ``user_ratings``).
+    value
+        The number column: ``"score"`` (3 decimals) or ``"rating"`` (stars).
+    width
+        The most characters a line may have (at least 60).
+
+    Returns
+    -------
+    list of str
+        The header line and one line per row; nothing for an empty table.
+    """
+    if table.empty:
+        return []
+    ranks = [str(r) for r in table["rank"]] if "rank" in table else []
+    ids = [str(m) for m in table["movie_id"]]
+    values = [f"{v:.3f}" if value == "score" else f"{v:g}" for v in table[value]]
+    rank_w = max(len("rank"), *map(len, ranks)) if ranks else 0
+    id_w, value_w = max(2, *map(len, ids)), max(len(value), *map(len, values))
+    space = width - (rank_w + 2 if ranks else 0) - id_w - value_w - 6  # title + genres
+    title_w, genres_w = _shared_width(table["title"], table["genres"], space)
+    columns = ([("rank", ranks, rank_w, ">")] if ranks else []) + [
+        ("id", ids, id_w, ">"), ("title", list(table["title"]), title_w, "<"),
+        ("genres", list(table["genres"]), genres_w, "<"), (value, values, value_w, ">")]
+    lines = ["  ".join(f"{name:{align}{w}}" for name, _, w, align in columns)]
+    lines += ["  ".join(f"{_cut(cells[i], w):{align}{w}}" for _, cells, w, align in columns)
+              for i in range(len(table))]  # fmt: skip
+    return [line.rstrip() for line in lines]
+
+
+def _shared_width(titles: pd.Series, genres: pd.Series, space: int) -> tuple[int, int]:
+    """Widths of the title and genres columns sharing ``space``: genres get up to 20, titles
+    the rest, and genres whatever titles leave over."""
+    longest_title, longest_genres = max(5, titles.str.len().max()), max(6, genres.str.len().max())
+    title_w = min(longest_title, space - min(longest_genres, 20))
+    return title_w, min(longest_genres, space - title_w)
+
+
+def _cut(text: str, width: int = WIDTH) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _run(manifest: dict) -> str:
+    """"model als, run 9950217b": the bundle's model and the first 8 characters of its run."""
+    return f"model {manifest.get('model') or '?'}, run {str(manifest.get('run_id') or '?')[:8]}"
+
+
+def _user_lines(demo: BundleRecommender, user_id: int, table: pd.DataFrame,
+                favourites: int = 5) -> list[str]:  # fmt: skip
+    """The ``--user`` output: whose and which run's recommendations, the user's top-rated
+    films, then ``table`` under what its score means."""
+    rated = demo.user_ratings(user_id)
+    return [_cut(f"User {user_id} ({len(rated)} films rated) | {_run(demo.manifest)}"),
+            "", "Their top-rated films:", *format_table(rated.head(favourites), value="rating"),
+            "", _cut(f"Recommended: films user {user_id} has not rated"),
+            _cut(SCORES["user"]), *format_table(table)]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m recsys.demo", description=__doc__)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
@@ -321,21 +416,36 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --user, --like (one or more) or --similar")
     try:
         demo = BundleRecommender.load(args.bundle)
-        if args.user is not None:
-            table = demo.recommend(args.user, args.k)
-        elif args.like:
-            table = demo.recommend_for_new_user(args.like, args.k)
-        else:
-            table = demo.similar_items(args.similar, args.k, args.similarity)
+        lines = _query_lines(demo, args)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    with pd.option_context("display.max_colwidth", 50, "display.width", 120):
-        if not table.empty:
-            print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    if len(table) < args.k:
-        print(f"({len(table)} movies: all there are left to show, fewer than -k {args.k})")
+    print("\n".join(lines))
     return 0
+
+
+def _query_lines(demo: BundleRecommender, args) -> list[str]:
+    """The output of one query of the command line."""
+    if args.user is not None:
+        table = demo.recommend(args.user, args.k)
+        lines = _user_lines(demo, args.user, table)
+    elif args.like:
+        table = demo.recommend_for_new_user(args.like, args.k)
+        liked = "; ".join(demo.title(m) for m in args.like)
+        lines = [_cut(f"A new user who likes {len(args.like)} films | {_run(demo.manifest)}"),
+                 _cut(f"Liked: {liked}"), _cut(SCORES["like"]), *format_table(table)]
+    else:
+        table = demo.similar_items(args.similar, args.k, args.similarity)
+        run = str(demo.manifest.get("run_id") or "?")[:8]
+        source = (f"who rated what (bundle of run {run})" if args.similarity == "pmi"
+                  else _run(demo.manifest))  # fmt: skip
+        lines = [_cut(f"Films like {demo.title(args.similar)} | {source}"),
+                 _cut(SCORES[args.similarity].format(shrinkage=PMI_SHRINKAGE)),
+                 *format_table(table)]  # fmt: skip
+    if len(table) < args.k:
+        lines.append(f"({len(table)} movies: all there are left to show, fewer than -k "
+                     f"{args.k})")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

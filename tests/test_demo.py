@@ -4,10 +4,11 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.demo import co_rating_pmi, popularity_ranks
+from recsys.demo import co_rating_pmi, format_table, popularity_ranks
 from recsys.errors import RecsysError
 
 
@@ -56,3 +57,29 @@ def test_pmi_counts_raters_not_stars_and_a_film_nobody_rated_has_no_neighbours()
 def test_popularity_ranks_share_the_best_rank_on_ties():
     np.testing.assert_array_equal(popularity_ranks([7, 9, 3, 7]), [2, 1, 4, 2])
     np.testing.assert_array_equal(popularity_ranks([0, 0]), [1, 1])
+
+
+def test_format_table_aligns_text_left_and_numbers_right_in_under_80_columns():
+    table = pd.DataFrame({"rank": [1, 2], "movie_id": [7, 1234],
+                          "title": ["A Very Long Title " * 5 + "(1999)", "Short (1999)"],
+                          "year": pd.array([1999, 1999], "Int64"),
+                          "genres": ["Action|Adventure|Comedy|Drama|Sci-Fi|War", "Drama"],
+                          "score": [1.23456, -0.5]})  # fmt: skip
+    lines = format_table(table)
+    assert max(map(len, lines)) == 79
+    header, long, short = lines
+    assert header.split() == ["rank", "id", "title", "genres", "score"]
+    assert long.startswith("   1     7  A Very Long Title") and long.endswith("Co…   1.235")
+    assert short.startswith("   2  1234  Short (1999)  ") and short.endswith(" -0.500")
+    title_at, genres_at = header.index("title"), header.index("genres")
+    assert long.index("A Very") == short.index("Short") == title_at
+    assert short.index("Drama") == genres_at and long[:genres_at].rstrip().endswith("Title…")
+    assert "1999" not in header and short.count("1999") == 1  # the year only in the title
+
+
+def test_format_table_of_ratings_has_no_rank_and_an_empty_table_no_lines():
+    table = pd.DataFrame({"movie_id": [3], "title": ["Kolya (1996)"], "year": [1996],
+                          "genres": ["Comedy"], "rating": [3.0]})  # fmt: skip
+    assert format_table(table, value="rating") == ["id  title         genres  rating",
+                                                   " 3  Kolya (1996)  Comedy       3"]
+    assert format_table(table.iloc[:0], value="rating") == []

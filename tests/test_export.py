@@ -1,6 +1,7 @@
 """Export and demo on synthetic data, with a real MLflow store and real FAISS indexes."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -228,13 +229,46 @@ def test_unknown_users_and_movies_get_suggestions(demo):
 
 def test_cli_prints_a_table_or_one_line(exported, capsys):
     assert demo_module.main(["--bundle", str(exported), "--user", "3", "-k", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "movie_id" in out and len(out.strip().splitlines()) == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4].split() == ["rank", "id", "title", "genres", "score"]
+    assert [line.split()[0] for line in lines[-3:]] == ["1", "2", "3"]
     assert demo_module.main(["--bundle", str(exported), "--user", "9999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown user 9999") and err.count("\n") == 1
     assert demo_module.main(["--bundle", str(exported / "missing"), "--user", "3"]) == 1
     assert "run `python -m recsys.export` first" in capsys.readouterr().err
+
+
+def test_cli_user_output_names_the_run_and_shows_the_users_favourites(exported, demo, capsys):
+    assert demo_module.main(["--bundle", str(exported), "--user", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    run, rated = demo.manifest["run_id"], demo.user_ratings(7)
+    release = make_ratings().query("user_id == 7")
+    assert sorted(rated["movie_id"]) == sorted(release["item_id"])
+    assert rated["rating"].is_monotonic_decreasing and list(rated.columns) == [
+        "movie_id", "title", "year", "genres", "rating"]
+    assert lines[0] == f"User 7 ({len(rated)} films rated) | model als, run {run[:8]}"
+    favourites = lines[lines.index("Their top-rated films:") + 2:][:5]
+    stars = [int(line.split()[-1]) for line in favourites]
+    assert stars == sorted(stars, reverse=True) == rated["rating"].head(5).astype(int).tolist()
+    assert [int(line.split()[0]) for line in favourites] == rated["movie_id"].head(5).tolist()
+    assert "score: inner product of the user's and the film's vectors" in lines
+    table = lines[-10:]
+    assert [int(line.split()[0]) for line in table] == list(range(1, 11))
+    assert [int(line.split()[1]) for line in table] == demo.recommend(7)["movie_id"].tolist()
+    assert not set(rated["movie_id"]) & {int(line.split()[1]) for line in table}
+
+
+@pytest.mark.parametrize("query", [["--user", "7"], ["--similar", "Movie 5 (1955)"],
+                                   ["--similar", "5", "--similarity", "cosine"],
+                                   ["--like", "Movie 5 (1955)", "--like", "9"]])  # fmt: skip
+def test_cli_output_fits_80_columns_with_one_year_per_title(exported, capsys, query):
+    assert demo_module.main(["--bundle", str(exported), *query, "-k", "10"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) < 80
+    assert any(line.startswith("score: ") for line in out.splitlines())
+    assert not re.search(r"\(\d{4}\)\s+\d{4}", out)  # "Movie 5 (1955)  1955": the year twice
+    assert re.search(r"^   1  +\d+  Movie \d+ \(\d{4}\)", out, re.MULTILINE)  # left-aligned
 
 
 def test_the_demo_loads_a_bundle_without_mlflow_or_hydra(exported):

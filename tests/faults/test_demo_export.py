@@ -79,6 +79,12 @@ def test_demo_k_beyond_the_catalogue_shows_what_there_is(small_bundle, capsys):
     assert "(5 movies: all there are left to show, fewer than -k 50)" in out
 
 
+def test_demo_unknown_movie_is_one_line_with_suggestions(small_bundle, capsys):
+    line = failing_cli(capsys, demo.main, ["--bundle", str(small_bundle), "--similar",
+                                           "Movie 3 (2000)"], protect=(small_bundle,))  # fmt: skip
+    assert line.startswith("error: unknown movie 'Movie 3 (2000)'; did you mean: Movie 3 (1993);")
+
+
 def test_truncated_manifest_names_the_bundle_and_the_export(damaged, capsys):
     manifest = damaged / bundle.MANIFEST
     manifest.write_bytes(manifest.read_bytes()[:40])
