@@ -9,6 +9,10 @@ A bundle is a folder::
     item_ids.npy           (n_items,) MovieLens movie ids, row order of the item vectors
     items.csv              item_id, title, year, genres ("|"-joined), rows as item_ids.npy
     seen.npz               (n_users, n_items) CSR: each user's training and validation items
+                           (the interactions the model was fit on), 1.0 each
+    ratings.npz            (n_users, n_items) CSR: every rating of the release, in stars
+                           (training, validation and test parts, and ratings below the run's
+                           ``data.min_rating``): what the demo never recommends
     manifest.json          run, model, metrics, fingerprints, versions, index settings, and
                            the SHA-256 of every file above
 
@@ -34,7 +38,7 @@ from recsys.files import atomic_path, sha256_file
 
 MANIFEST = "manifest.json"
 FILES = ("index.faiss", "user_embeddings.npy", "item_embeddings.npy", "user_ids.npy",
-         "item_ids.npy", "items.csv", "seen.npz")  # fmt: skip
+         "item_ids.npy", "items.csv", "seen.npz", "ratings.npz")  # fmt: skip
 ARRAYS = ("user_embeddings", "item_embeddings", "user_ids", "item_ids")
 
 
@@ -49,6 +53,7 @@ class Bundle:
     item_ids: np.ndarray
     items: pd.DataFrame  # item_id, title, year (nullable Int64), genres (list of str)
     seen: sp.csr_matrix
+    ratings: sp.csr_matrix
     manifest: dict
 
 
@@ -89,6 +94,7 @@ def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict
         items = bundle.items.assign(genres=bundle.items["genres"].map("|".join))
         items.to_csv(tmp / "items.csv", index=False)
         sp.save_npz(tmp / "seen.npz", bundle.seen)
+        sp.save_npz(tmp / "ratings.npz", bundle.ratings)
         manifest = bundle.manifest | {"files": {name: sha256_file(tmp / name) for name in FILES}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -98,7 +104,8 @@ def read_bundle(path: str | Path) -> Bundle:
     """Load the bundle at ``path``, checking every file against the manifest's SHA-256.
 
     ``RecsysError`` naming the folder and the command that rebuilds it if the manifest is
-    missing or unreadable, or a file is missing or differs from its checksum.
+    missing, unreadable or does not list every file of a bundle (one written before a file was
+    added), a file is missing or differs from its checksum, or the arrays' shapes disagree.
     """
     folder = Path(path)
     manifest_path = folder / MANIFEST
@@ -106,6 +113,10 @@ def read_bundle(path: str | Path) -> Bundle:
         raise RecsysError(f"no bundle at {folder} ({MANIFEST} missing): run "
                           f"`python -m recsys.export` first")  # fmt: skip
     manifest = _read_manifest(folder)
+    unlisted = [name for name in FILES if name not in manifest["files"]]
+    if unlisted:
+        raise RecsysError(f"bundle {folder}: its manifest does not list {', '.join(unlisted)} "
+                          f"(written by an older recsys?); {_export_again(folder, manifest)}")
     for name in FILES:
         expected = manifest["files"].get(name)
         if not (folder / name).is_file():
@@ -123,9 +134,15 @@ def read_bundle(path: str | Path) -> Bundle:
     if not np.array_equal(items["item_id"].to_numpy(), arrays["item_ids"]):
         raise RecsysError(f"bundle {folder}: items.csv and item_ids.npy disagree; "
                           f"{_export_again(folder, manifest)}")  # fmt: skip
+    matrices = {name: sp.load_npz(folder / f"{name}.npz").tocsr() for name in ("seen", "ratings")}
+    shape = (len(arrays["user_ids"]), len(arrays["item_ids"]))
+    for name, matrix in matrices.items():
+        if matrix.shape != shape:
+            raise RecsysError(f"bundle {folder}: {name}.npz is {matrix.shape[0]} x "
+                              f"{matrix.shape[1]}, the bundle has {shape[0]} users x {shape[1]} "
+                              f"movies; {_export_again(folder, manifest)}")  # fmt: skip
     return Bundle(index=faiss.read_index(str(folder / "index.faiss")), items=items,
-                  seen=sp.load_npz(folder / "seen.npz").tocsr(), manifest=manifest,
-                  **arrays)  # fmt: skip
+                  manifest=manifest, **matrices, **arrays)  # fmt: skip
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -1,17 +1,26 @@
 """A demo recommender over an exported bundle, for presentations.
 
-    from recsys.demo import BundleRecommender
+    from recsys.demo import BundleRecommender, neighbour_popularity_ranks
     demo = BundleRecommender.load("data/bundles/ml-100k")
     demo.recommend(196)                                   # a MovieLens user
+    demo.user_ratings(196)                                # what they rated, best first
     demo.similar_items("Star Wars (1977)")                # by title or id
     demo.recommend_for_new_user(liked=["Fargo (1996)", "Toy Story (1995)", 50])
+    neighbour_popularity_ranks(demo, "Fargo")             # how popular its 10 neighbours are
 
     python -m recsys.demo --user 196
     python -m recsys.demo --like "Star Wars (1977)" --like "Fargo (1996)"
-    python -m recsys.demo --similar "Fargo (1996)"
+    python -m recsys.demo --similar "Fargo (1996)" [--similarity pmi|cosine]
 
-Results are tables (rank, movie id, title, year, genres, score). A user's seen movies (training
-and validation parts of the run's split) and a new user's liked movies are never recommended.
+Results are tables (rank, movie id, title, year, genres, score); the command line prints them
+under a header saying whose and which run's they are and what the score means, in under 80
+columns. A film the user rated (in any part of the run's split, or below its
+``data.min_rating``) and a new user's liked films are never recommended.
+
+Similar films are by default those rated by the same users more often than chance would have
+it (``co_rating_pmi`` over every rating in the bundle): the cosine between the model's item
+vectors (``similarity="cosine"``) puts the most-rated films next to almost everything.
+``neighbour_popularity_ranks`` measures that.
 ``k`` must be a positive whole number; a ``k`` beyond the movies left to show gives all of them
 (fewer than ``k`` rows, and the CLI says so). Unknown users or movies and a bad ``k`` raise
 ``RecsysError`` with suggestions; the CLI prints one line.
@@ -28,12 +37,16 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.cli import ArgumentParser, positive_int
 from recsys.errors import RecsysError
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
+SIMILARITIES = ("pmi", "cosine")
+PMI_SHRINKAGE = 40.0  # co-raters at which a pair keeps half its PMI (experiments/README.md)
+WIDTH = 79  # the command line's output fits an 80-column terminal
 
 
 class BundleRecommender:
@@ -46,7 +59,9 @@ class BundleRecommender:
         self.user_ids = bundle.user_ids
         self.items = bundle.items.reset_index(drop=True)
         self.seen = bundle.seen
+        self.ratings = bundle.ratings
         self.manifest = bundle.manifest
+        self.popularity_rank = popularity_ranks(np.diff(self.ratings.tocsc().indptr))
         self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
         self._user_order = np.argsort(self.user_ids)  # for vectorised id -> row lookups
         self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
@@ -68,37 +83,48 @@ class BundleRecommender:
 
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
-        """Top-``k`` unseen movies for a MovieLens user id."""
+        """Top-``k`` movies for a MovieLens user id, none of them one the user rated."""
         _check_k(k)
         user = self.user_index(user_id)
-        seen = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
-        return self._search(self.user_vectors[user], k, seen)
+        rated = self.ratings.indices[self.ratings.indptr[user] : self.ratings.indptr[user + 1]]
+        return self._search(self.user_vectors[user], k, rated)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Batched: ``(B, k)`` movie ids and scores for many users, seen movies filtered."""
+        """Batched: ``(B, k)`` movie ids and scores for many users, rated movies filtered."""
         _check_k(k)
         users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
-        n_seen = np.diff(self.seen.indptr)[users]
-        depth = int(min(k + n_seen.max(), len(self._titles)))
+        n_rated = np.diff(self.ratings.indptr)[users]
+        depth = int(min(k + n_rated.max(), len(self._titles)))
         scores, found = self.index.search(self.user_vectors[users], depth)  # (B, depth)
         rows = np.repeat(np.arange(len(users)), depth)
-        is_seen = np.asarray(self.seen[users[rows], np.maximum(found.ravel(), 0)]).ravel() > 0
-        keep = ~is_seen.reshape(found.shape) & (found >= 0)
+        is_rated = np.asarray(self.ratings[users[rows], np.maximum(found.ravel(), 0)]).ravel() > 0
+        keep = ~is_rated.reshape(found.shape) & (found >= 0)
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept first, in rank order
         chosen = np.take_along_axis(found, order, axis=1)
         movie_ids = np.where(np.take_along_axis(keep, order, axis=1),
                              self._columns["item_id"][chosen], -1)  # fmt: skip
         return movie_ids, np.take_along_axis(scores, order, axis=1)
 
-    def similar_items(self, movie: int | str, k: int = 10) -> pd.DataFrame:
-        """The ``k`` movies whose vectors are closest (cosine) to ``movie`` (id or title)."""
-        _check_k(k)
-        item = self._item(movie)
-        unit = self._similarity_index.reconstruct(int(item))[None, :]
-        depth = min(k + 1, len(self._titles))  # FAISS pads a search past the catalogue with -1
-        scores, found = self._similarity_index.search(unit, depth)
-        keep = (found[0] != item) & (found[0] >= 0)
-        return self._table(found[0][keep][:k], scores[0][keep][:k])
+    def user_ratings(self, user_id: int) -> pd.DataFrame:
+        """Every movie the user rated (movie_id, title, year, genres, rating), the best rated
+        first; among equal ratings the most-rated movies (the best known) first."""
+        user = self.user_index(user_id)
+        span = slice(self.ratings.indptr[user], self.ratings.indptr[user + 1])
+        items, stars = self.ratings.indices[span], self.ratings.data[span]
+        order = np.lexsort((items, self.popularity_rank[items], -stars))
+        table = self._table(items[order], stars[order]).rename(columns={"score": "rating"})
+        return table.drop(columns="rank")
+
+    def similar_items(self, movie: int | str, k: int = 10, similarity: str = "pmi",
+                      shrinkage: float = PMI_SHRINKAGE) -> pd.DataFrame:  # fmt: skip
+        """The ``k`` movies most similar to ``movie`` (id or title).
+
+        ``similarity="pmi"``: ``co_rating_pmi`` over every rating in the bundle, with
+        ``shrinkage``; a movie that nobody rated together with ``movie`` is never shown, so
+        there may be fewer than ``k``. ``"cosine"``: the cosine between the model's item vectors.
+        """
+        items, scores = self._neighbours(self._item(movie), k, similarity, shrinkage)
+        return self._table(items, scores)
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
                                regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
@@ -117,7 +143,30 @@ class BundleRecommender:
         user = np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items)))  # (d,)
         return self._search(user.astype(np.float32), k, np.unique(items))
 
+    def title(self, movie: int | str) -> str:
+        """The title of a movie given by id or (part of its) title."""
+        return self._titles[self._item(movie)]
+
     # -- helpers -------------------------------------------------------------------------------
+    def _neighbours(self, item: int, k: int, similarity: str,
+                    shrinkage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Rows and scores of the ``k`` movies most similar to the movie in row ``item``."""
+        _check_k(k)
+        if similarity not in SIMILARITIES:
+            raise RecsysError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
+                              f"got {similarity!r}")  # fmt: skip
+        if similarity == "cosine":
+            unit = self._similarity_index.reconstruct(int(item))[None, :]
+            depth = min(k + 1, len(self._titles))  # FAISS pads a search past the catalogue
+            scores, found = self._similarity_index.search(unit, depth)
+            keep = (found[0] != item) & (found[0] >= 0)
+            return found[0][keep][:k], scores[0][keep][:k]
+        scores = co_rating_pmi(self.ratings, item, shrinkage)
+        scores[item] = -np.inf
+        found = np.argsort(-scores, kind="stable")[:k]  # ties: the lower row first
+        found = found[np.isfinite(scores[found])]
+        return found, scores[found].astype(np.float32)
+
     def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> pd.DataFrame:
         depth = min(k + len(exclude), len(self._titles))
         scores, found = self.index.search(vector[None, :], depth)
@@ -169,6 +218,102 @@ class BundleRecommender:
         raise RecsysError(f"unknown movie {movie!r}{hint}")
 
 
+def co_rating_pmi(interactions: sp.csr_matrix, item: int,
+                  shrinkage: float = PMI_SHRINKAGE) -> np.ndarray:  # fmt: skip
+    r"""Shrunk pointwise mutual information between one item and every item, from who rated
+    what.
+
+    .. math::
+
+        s(i, j) = \log \frac{c_{ij} \, N}{n_i \, n_j} \cdot \frac{c_{ij}}{c_{ij} + \lambda}
+
+    with :math:`c_{ij}` the users who rated both, :math:`n_i` those who rated :math:`i`,
+    :math:`N` those who rated anything and :math:`\lambda` the shrinkage. The logarithm
+    compares how often two items are rated together with how often they would be if users
+    chose them independently (0: no more than chance), so an item that nearly everyone rated is
+    close to nothing in particular, where the cosine between item vectors or between co-rating
+    counts puts it next to almost everything. Alone it favours a pair that one or two users
+    happened to rate together; the factor :math:`c/(c+\lambda)` (Koren 2008's shrinkage of a
+    similarity by its support) discounts such pairs: a pair rated together by
+    :math:`\lambda` users keeps half its PMI.
+
+    Parameters
+    ----------
+    interactions
+        ``(n_users, n_items)`` CSR; every stored entry counts as "rated", whatever its value
+        (a bundle's ``ratings``).
+    item
+        The item's column.
+    shrinkage
+        :math:`\lambda \ge 0`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items,)`` float64: :math:`s(i, j)` for every :math:`j` (for :math:`j = i`, the
+        item's own PMI); ``-inf`` where no user rated both, as for every :math:`j` when
+        nobody rated :math:`i`.
+    """
+    if not shrinkage >= 0:
+        raise RecsysError(f"shrinkage must be a number >= 0, got {shrinkage!r}")
+    rated = sp.csr_matrix((np.ones(interactions.nnz), interactions.indices, interactions.indptr),
+                          shape=interactions.shape)  # fmt: skip
+    raters = rated[:, [item]].nonzero()[0]  # the users who rated it, (n_i,)
+    together = np.asarray(rated[raters].sum(axis=0)).ravel()  # c_ij, (n_items,)
+    rated_by = np.bincount(rated.indices, minlength=rated.shape[1])  # n_j
+    n_users = np.count_nonzero(np.diff(rated.indptr))  # N
+    scores = np.full(rated.shape[1], -np.inf)
+    both = np.flatnonzero(together)  # n_i and n_j are > 0 there
+    c = together[both]
+    scores[both] = np.log(c * n_users / (rated_by[both] * rated_by[item])) * c / (c + shrinkage)
+    return scores
+
+
+def popularity_ranks(counts: np.ndarray) -> np.ndarray:
+    """Rank of each item by its number of ratings: 1 for the most rated; items with equal
+    counts share the best rank they tie for (counts 9, 7, 7, 3 -> ranks 1, 2, 2, 4).
+
+    Parameters
+    ----------
+    counts
+        ``(n_items,)`` ratings per item.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_items,)`` int64: 1 + how many items have strictly more ratings.
+    """
+    counts = np.asarray(counts)
+    return 1 + len(counts) - np.searchsorted(np.sort(counts), counts, side="right")
+
+
+def neighbour_popularity_ranks(recommender: BundleRecommender, movie: int | str, k: int = 10,
+                               similarity: str = "pmi",
+                               shrinkage: float = PMI_SHRINKAGE) -> np.ndarray:  # fmt: skip
+    """Popularity ranks of the ``k`` movies most similar to ``movie``, in neighbour order.
+
+    How much a similarity is "just popularity": with ranks from ``popularity_ranks`` over
+    every rating in the bundle, ``(ranks <= 20).sum()`` is how many of the neighbours are among
+    the 20 most-rated films (``experiments/similar_popularity.py`` prints it for famous films).
+
+    Parameters
+    ----------
+    recommender
+        A loaded bundle.
+    movie
+        A movie id or title, as for ``BundleRecommender.similar_items``.
+    k, similarity, shrinkage
+        As for ``BundleRecommender.similar_items``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k,)`` int64 (fewer when fewer movies are similar at all): 1 for the most-rated film.
+    """
+    items, _ = recommender._neighbours(recommender._item(movie), k, similarity, shrinkage)
+    return recommender.popularity_rank[items]
+
+
 def _check_k(k) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecsysError(f"k must be a positive whole number (how many movies to show), "
@@ -179,33 +324,128 @@ def _normalise(title: str) -> str:
     return re.sub(r"\s+", " ", title.strip().lower())
 
 
+# -- the command line's text ---------------------------------------------------------------------
+SCORES = {
+    "user": "score: inner product of the user's and the film's vectors",
+    "like": "score: inner product of the folded-in user's and the film's vectors",
+    "pmi": "score: log(rated together / by chance) x c/(c+{shrinkage:g}), c: co-raters",
+    "cosine": "score: cosine similarity of the model's film vectors",
+}
+
+
+def format_table(table: pd.DataFrame, value: str = "score", width: int = WIDTH) -> list[str]:
+    """A result table as text lines for a terminal.
+
+    Columns rank (when the table has one), id, title, genres and ``value``; text left-aligned,
+    numbers right-aligned; the title carries the year already, so there is no year column.
+    Long titles and genre lists are cut with an ellipsis, titles last.
+
+    Parameters
+    ----------
+    table
+        A table of ``BundleRecommender`` (``recommend``, ``similar_items``, ...,
+        ``user_ratings``).
+    value
+        The number column: ``"score"`` (3 decimals) or ``"rating"`` (stars).
+    width
+        The most characters a line may have (at least 60).
+
+    Returns
+    -------
+    list of str
+        The header line and one line per row; nothing for an empty table.
+    """
+    if table.empty:
+        return []
+    ranks = [str(r) for r in table["rank"]] if "rank" in table else []
+    ids = [str(m) for m in table["movie_id"]]
+    values = [f"{v:.3f}" if value == "score" else f"{v:g}" for v in table[value]]
+    rank_w = max(len("rank"), *map(len, ranks)) if ranks else 0
+    id_w, value_w = max(2, *map(len, ids)), max(len(value), *map(len, values))
+    space = width - (rank_w + 2 if ranks else 0) - id_w - value_w - 6  # title + genres
+    title_w, genres_w = _shared_width(table["title"], table["genres"], space)
+    columns = ([("rank", ranks, rank_w, ">")] if ranks else []) + [
+        ("id", ids, id_w, ">"), ("title", list(table["title"]), title_w, "<"),
+        ("genres", list(table["genres"]), genres_w, "<"), (value, values, value_w, ">")]
+    lines = ["  ".join(f"{name:{align}{w}}" for name, _, w, align in columns)]
+    lines += ["  ".join(f"{_cut(cells[i], w):{align}{w}}" for _, cells, w, align in columns)
+              for i in range(len(table))]  # fmt: skip
+    return [line.rstrip() for line in lines]
+
+
+def _shared_width(titles: pd.Series, genres: pd.Series, space: int) -> tuple[int, int]:
+    """Widths of the title and genres columns sharing ``space``: genres get up to 20, titles
+    the rest, and genres whatever titles leave over."""
+    longest_title, longest_genres = max(5, titles.str.len().max()), max(6, genres.str.len().max())
+    title_w = min(longest_title, space - min(longest_genres, 20))
+    return title_w, min(longest_genres, space - title_w)
+
+
+def _cut(text: str, width: int = WIDTH) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def _run(manifest: dict) -> str:
+    """"model als, run 9950217b": the bundle's model and the first 8 characters of its run."""
+    return f"model {manifest.get('model') or '?'}, run {str(manifest.get('run_id') or '?')[:8]}"
+
+
+def _user_lines(demo: BundleRecommender, user_id: int, table: pd.DataFrame,
+                favourites: int = 5) -> list[str]:  # fmt: skip
+    """The ``--user`` output: whose and which run's recommendations, the user's top-rated
+    films, then ``table`` under what its score means."""
+    rated = demo.user_ratings(user_id)
+    return [_cut(f"User {user_id} ({len(rated)} films rated) | {_run(demo.manifest)}"),
+            "", "Their top-rated films:", *format_table(rated.head(favourites), value="rating"),
+            "", _cut(f"Recommended: films user {user_id} has not rated"),
+            _cut(SCORES["user"]), *format_table(table)]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m recsys.demo", description=__doc__)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
     parser.add_argument("--user", type=int, help="recommend for this MovieLens user id")
     parser.add_argument("--like", action="append", default=[], help="a liked movie (repeat)")
     parser.add_argument("--similar", help="movies similar to this one (title or id)")
+    parser.add_argument("--similarity", choices=SIMILARITIES, default="pmi",
+                        help="for --similar: co-rating PMI (default) or the vectors' cosine")
     parser.add_argument("-k", type=positive_int, default=10, help="how many movies (default 10)")
     args = parser.parse_args(argv)
     if args.user is None and not args.like and args.similar is None:
         parser.error("give --user, --like (one or more) or --similar")
     try:
         demo = BundleRecommender.load(args.bundle)
-        if args.user is not None:
-            table = demo.recommend(args.user, args.k)
-        elif args.like:
-            table = demo.recommend_for_new_user(args.like, args.k)
-        else:
-            table = demo.similar_items(args.similar, args.k)
+        lines = _query_lines(demo, args)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    with pd.option_context("display.max_colwidth", 50, "display.width", 120):
-        if not table.empty:
-            print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
-    if len(table) < args.k:
-        print(f"({len(table)} movies: all there are left to show, fewer than -k {args.k})")
+    print("\n".join(lines))
     return 0
+
+
+def _query_lines(demo: BundleRecommender, args) -> list[str]:
+    """The output of one query of the command line."""
+    if args.user is not None:
+        table = demo.recommend(args.user, args.k)
+        lines = _user_lines(demo, args.user, table)
+    elif args.like:
+        table = demo.recommend_for_new_user(args.like, args.k)
+        liked = "; ".join(demo.title(m) for m in args.like)
+        lines = [_cut(f"A new user who likes {len(args.like)} films | {_run(demo.manifest)}"),
+                 _cut(f"Liked: {liked}"), _cut(SCORES["like"]), *format_table(table)]
+    else:
+        table = demo.similar_items(args.similar, args.k, args.similarity)
+        run = str(demo.manifest.get("run_id") or "?")[:8]
+        source = (f"who rated what (bundle of run {run})" if args.similarity == "pmi"
+                  else _run(demo.manifest))  # fmt: skip
+        lines = [_cut(f"Films like {demo.title(args.similar)} | {source}"),
+                 _cut(SCORES[args.similarity].format(shrinkage=PMI_SHRINKAGE)),
+                 *format_table(table)]  # fmt: skip
+    if len(table) < args.k:
+        lines.append(f"({len(table)} movies: all there are left to show, fewer than -k "
+                     f"{args.k})")  # fmt: skip
+    return lines
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 
 Picks the best finished MLflow run of an experiment by a validation metric (or the given run),
 among runs that logged embeddings; rebuilds its split from the logged config and checks the
-split fingerprint, so the "seen" items are exactly those of the run; builds a FAISS
-inner-product index over the item vectors (exact by default; IVF or HNSW measured against the
-exact index by recall@10 over all users); and writes a bundle directory atomically: built in a
-temporary directory, renamed into place, an existing bundle replaced only with ``--replace``.
+split fingerprint, so the "seen" items are exactly those of the run; stores every rating of each
+user besides (test ratings and those below ``data.min_rating`` too: the demo never recommends a
+film the user rated); builds a FAISS inner-product index over the item vectors (exact by
+default; IVF or HNSW measured against the exact index by recall@10 over all users); and writes
+a bundle directory atomically: built in a temporary directory, renamed into place, an existing
+bundle replaced only with ``--replace``.
 
 What a bundle holds and how it is written and read: ``recsys.bundle``. ``--replace`` replaces
 only a folder that is a bundle itself.
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -32,6 +36,7 @@ from recsys import bundle
 from recsys.artifacts import RunArtifacts
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import load_split
+from recsys.data import to_interactions
 from recsys.errors import ConfigError, RecsysError
 from recsys.tracking import mlflow_key, open_client, package_versions
 
@@ -130,26 +135,53 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
     with RunArtifacts(client, run.info.run_id) as logged:
         cfg = logged.config()
         vectors = logged.embeddings()
-    data, seen = _seen_items(cfg, run.data.tags.get("split.fingerprint"))
+    data, split = _split(cfg, run.data.tags.get("split.fingerprint"))
+    seen = (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
     index = build_index(vectors["item_embeddings"], settings)
     recall = recall_against_exact(index, vectors["user_embeddings"], vectors["item_embeddings"])
     log.info("%s index: recall@10 against exact search %.4f", settings.kind, recall)
     items = data.items.set_index("item_id").loc[vectors["item_ids"]].reset_index()
-    contents = bundle.Bundle(index=index, items=items, seen=seen,
+    ratings = rating_matrix(data.ratings, split.train.user_ids, split.train.item_ids)
+    contents = bundle.Bundle(index=index, items=items, seen=seen, ratings=ratings,
                              manifest=_manifest(run, cfg, settings, recall), **vectors)  # fmt: skip
     return bundle.write_bundle(out, contents, replace=replace)
 
 
-def _seen_items(cfg, fingerprint: str | None):
-    """The run's data and each user's training + validation items, from its logged config."""
+def _split(cfg, fingerprint: str | None):
+    """The run's data and split, rebuilt from its logged config and checked against the
+    fingerprint it logged."""
     prepared = load_split(cfg)
     split = prepared.split
     if fingerprint is not None and split.fingerprint != fingerprint:
         raise RecsysError(f"the split rebuilt from the run's config has fingerprint "
                           f"{split.fingerprint[:12]}, the run logged {fingerprint[:12]}: the data "
                           f"or the split code changed since; retrain and export again")
-    seen = (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
-    return prepared.data, seen
+    return prepared.data, split
+
+
+def rating_matrix(ratings: pd.DataFrame, user_ids: np.ndarray,
+                  item_ids: np.ndarray) -> sp.csr_matrix:  # fmt: skip
+    """Every rating as a ``(n_users, n_items)`` float32 CSR matrix of stars.
+
+    Parameters
+    ----------
+    ratings
+        ``user_id, item_id, rating, timestamp``: all of a release's ratings, whatever the
+        run's ``data.min_rating`` kept as interactions and whichever part of the split they
+        fell in. A pair rated twice keeps its latest rating.
+    user_ids, item_ids
+        The row and column order (MovieLens ids; ``Interactions.user_ids`` / ``item_ids``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        ``ratings[u, i]``: the stars user ``user_ids[u]`` gave movie ``item_ids[i]``.
+    """
+    latest = ratings.sort_values("timestamp", kind="stable").drop_duplicates(
+        ["user_id", "item_id"], keep="last")
+    frame = to_interactions(latest, user_ids, item_ids)
+    return sp.csr_matrix((frame.rating, (frame.user, frame.item)),
+                         shape=(frame.n_users, frame.n_items), dtype=np.float32)  # fmt: skip
 
 
 def _manifest(run, cfg, settings: IndexSettings, recall: float) -> dict:

@@ -1,11 +1,13 @@
 """Export and demo on synthetic data, with a real MLflow store and real FAISS indexes."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -15,6 +17,7 @@ from recsys import export
 from recsys.demo import BundleRecommender
 from recsys.errors import ConfigError, RecsysError
 from recsys.export import IndexSettings, build_index, export_bundle, select_run
+from tests.conftest import make_ratings
 
 
 def test_exact_index_equals_brute_force_top_k():
@@ -133,17 +136,45 @@ def test_tampered_bundle_fails_to_load_with_a_clear_error(bundle):
         BundleRecommender.load(bundle)
 
 
-def test_recommendations_exclude_seen_items_and_match_the_batch_path(demo):
+def test_recommendations_exclude_rated_items_and_match_the_batch_path(demo):
     table = demo.recommend(7, k=10)
     assert list(table.columns) == demo_module.COLUMNS and len(table) == 10
     assert table["rank"].tolist() == list(range(1, 11))
     assert (np.diff(table["score"]) <= 1e-6).all()
     row = demo.user_index(7)
-    seen_ids = demo.items["item_id"].to_numpy()[demo.seen[row].indices]
-    assert not set(table["movie_id"]) & set(seen_ids)
+    rated_ids = demo.items["item_id"].to_numpy()[demo.ratings[row].indices]
+    assert not set(table["movie_id"]) & set(rated_ids)
     many, _ = demo.recommend_many(np.array([7, 3, 7]), k=10)
     np.testing.assert_array_equal(many[0], table["movie_id"].to_numpy())
     np.testing.assert_array_equal(many[0], many[2])
+
+
+def test_the_bundle_holds_every_rating_and_none_is_recommended(demo):
+    """Test-part ratings too: the bundle's ratings are the release's, all of them."""
+    release = make_ratings()  # what the tracked benchmark trained on
+    users = demo.user_index(1), demo.user_index(120)
+    rated = demo.ratings
+    assert rated.nnz == len(release) > demo.seen.nnz
+    assert (rated.multiply(demo.seen) > 0).sum() == demo.seen.nnz  # training items are rated
+    first = release[release["user_id"] == 1].sort_values("item_id")
+    np.testing.assert_array_equal(demo.items["item_id"].to_numpy()[rated[users[0]].indices],
+                                  first["item_id"].to_numpy())  # fmt: skip
+    np.testing.assert_array_equal(rated[users[0]].data, first["rating"].to_numpy())
+    assert rated[users[1]].nnz == (release["user_id"] == 120).sum()
+    many, _ = demo.recommend_many(demo.user_ids, k=10)  # every user of the bundle
+    row_of = {m: i for i, m in enumerate(demo.items["item_id"])}
+    for user, movies in zip(demo.user_ids, many, strict=True):
+        row = demo.user_index(user)
+        assert not set(movies) & set(demo.items["item_id"].to_numpy()[rated[row].indices])
+        single = demo.recommend(int(user), k=10)["movie_id"].to_numpy()
+        assert rated[row, [row_of[m] for m in single]].nnz == 0
+
+
+def test_rating_matrix_keeps_every_rating_and_the_latest_of_a_pair():
+    ratings = pd.DataFrame({"user_id": [2, 1, 2, 2], "item_id": [30, 10, 10, 30],
+                            "rating": [1.0, 4.0, 2.0, 5.0], "timestamp": [5, 1, 2, 9]})
+    matrix = export.rating_matrix(ratings, np.array([1, 2, 3]), np.array([10, 20, 30]))
+    np.testing.assert_array_equal(matrix.toarray(), [[4, 0, 0], [2, 0, 5], [0, 0, 0]])
 
 
 def test_similar_items_and_new_users(demo):
@@ -157,6 +188,36 @@ def test_similar_items_and_new_users(demo):
     assert len(new) == 10 and not {5, 9, 13} & set(new["movie_id"])
 
 
+def test_similar_items_by_pmi_find_the_taste_group_and_by_cosine_the_vectors(demo):
+    """Users of a taste group rate movies of their group (movie id mod 4) far more often."""
+    for movie in (5, 2, 100):
+        pmi = demo.similar_items(movie, k=10)
+        assert (pmi["movie_id"] % 4 == movie % 4).sum() >= 9
+        assert (np.diff(pmi["score"]) <= 0).all() and pmi["rank"].tolist() == list(range(1, 11))
+        row = demo._item_index[movie]
+        expected = demo_module.co_rating_pmi(demo.ratings, row)
+        np.testing.assert_allclose(pmi["score"], np.sort(np.delete(expected, row))[::-1][:10],
+                                   rtol=1e-6)  # fmt: skip
+    vectors = demo.item_vectors / np.linalg.norm(demo.item_vectors, axis=1, keepdims=True)
+    cosine = demo.similar_items(5, k=10, similarity="cosine")
+    row = demo._item_index[5]
+    brute = np.argsort(-(vectors @ vectors[row]), kind="stable")[1:11]
+    np.testing.assert_array_equal(cosine["movie_id"], demo.items["item_id"].to_numpy()[brute])
+    with pytest.raises(RecsysError, match="similarity must be one of pmi, cosine, got 'dot'"):
+        demo.similar_items(5, similarity="dot")
+
+
+def test_neighbour_popularity_ranks_count_ratings_in_the_bundle(demo):
+    counts = make_ratings().groupby("item_id").size()
+    counts = counts.reindex(demo.items["item_id"], fill_value=0).to_numpy()
+    for similarity in demo_module.SIMILARITIES:
+        neighbours = demo.similar_items(5, k=10, similarity=similarity)["movie_id"].to_numpy()
+        ranks = demo_module.neighbour_popularity_ranks(demo, "Movie 5 (1955)",
+                                                        similarity=similarity)
+        expected = [1 + (counts > counts[m - 1]).sum() for m in neighbours]  # ids 1..200
+        np.testing.assert_array_equal(ranks, expected)
+
+
 def test_unknown_users_and_movies_get_suggestions(demo):
     with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120"):
         demo.recommend(9999)
@@ -168,13 +229,46 @@ def test_unknown_users_and_movies_get_suggestions(demo):
 
 def test_cli_prints_a_table_or_one_line(exported, capsys):
     assert demo_module.main(["--bundle", str(exported), "--user", "3", "-k", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "movie_id" in out and len(out.strip().splitlines()) == 4
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4].split() == ["rank", "id", "title", "genres", "score"]
+    assert [line.split()[0] for line in lines[-3:]] == ["1", "2", "3"]
     assert demo_module.main(["--bundle", str(exported), "--user", "9999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown user 9999") and err.count("\n") == 1
     assert demo_module.main(["--bundle", str(exported / "missing"), "--user", "3"]) == 1
     assert "run `python -m recsys.export` first" in capsys.readouterr().err
+
+
+def test_cli_user_output_names_the_run_and_shows_the_users_favourites(exported, demo, capsys):
+    assert demo_module.main(["--bundle", str(exported), "--user", "7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    run, rated = demo.manifest["run_id"], demo.user_ratings(7)
+    release = make_ratings().query("user_id == 7")
+    assert sorted(rated["movie_id"]) == sorted(release["item_id"])
+    assert rated["rating"].is_monotonic_decreasing and list(rated.columns) == [
+        "movie_id", "title", "year", "genres", "rating"]
+    assert lines[0] == f"User 7 ({len(rated)} films rated) | model als, run {run[:8]}"
+    favourites = lines[lines.index("Their top-rated films:") + 2:][:5]
+    stars = [int(line.split()[-1]) for line in favourites]
+    assert stars == sorted(stars, reverse=True) == rated["rating"].head(5).astype(int).tolist()
+    assert [int(line.split()[0]) for line in favourites] == rated["movie_id"].head(5).tolist()
+    assert "score: inner product of the user's and the film's vectors" in lines
+    table = lines[-10:]
+    assert [int(line.split()[0]) for line in table] == list(range(1, 11))
+    assert [int(line.split()[1]) for line in table] == demo.recommend(7)["movie_id"].tolist()
+    assert not set(rated["movie_id"]) & {int(line.split()[1]) for line in table}
+
+
+@pytest.mark.parametrize("query", [["--user", "7"], ["--similar", "Movie 5 (1955)"],
+                                   ["--similar", "5", "--similarity", "cosine"],
+                                   ["--like", "Movie 5 (1955)", "--like", "9"]])  # fmt: skip
+def test_cli_output_fits_80_columns_with_one_year_per_title(exported, capsys, query):
+    assert demo_module.main(["--bundle", str(exported), *query, "-k", "10"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) < 80
+    assert any(line.startswith("score: ") for line in out.splitlines())
+    assert not re.search(r"\(\d{4}\)\s+\d{4}", out)  # "Movie 5 (1955)  1955": the year twice
+    assert re.search(r"^   1  +\d+  Movie \d+ \(\d{4}\)", out, re.MULTILINE)  # left-aligned
 
 
 def test_the_demo_loads_a_bundle_without_mlflow_or_hydra(exported):
