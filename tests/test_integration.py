@@ -115,16 +115,18 @@ def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def small_benchmark(ml100k_dir, tmp_path_factory, mlflow_template):
-    """A small, fast benchmark: three models x two seeds, in a fresh MLflow store."""
+    """A small, fast benchmark in a fresh MLflow store: popular and ALS x two seeds, and BPR
+    (03_embeddings compares its vectors with ALS's) for a few epochs with one seed."""
     root = tmp_path_factory.mktemp("root")
     uri = fresh_store(root, mlflow_template)
+    bpr = ["model=bpr", *dotlist("model", contract_for("bpr").ml100k_quick)]
+    runs = [(["model=popular"], 1), (["model=popular"], 2), (["model=als"], 1),
+            (["model=als"], 2), (bpr, 1)]  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        for model in ("popular", "als", "ease"):
-            for seed in (1, 2):
-                run(compose_config([f"data.dir={ml100k_dir}", f"tracking.uri={uri}",
-                                    f"model={model}", f"seed={seed}",
-                                    "tracking.experiment=notebooks"]))  # fmt: skip
+        for overrides, seed in runs:
+            run(compose_config([f"data.dir={ml100k_dir}", f"tracking.uri={uri}", *overrides,
+                                f"seed={seed}", "tracking.experiment=notebooks"]))  # fmt: skip
     return root, uri
 
 
