@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?= model=als
 
-.PHONY: train test test-slow install tune benchmark report protocols docs benchmark-eval lint
+.PHONY: train test test-slow install tune benchmark report protocols docs benchmark-eval lint lab
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ protocols: $(BIN)/.installed
 # the README's sections generated from code and config (the models table)
 docs: $(BIN)/.installed
 	$(BIN)/python -m recsys.docs
+
+# JupyterLab on notebooks/ (01 needs only the data; 02 and 03 read `make benchmark`'s runs,
+# demo `make train`'s): its kernel is this venv's Python, with recsys installed
+lab: $(BIN)/.installed
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 benchmark-eval: $(BIN)/.installed
 	$(BIN)/python experiments/benchmark_evaluation.py

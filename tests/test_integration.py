@@ -9,6 +9,7 @@ quality bounds are ``slow`` tests (``make test-slow``).
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,20 +115,49 @@ def test_cli_prints_test_ndcg(ml100k_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def small_benchmark(ml100k_dir, tmp_path_factory, mlflow_template):
-    """A small, fast benchmark: three models x two seeds, in a fresh MLflow store."""
+    """A small, fast benchmark in a fresh MLflow store: popular and ALS x two seeds, and BPR
+    (03_embeddings compares its vectors with ALS's) for a few epochs with one seed."""
     root = tmp_path_factory.mktemp("root")
     uri = fresh_store(root, mlflow_template)
+    bpr = ["model=bpr", *dotlist("model", contract_for("bpr").ml100k_quick)]
+    runs = [(["model=popular"], 1), (["model=popular"], 2), (["model=als"], 1),
+            (["model=als"], 2), (bpr, 1)]  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
-        for model in ("popular", "als", "ease"):
-            for seed in (1, 2):
-                run(compose_config([f"data.dir={ml100k_dir}", f"tracking.uri={uri}",
-                                    f"model={model}", f"seed={seed}",
-                                    "tracking.experiment=notebooks"]))  # fmt: skip
+        for overrides, seed in runs:
+            run(compose_config([f"data.dir={ml100k_dir}", f"tracking.uri={uri}", *overrides,
+                                f"seed={seed}", "tracking.experiment=notebooks"]))  # fmt: skip
     return root, uri
 
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+# a cell that draws: it makes or shows a matplotlib figure, or calls the report's `figure`
+DRAWS = re.compile(r"\b(plt\.(subplots|figure|show)|figure)\(")
+# what a reader should never see: a warning's class name, a tqdm bar ("45%|####  | 9/20 [")
+NOISE = re.compile(r"\b\w+Warning\b|\d%\||\d+/\d+ \[")
+# the demo's notebook is changed on its own branch; it still shows MLflow's download bars
+NOISE_ALLOWED = {"demo.ipynb"}
+
+
+def cells_without_figure(notebook) -> list[int]:
+    """Indices of the code cells that draw but have no PNG among their outputs."""
+    drawing = [index for index, cell in enumerate(notebook.cells)
+               if cell.cell_type == "code" and DRAWS.search(cell.source)]  # fmt: skip
+    return [index for index in drawing
+            if not any("image/png" in out.get("data", {}) for out in notebook.cells[index].outputs)]
+
+
+def noisy_outputs(notebook) -> list[tuple[int, str]]:
+    """``(cell index, text)`` of every stderr stream, warning or progress bar (text or widget)."""
+    noisy = []
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = output.get("text", "") + data.get("text/plain", "")
+            if (output.get("name") == "stderr" or NOISE.search(text)
+                    or "application/vnd.jupyter.widget-view+json" in data):
+                noisy.append((index, text[:200]))
+    return noisy
 
 
 def test_notebooks_run_top_to_bottom(small_benchmark, ml100k_dir, monkeypatch):
@@ -141,7 +171,7 @@ def test_notebooks_run_top_to_bottom(small_benchmark, ml100k_dir, monkeypatch):
     monkeypatch.setenv("RECSYS_DATA_DIR", str(ml100k_dir))
     monkeypatch.setenv("RECSYS_EXPERIMENT", "notebooks")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Lab
     # the kernel spec runs "python": make it this interpreter, with recsys installed
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     notebooks = {path.name: nbformat.read(path, 4) for path in NOTEBOOKS}
@@ -156,9 +186,13 @@ def test_notebooks_run_top_to_bottom(small_benchmark, ml100k_dir, monkeypatch):
     failed = {name: result for name, result in results.items() if isinstance(result, Exception)}
     assert not failed, failed
     assert len(notebooks) == 4
+    assert any(DRAWS.search(cell.source) for notebook in notebooks.values()
+               for cell in notebook.cells if cell.cell_type == "code")  # fmt: skip
     for name, notebook in notebooks.items():
         outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not [o for o in outputs if o.output_type == "error"], name
+        assert not cells_without_figure(notebook), (name, cells_without_figure(notebook))
+        assert name in NOISE_ALLOWED or not noisy_outputs(notebook), (name, noisy_outputs(notebook))
         if name == "demo.ipynb":
             text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", ""))
                                for o in outputs])  # fmt: skip
