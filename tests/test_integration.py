@@ -136,9 +136,6 @@ DRAWS = re.compile(r"\b(plt\.(subplots|figure|show)|figure)\(")
 # what a reader should never see: a warning's class name, a tqdm bar ("45%|####  | 9/20 [")
 NOISE = re.compile(r"\b\w+Warning\b|\d%\||\d+/\d+ \[")
 # the demo's notebook is changed on its own branch; it still shows MLflow's download bars
-NOISE_ALLOWED = {"demo.ipynb"}
-
-
 def cells_without_figure(notebook) -> list[int]:
     """Indices of the code cells that draw but have no PNG among their outputs."""
     drawing = [index for index, cell in enumerate(notebook.cells)
@@ -192,7 +189,7 @@ def test_notebooks_run_top_to_bottom(small_benchmark, ml100k_dir, monkeypatch):
         outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
         assert not [o for o in outputs if o.output_type == "error"], name
         assert not cells_without_figure(notebook), (name, cells_without_figure(notebook))
-        assert name in NOISE_ALLOWED or not noisy_outputs(notebook), (name, noisy_outputs(notebook))
+        assert not noisy_outputs(notebook), (name, noisy_outputs(notebook))
         if name == "demo.ipynb":
             text = json.dumps([o.get("data", {}).get("text/plain", o.get("text", ""))
                                for o in outputs])  # fmt: skip
