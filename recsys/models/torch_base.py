@@ -154,6 +154,7 @@ class TorchRecommender(FactorRecommender):
         self.device = torch.device("cpu")
         self.best_epoch = 0
         self.epochs_run = 0
+        self.steps = 0  # optimisation steps of the current fit (a schedule may read it)
         self._user_tensor: torch.Tensor | None = None
         self._item_tensor: torch.Tensor | None = None
         self._average: nn.Module | None = None  # the moving average of the weights, if any
@@ -173,7 +174,8 @@ class TorchRecommender(FactorRecommender):
                    generator: torch.Generator) -> BatchLoss:  # fmt: skip
         """Loss and penalty of one batch of training interactions ``(users[b], items[b])``,
         both ``(B,)`` on the model's device (``items`` is ``None`` where ``batch_unit`` is
-        ``"users"``); ``generator`` draws negatives and dropout."""
+        ``"users"``); ``generator`` draws negatives and dropout. ``self.steps`` is the number
+        of steps taken before this one (for schedules such as KL annealing)."""
 
     @abstractmethod
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,6 +200,7 @@ class TorchRecommender(FactorRecommender):
                 self.module = self.build_module(train).to(self.device)
                 self._average = self._moving_average()
                 optimizer = torch.optim.Adam(self.module.parameters(), lr=self.trainer.lr)
+                self.steps = 0
                 self._train(optimizer, generator, validate, on_epoch)
         finally:
             torch.set_num_threads(threads)
@@ -288,6 +291,7 @@ class TorchRecommender(FactorRecommender):
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
+            self.steps += 1
             if self._average is not None:
                 self._average.update_parameters(self.module)
             totals += torch.stack([objective.detach(), penalty.detach()]).double() * len(batch)
