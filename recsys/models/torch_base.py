@@ -2,10 +2,11 @@
 
 A torch model supplies three things: its ``nn.Module`` (``build_module``), the loss of one batch
 of training interactions together with that batch's penalty (``batch_loss``), and the user and
-item vectors whose inner products are its scores (``compute_embeddings``). Everything else is
-here, once: device placement, seeding, Adam, shuffled mini-batches, the step
-(``zero_grad`` -> ``backward`` -> ``step``), validation, early stopping with the best epoch's
-weights restored, and ranking on the model's device.
+item vectors whose inner products are its scores (``compute_embeddings``). A model that reads a
+user's whole training row (an autoencoder) sets ``batch_unit = "users"`` and gets batches of
+users instead. Everything else is here, once: device placement, seeding, Adam, shuffled
+mini-batches, the step (``zero_grad`` -> ``backward`` -> ``step``), validation, early stopping
+with the best epoch's weights restored, and ranking on the model's device.
 
 How to train (epochs, batch size, learning rate, patience, device, ...) is a ``TrainerConfig``,
 built from the ``trainer`` config group (``conf/trainer/``). Seeded and deterministic on CPU:
@@ -22,7 +23,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,7 +69,8 @@ class TrainerConfig:
     epochs
         Maximum number of epochs.
     batch_size
-        Training interactions per optimisation step.
+        Training interactions per optimisation step (users, for a model whose
+        ``batch_unit`` is ``"users"``).
     lr
         Adam's learning rate.
     patience
@@ -152,20 +154,28 @@ class TorchRecommender(FactorRecommender):
         self.device = torch.device("cpu")
         self.best_epoch = 0
         self.epochs_run = 0
+        self.steps = 0  # optimisation steps of the current fit (a schedule may read it)
         self._user_tensor: torch.Tensor | None = None
         self._item_tensor: torch.Tensor | None = None
         self._average: nn.Module | None = None  # the moving average of the weights, if any
 
     # -- what a subclass provides -------------------------------------------------------------
+    #: What an epoch shuffles and ``batch_size`` counts: ``"interactions"`` (``batch_loss`` gets
+    #: ``users[b], items[b]``) or ``"users"``: the users with a training interaction, each once an
+    #: epoch, and ``items`` is ``None`` (the model reads their training rows itself).
+    batch_unit: ClassVar[str] = "interactions"
+
     @abstractmethod
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         """The trainable module for this training matrix (parameters initialised)."""
 
     @abstractmethod
-    def batch_loss(self, users: torch.Tensor, items: torch.Tensor,
+    def batch_loss(self, users: torch.Tensor, items: torch.Tensor | None,
                    generator: torch.Generator) -> BatchLoss:  # fmt: skip
         """Loss and penalty of one batch of training interactions ``(users[b], items[b])``,
-        both ``(B,)`` on the model's device; ``generator`` draws negatives and dropout."""
+        both ``(B,)`` on the model's device (``items`` is ``None`` where ``batch_unit`` is
+        ``"users"``); ``generator`` draws negatives and dropout. ``self.steps`` is the number
+        of steps taken before this one (for schedules such as KL annealing)."""
 
     @abstractmethod
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,16 +196,25 @@ class TorchRecommender(FactorRecommender):
             with torch.random.fork_rng(devices=forked):
                 torch.manual_seed(self.seed)
                 generator = torch.Generator().manual_seed(self.seed)
-                coo = train.tocoo()
-                self._train_users = torch.from_numpy(coo.row.astype(np.int64)).to(self.device)
-                self._train_items = torch.from_numpy(coo.col.astype(np.int64)).to(self.device)
+                self._train_users, self._train_items = self._training_examples(train)
                 self.module = self.build_module(train).to(self.device)
                 self._average = self._moving_average()
                 optimizer = torch.optim.Adam(self.module.parameters(), lr=self.trainer.lr)
+                self.steps = 0
                 self._train(optimizer, generator, validate, on_epoch)
         finally:
             torch.set_num_threads(threads)
         return self
+
+    def _training_examples(self, train: sp.csr_matrix):
+        """What an epoch shuffles: the ``(E,)`` users and items of the training interactions,
+        or (``batch_unit="users"``) the ``(U,)`` users with a training interaction and ``None``."""
+        if self.batch_unit == "users":
+            users = np.flatnonzero(np.diff(train.indptr)).astype(np.int64)
+            return torch.from_numpy(users).to(self.device), None
+        coo = train.tocoo()
+        return (torch.from_numpy(coo.row.astype(np.int64)).to(self.device),
+                torch.from_numpy(coo.col.astype(np.int64)).to(self.device))  # fmt: skip
 
     def fit_validated(self, train: sp.csr_matrix, validate: Validate | None = None,
                       on_epoch: OnEpoch | None = None) -> TorchRecommender:  # fmt: skip
@@ -259,19 +278,20 @@ class TorchRecommender(FactorRecommender):
 
     def _train_epoch(self, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator) -> dict[str, float]:  # fmt: skip
-        """One pass over the training interactions in shuffled batches: the one place a step
-        happens. Returns the epoch's mean loss (loss + penalty) and mean penalty."""
+        """One pass over the training interactions (or users) in shuffled batches: the one place
+        a step happens. Returns the epoch's mean loss (loss + penalty) and mean penalty."""
         self.module.train()
         n = len(self._train_users)
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, penalty
         order = torch.randperm(n, generator=generator).to(self.device)
         for batch in order.split(self.trainer.batch_size):
-            loss, penalty = self.batch_loss(self._train_users[batch], self._train_items[batch],
-                                            generator)  # fmt: skip
+            items = None if self._train_items is None else self._train_items[batch]
+            loss, penalty = self.batch_loss(self._train_users[batch], items, generator)
             objective = loss + penalty
             optimizer.zero_grad()
             objective.backward()
             optimizer.step()
+            self.steps += 1
             if self._average is not None:
                 self._average.update_parameters(self.module)
             totals += torch.stack([objective.detach(), penalty.detach()]).double() * len(batch)

@@ -8,6 +8,7 @@ from recsys.errors import ConfigError
 from recsys.metrics import evaluate
 from recsys.models.base import top_k
 from recsys.models.graphsage import sample_neighborhood
+from recsys.models.multvae import MultVAERecommender, gaussian_kl, multinomial_nll
 from recsys.models.torch_base import top_k_torch
 from recsys.split import Split
 from recsys.train import train_and_evaluate
@@ -207,3 +208,93 @@ def test_cuda_training_and_ranking_match_cpu_quality(synthetic_matrices):
 def test_cuda_without_gpu_is_a_config_error():
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         create_model("bpr", seed=0, overrides={"trainer": {"device": "cuda"}})
+
+
+class TestMultVAE(ModelContract):
+    model_name = "multvae"
+    overrides = {"hidden": 64, "latent": 16, "anneal_steps": 50,
+                 "trainer": {"epochs": 30, "batch_size": 20, "lr": 0.003, "min_epochs": 0,
+                             **CPU}}  # fmt: skip
+    ndcg_bounds = (0.35, 1.0)
+    ml100k_ndcg = (0.44, 1.0)  # seed 42 with refit: 0.484
+    ml100k_quick = {"trainer": {"epochs": 5, "min_epochs": 0, "progress": False}}
+    ml100k_quick_ndcg = (0.25, 1.0)  # 5 epochs (~3 s): 0.296, popular ~0.25, random ~0.02
+
+    def test_loss_is_the_multinomial_likelihood_and_the_gaussian_kl(self, fitted):
+        # user 0: softmax(0, 0, ln 2) = (1/4, 1/4, 1/2), items {0, 2}: -ln(1/4) - ln(1/2) = ln 8
+        # user 1: softmax(ln 3, 0, 0) = (3/5, 1/5, 1/5), item {0}: -ln(3/5) = ln(5/3)
+        logits = torch.log(torch.tensor([[1.0, 1.0, 2.0], [3.0, 1.0, 1.0]]))
+        rows = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+        expected = (np.log(8) + np.log(5 / 3)) / 2
+        assert float(multinomial_nll(logits, rows)) == pytest.approx(expected, rel=1e-6)
+        # KL(N(mu, sigma^2) || N(0, 1)) = (mu^2 + sigma^2 - 1 - ln sigma^2) / 2 per dimension:
+        # user 0: mu (1, 0), sigma^2 (1, 4): (1 + 1 - 1 - 0) / 2 + (0 + 4 - 1 - ln 4) / 2
+        # user 1: mu (0, 0), sigma^2 (1, 1): 0
+        mu = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+        log_var = torch.log(torch.tensor([[1.0, 4.0], [1.0, 1.0]]))
+        expected = (0.5 + (3 - np.log(4)) / 2) / 2
+        assert float(gaussian_kl(mu, log_var)) == pytest.approx(expected, rel=1e-6)
+
+    def test_batch_loss_is_the_negative_elbo_of_the_dropped_out_rows(self, synthetic_matrices):
+        train = synthetic_matrices[0]
+        model = self.make_model(0, trainer={"epochs": 1}).fit(train)
+        model.steps = 25  # half way up the annealing: beta = beta_cap / 2
+        users = torch.tensor([4, 0, 9])
+        with torch.no_grad():
+            found = model.batch_loss(users, None, torch.Generator().manual_seed(3))
+        # the same draws, by hand: dropout mask over the rows, then the reparameterisation noise
+        generator = torch.Generator().manual_seed(3)
+        rows = torch.from_numpy(train[[4, 0, 9]].toarray()).float()  # (3, n_items)
+        keep = torch.rand(rows.shape, generator=generator) >= 0.5
+        inputs = rows / rows.norm(dim=1, keepdim=True) * keep / 0.5
+        noise = torch.randn(3, 16, generator=generator)
+        m = model.module.requires_grad_(False)
+        mu, log_var = m.encoder(inputs).chunk(2, dim=1)  # (3, 16) each
+        logits = m.decoder_out(torch.tanh(m.decoder_hidden[0](mu + (log_var / 2).exp() * noise)))
+        nll = -(torch.log_softmax(logits, dim=1) * rows).sum(dim=1).mean()
+        kl = 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(dim=1).mean()
+        assert model.beta(25) == pytest.approx(model.beta_cap / 2)
+        assert float(found.loss) == pytest.approx(float(nll), rel=1e-5)
+        assert float(found.penalty) == pytest.approx(model.beta_cap / 2 * float(kl), rel=1e-5)
+
+    def test_beta_rises_linearly_to_its_cap(self):
+        model = self.make_model(0, beta_cap=0.2, anneal_steps=100)
+        assert [model.beta(step) for step in (0, 25, 100, 10_000)] == pytest.approx(
+            [0.0, 0.05, 0.2, 0.2])
+        assert self.make_model(0, beta_cap=0.2, anneal_steps=0).beta(0) == 0.2
+
+    def test_an_epoch_is_each_user_with_training_items_once(self, synthetic_matrices,
+                                                            monkeypatch):  # fmt: skip
+        train = synthetic_matrices[0].tolil()
+        train[7] = 0  # a user without training items is never a training example
+        train = sp.csr_matrix(train)
+        train.eliminate_zeros()
+        batches = []
+        batch_loss = MultVAERecommender.batch_loss
+
+        def recorded(model, users, items, generator):
+            batches.append((model.steps, users.tolist(), items))
+            return batch_loss(model, users, items, generator)
+
+        monkeypatch.setattr(MultVAERecommender, "batch_loss", recorded)
+        model = self.make_model(0, trainer={"epochs": 2, "batch_size": 50}).fit(train)
+        active = sorted(set(range(train.shape[0])) - {7})
+        assert [len(users) for _, users, _ in batches] == [50, 50, 19] * 2
+        for epoch in (batches[:3], batches[3:]):
+            assert sorted(u for _, users, _ in epoch for u in users) == active
+        assert [step for step, _, _ in batches] == list(range(6)) == list(range(model.steps))
+        assert all(items is None for _, _, items in batches)
+
+    def test_fold_in_of_a_training_row_gives_that_users_scores(self, fitted, synthetic_matrices):
+        train = synthetic_matrices[0]
+        users = np.array([3, 0, 50])
+        np.testing.assert_allclose(fitted.score_fold_in(train[users]), fitted.score(users),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(fitted.fold_in(train[users]), fitted.user_embeddings[users],
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        liked = sp.csr_matrix((np.full(3, 5.0), ([0, 0, 0], [1, 2, 3])), shape=(1, 200))
+        rated = fitted.score_fold_in(liked)  # ratings count as likes: the row is binarised
+        np.testing.assert_allclose(rated, fitted.score_fold_in(liked > 0), rtol=1e-6)
+        assert rated.shape == (1, 200) and np.isfinite(rated).all()
+        with pytest.raises(ConfigError, match="rows over the 200 items"):
+            fitted.fold_in(sp.csr_matrix((1, 199)))
