@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys import artifacts
 from recsys.artifacts import RunArtifacts
-from recsys.config import build_model, compose_config, load_split
+from recsys.config import build_model, compose_config, load_split, model_names
 from recsys.errors import ConfigError
 from recsys.metrics import evaluate
 from recsys.train import run
@@ -92,7 +92,7 @@ def test_cli_unknown_model_lists_the_available_models(tmp_path):
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: unknown model 'nope'")
-    assert "als, bpr, ease, graphsage, itemknn, popular, random, two_tower" in line
+    assert ", ".join(model_names()) in line  # every file of conf/model/, sorted
 
 
 def test_cli_corrupt_data_is_one_line_checksum_error(tmp_path):
