@@ -114,7 +114,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         if match is None or path.is_symlink() or match["host"] != _host():
             continue
         pid = int(match["pid"])
-        if _process_exists(pid):
+        if process_exists(pid):
             continue
         _remove(path)
         if not os.path.lexists(path):
@@ -127,7 +127,8 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (another user's counts as running)."""
     if pid == os.getpid():
         return True
     try:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from recsys.errors import TrackingError
+from recsys.errors import RecsysError, TrackingError, print_error
+from recsys.files import atomic_write_text, process_exists
 
 log = logging.getLogger(__name__)
 
@@ -384,8 +385,6 @@ class SweepParentRun(Callback):
         self.tracker: RunTracker | None = None
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        from recsys.errors import RecsysError, print_error
-
         if not config.tracking.enabled:
             return
         folder = Path(config.hydra.sweep.dir)
@@ -399,8 +398,6 @@ class SweepParentRun(Callback):
             print_error(error)
             sys.exit(1)
         folder.mkdir(parents=True, exist_ok=True)
-        from recsys.files import atomic_write_text
-
         atomic_write_text(folder / PARENT_FILE, json.dumps({"run_id": self.tracker.run_id}))
 
     def on_multirun_end(self, config, **kwargs) -> None:
@@ -488,15 +485,7 @@ def fail_orphans(client, experiment_id: str) -> list[str]:
 
 def _alive(pid: str | None) -> bool:
     """Whether process ``pid`` of this host still runs (unknown pids count as alive)."""
-    if pid is None or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    return pid is None or not pid.isdigit() or process_exists(int(pid))
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:

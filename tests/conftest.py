@@ -169,6 +169,19 @@ def tracked_benchmark(tmp_path_factory, mlflow_template):
         yield uri, data_dir, root
 
 
+@pytest.fixture(scope="session")
+def bench_runs(tracked_benchmark):
+    """The report's ``Runs`` of ``tracked_benchmark``'s experiment ``bench`` (read only)."""
+    from mlflow.tracking import MlflowClient
+
+    from recsys.report import load_runs
+
+    uri, _, _ = tracked_benchmark
+    loaded = load_runs(MlflowClient(uri), "bench")
+    yield loaded
+    loaded.close()
+
+
 @functools.cache
 def synthetic_movielens() -> MovieLens:
     """The synthetic release in memory (what ``load_movielens`` reads from ``synthetic_data``)."""

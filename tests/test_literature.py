@@ -4,7 +4,6 @@ from mlflow.tracking import MlflowClient
 from recsys import literature
 from recsys.config import compose_config
 from recsys.errors import ConfigError
-from recsys.report import load_runs
 from recsys.train import run
 from tests.conftest import SYNTHETIC
 
@@ -18,11 +17,8 @@ rows:
 
 
 @pytest.fixture(scope="module")
-def runs(tracked_benchmark):
-    uri, _, _ = tracked_benchmark
-    loaded = load_runs(MlflowClient(uri), "bench")
-    yield loaded
-    loaded.close()
+def runs(bench_runs):
+    return bench_runs
 
 
 def test_published_rows_sit_next_to_ours_on_the_same_protocol(runs, tmp_path):

@@ -47,11 +47,8 @@ def test_significance_marks_the_worse_model_and_not_the_noisy_twin(test):
 
 
 @pytest.fixture(scope="module")
-def runs(tracked_benchmark):
-    uri, _, _ = tracked_benchmark
-    loaded = load_runs(MlflowClient(uri), "bench")
-    yield loaded
-    loaded.close()
+def runs(bench_runs):
+    return bench_runs
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,9 @@ import json
 import re
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from recsys import report
-from recsys.report import MAIN_METRICS, Runs, load_runs, readme_section
+from recsys.report import MAIN_METRICS, Runs, readme_section
 from recsys.tracking import RunTracker
 from tests.conftest import fresh_store
 from tests.faults.harness import failing_cli
@@ -70,11 +69,8 @@ def test_a_cut_off_no_run_logged_is_refused(nan_store, tmp_path, capsys):
 
 # -- seeds ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def benchmark_runs(tracked_benchmark):
-    uri, _, _ = tracked_benchmark
-    loaded = load_runs(MlflowClient(uri), "bench")
-    yield loaded
-    loaded.close()
+def benchmark_runs(bench_runs):
+    return bench_runs
 
 
 def _without(runs: Runs, drop: list[tuple[str, int]]) -> Runs:
