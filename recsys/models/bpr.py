@@ -70,12 +70,15 @@ class BPRRecommender(TorchRecommender):
         negatives = negatives.to(self.device)  # (B, n)
         module = self.module
         user_vectors = module.user(users)  # (B, d)
-        negative_scores = (user_vectors[:, None, :] * module.item(negatives)).sum(-1) \
+        negative_vectors = module.item(negatives)  # (B, n, d): the one gather of this size
+        negative_scores = torch.bmm(negative_vectors, user_vectors[:, :, None]).squeeze(-1) \
             + module.item_bias(negatives).squeeze(-1)  # (B, n)
         margin = module(users, items)[:, None] - negative_scores  # (B, n)
-        # each negative vector weighs 1/n, so the penalty per example does not grow with n
+        # each negative vector weighs 1/n, so the penalty per example does not grow with n; its
+        # squared norm is read from the catalogue's, not recomputed over (B, n, d)
+        squared_norms = module.item.weight.square().sum(-1)  # (n_items,)
         l2 = embedding_l2(user_vectors, module.item(items), examples=len(users)) \
-            + embedding_l2(module.item(negatives), examples=len(users) * n)
+            + squared_norms[negatives].sum() / (len(users) * n)
         return BatchLoss(-F.logsigmoid(margin).mean(), self.regularization * l2)
 
     def compute_embeddings(self):
