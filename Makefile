@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?= model=als
 
-.PHONY: train test test-slow install tune benchmark report protocols docs benchmark-eval lint lab
+.PHONY: train test test-slow install tune benchmark report cold-start protocols docs benchmark-eval lint lab
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ report: $(BIN)/.installed
 	$(BIN)/python -m recsys.report --experiment ml-100k-msr-benchmark --out reports --readme README.md
 	$(BIN)/python -m recsys.literature published --experiment ml-100k-msr-benchmark --out reports \
 		--readme README.md
+
+# users never seen in training, 5 seeds: reports/cold_start.md, its figure and the README's table
+cold-start: $(BIN)/.installed
+	$(BIN)/python -m recsys.cold_start --readme README.md
 
 # the closed-form models under every protocol x 5 seeds, and the README's protocol table
 protocols: $(BIN)/.installed

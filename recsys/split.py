@@ -3,7 +3,8 @@
 Every splitter holds out test rows from all interactions, then validation rows from what is
 left, with the same rule: validation is a carve-out of the training part and never touches test.
 A user keeps at least one training interaction whenever they have any, so every evaluated user
-has history to rank from.
+has history to rank from; the one exception is ``ColdUserSplit``, whose test users are unseen
+on purpose.
 
 The fingerprint is a SHA-256 of the exact rows of each part (original ids, rating, timestamp,
 in a canonical order), so the same data and seed give the same fingerprint on any machine.
@@ -139,6 +140,38 @@ class TemporalSplit(Splitter):
         mask = np.zeros(len(data), dtype=bool)
         mask[order[len(data) - n_holdout :]] = True
         return mask
+
+
+class ColdUserSplit(Splitter):
+    """Users never seen: a seeded ``user_ratio`` of the users, with all their interactions, to
+    test; then ``val_ratio`` of each remaining user's interactions to validation (as
+    ``RandomRatioSplit``).
+
+    The one splitter that leaves test users without training rows, by design: it is the
+    cold-start protocol (``python -m recsys.cold_start``), where a test user is scored from
+    their demographics or from a few ratings revealed at prediction time.
+    """
+
+    def __init__(self, user_ratio: float, val_ratio: float):
+        self.user_ratio = _check_ratio("split.user_ratio", user_ratio, allow_zero=False)
+        self.val_ratio = _check_ratio("split.val_ratio", val_ratio)
+
+    def describe(self) -> str:
+        return (f"cold users: {_percent(self.user_ratio)} of the users, with all their "
+                f"interactions, to test, "
+                f"{_validation(f'{_percent(self.val_ratio)} of each other user')}")
+
+    def _holdout(self, data, rng, validation):
+        counts = np.bincount(data.user, minlength=data.n_users)
+        if validation:
+            n_holdout = np.floor(self.val_ratio * counts + 0.5).astype(np.int64)
+            return _hold_out_last(data.user, rng.random(len(data)), n_holdout)
+        active = np.flatnonzero(counts)
+        # at least one user goes cold and at least one stays to train on
+        n_cold = min(max(int(np.floor(self.user_ratio * len(active) + 0.5)), 1), len(active) - 1)
+        cold = np.zeros(data.n_users, dtype=bool)
+        cold[rng.choice(active, size=n_cold, replace=False)] = True
+        return cold[data.user]
 
 
 def _hold_out_last(user: np.ndarray, key: np.ndarray, n_holdout: np.ndarray) -> np.ndarray:

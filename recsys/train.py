@@ -72,6 +72,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     FAILED, with the reason, on any error or on SIGINT/SIGTERM.
     """
     check_config(cfg)
+    if cfg.protocol.get("revealed") is not None:
+        raise ConfigError(f"protocol {cfg.protocol.name} evaluates users never seen in training, "
+                          f"which a model ranks by revealed ratings or demographics, not by id: "
+                          f"run python -m recsys.cold_start instead")  # fmt: skip
     if cfg.tracking.enabled:  # a dead or read-only store fails in seconds, before the data
         open_client(cfg.tracking.uri, write=True)
     prepared = load_split(cfg)

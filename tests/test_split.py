@@ -4,6 +4,7 @@ import pytest
 from recsys.data import to_interactions
 from recsys.errors import ConfigError
 from recsys.split import (
+    ColdUserSplit,
     LeaveLastKSplit,
     LeaveOneOutSplit,
     RandomRatioSplit,
@@ -12,7 +13,7 @@ from recsys.split import (
 from tests.conftest import make_ratings
 
 SPLITTERS = [RandomRatioSplit(0.25, 0.1), TemporalSplit(0.2, 0.1), LeaveLastKSplit(k=2, val_k=1),
-             LeaveOneOutSplit()]  # fmt: skip
+             LeaveOneOutSplit(), ColdUserSplit(user_ratio=0.1, val_ratio=0.1)]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,19 @@ def test_random_ratio_is_stratified_per_user(interactions):
     val = np.bincount(split.validation.user, minlength=80)
     np.testing.assert_array_equal(test, np.floor(0.25 * per_user + 0.5))
     np.testing.assert_array_equal(val, np.floor(0.2 * (per_user - test) + 0.5))
+
+
+def test_cold_users_are_held_out_whole_and_never_trained_on(interactions):
+    split = ColdUserSplit(user_ratio=0.1, val_ratio=0.2)(interactions, seed=0)
+    cold = set(split.test.user.tolist())
+    assert len(cold) == 8  # round(0.1 * 80)
+    assert not cold & (set(split.train.user.tolist()) | set(split.validation.user.tolist()))
+    per_user = np.bincount(interactions.user, minlength=80)
+    np.testing.assert_array_equal(np.bincount(split.test.user, minlength=80)[list(cold)],
+                                  per_user[list(cold)])  # fmt: skip
+    warm = np.setdiff1d(np.arange(80), list(cold))
+    val = np.bincount(split.validation.user, minlength=80)
+    np.testing.assert_array_equal(val[warm], np.floor(0.2 * per_user[warm] + 0.5))
 
 
 def test_every_user_keeps_a_training_interaction():

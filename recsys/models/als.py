@@ -8,6 +8,8 @@ from threadpoolctl import threadpool_limits
 
 from recsys.models.base import FactorRecommender, check_positive
 
+FOLD_IN_BLOCK = 256  # users folded in at once
+
 
 class ALSRecommender(FactorRecommender):
     """implicit's ``AlternatingLeastSquares`` with the confidence ``1 + alpha * r_ui``.
@@ -62,3 +64,37 @@ class ALSRecommender(FactorRecommender):
         self._user_vectors = np.asarray(model.user_factors, dtype=np.float32)
         self._item_vectors = np.asarray(model.item_factors, dtype=np.float32)
         return self
+
+    def fold_in(self, rows: sp.spmatrix) -> np.ndarray:
+        """``(B, factors)`` user vectors of users known only by ``rows`` (not in training).
+
+        The ALS user step (Hu et al. 2008, eq. 4) against the fitted item vectors ``Y``, with
+        implicit's confidence ``c_ui = alpha * r_ui`` on the stored entries:
+        ``x_u = (Y^T Y + Y^T (C^u - I) Y + lambda I)^{-1} Y^T C^u p(u)``, summed over the
+        user's items only. Solved for all rows at once; memory ``nnz * factors^2`` floats, so
+        rows come in blocks.
+        """
+        rows = sp.csr_matrix(rows, dtype=np.float64)
+        items = self._item_vectors.astype(np.float64)  # (n_items, d)
+        d = items.shape[1]
+        base = items.T @ items + self.regularization * np.eye(d)  # (d, d)
+        vectors = np.zeros((rows.shape[0], d))
+        for start in range(0, rows.shape[0], FOLD_IN_BLOCK):
+            block = rows[start : start + FOLD_IN_BLOCK]
+            block.eliminate_zeros()
+            confidence = self.alpha * block.data  # (nnz,)
+            liked = items[block.indices]  # (nnz, d)
+            outer = (confidence - 1.0)[:, None, None] * liked[:, :, None] * liked[:, None, :]
+            gram = np.broadcast_to(base, (block.shape[0], d, d)).copy()  # (b, d, d)
+            target = np.zeros((block.shape[0], d))
+            has = np.diff(block.indptr) > 0
+            starts = block.indptr[:-1][has]
+            gram[has] += np.add.reduceat(outer, starts, axis=0)
+            target[has] = np.add.reduceat(confidence[:, None] * liked, starts, axis=0)
+            vectors[start : start + len(block.indptr) - 1] = np.linalg.solve(
+                gram, target[:, :, None])[:, :, 0]  # fmt: skip
+        return vectors.astype(np.float32)
+
+    def score_fold_in(self, rows: sp.spmatrix) -> np.ndarray:
+        """``(B, n_items)`` scores of users known only by ``rows`` (see ``fold_in``)."""
+        return self.fold_in(rows) @ self._item_vectors.T

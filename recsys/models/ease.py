@@ -67,3 +67,8 @@ class EASERecommender(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self._train[users] @ self._weights)  # (B, n_items)
+
+    def score_fold_in(self, rows: sp.spmatrix) -> np.ndarray:
+        """``(B, n_items)`` scores of users known only by the binary ``rows`` of their items
+        (not in training): ``rows @ B``, the same formula as for a training user."""
+        return np.asarray(sp.csr_matrix(rows, dtype=np.float32) @ self._weights)

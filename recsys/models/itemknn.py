@@ -57,6 +57,11 @@ class ItemKNNRecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         return (self._train[users] @ self._similarity).toarray()  # (B, n_items)
 
+    def score_fold_in(self, rows: sp.spmatrix) -> np.ndarray:
+        """``(B, n_items)`` scores of users known only by the binary ``rows`` of their items
+        (not in training): the same sum of similarities as for a training user."""
+        return (sp.csr_matrix(rows, dtype=np.float32) @ self._similarity).toarray()
+
 
 def _keep_top_k(similarity: np.ndarray, k: int) -> sp.csr_matrix:
     """Sparse copy of ``similarity`` keeping the ``k`` largest positive values per row.

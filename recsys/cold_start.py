@@ -1,0 +1,288 @@
+"""Cold start: users never seen in training, scored from their demographics or from the first
+few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
+
+    python -m recsys.cold_start [--models popular two_tower als ease multvae] [--seeds 1 2 3 4 5]
+                                [--data-dir data] [--out reports] [--readme README.md]
+                                [OVERRIDE ...]
+
+For each seed, the ``cold_users`` split holds 10 % of the users out with all their ratings.
+Every model is fitted as ``recsys.train`` fits it (settings and epochs chosen on the other
+users' validation carve-out, then refit on all their ratings). Each held-out user is then
+scored by every route a model offers:
+
+- ``popular``: the training popularity list, the same for everyone;
+- ``demographics``: the two-tower user tower from age, gender, occupation and zip alone;
+- ``fold-in``: a model that scores users from a row of items they liked (``score_fold_in``:
+  ALS's user step against its item vectors, EASE's and ItemKNN's item-item weights, Mult-VAE's
+  encoder) given the user's first ``r`` ratings in time, for each ``r`` of ``protocol.revealed``
+  above 0.
+
+Every route at every count is judged on the same items: the user's ratings after the largest
+count (users with no rating beyond it are left out, and counted). Items a route was told about
+are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds),
+``cold_start.json`` (every seed's value of every metric, with the split fingerprints) and
+``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.cli import ArgumentParser, positive_int
+from recsys.config import build_model, check_overrides, compose_config, load_split, model_class
+from recsys.data.features import user_features
+from recsys.docs import replace_section
+from recsys.errors import ConfigError, RecsysError
+from recsys.files import atomic_path, atomic_write_text
+from recsys.metrics import ranking_metrics
+from recsys.models.base import mask_excluded, top_k
+from recsys.models.popular import PopularRecommender
+from recsys.report import confidence_interval
+from recsys.train import train_and_evaluate
+
+MODELS = ("popular", "two_tower", "als", "ease", "multvae")
+K = 10  # the table's and the figure's cut-off
+
+
+@dataclass(frozen=True)
+class ColdUsers:
+    """The held-out users of one split, their revealed ratings and what they are judged on.
+
+    ``users`` index the full user space; ``revealed[r]`` and ``targets`` are ``(len(users),
+    n_items)`` binary CSR matrices: each user's first ``r`` ratings in time, and the ratings
+    after the largest count."""
+
+    users: np.ndarray
+    revealed: dict[int, sp.csr_matrix]
+    targets: sp.csr_matrix
+    left_out: int  # held-out users with no rating beyond the largest count
+
+
+def cold_users(test, counts: list[int]) -> ColdUsers:
+    """Split each test user's ratings by time (ties by item) into the first ``r`` for every
+    ``r`` in ``counts`` and the targets after ``max(counts)``."""
+    largest = max(counts)
+    order = np.lexsort((test.item, test.timestamp, test.user))
+    user, item = test.user[order], test.item[order]
+    n_rated = np.bincount(user, minlength=test.n_users)
+    first = np.cumsum(n_rated) - n_rated
+    position = np.arange(len(user)) - first[user]  # 0 for each user's first rating
+    users = np.flatnonzero(n_rated > largest)
+    row = np.full(test.n_users, -1)
+    row[users] = np.arange(len(users))
+    keep = row[user] >= 0
+
+    def matrix(mask: np.ndarray) -> sp.csr_matrix:
+        mask &= keep
+        ones = np.ones(mask.sum(), dtype=np.float32)
+        return sp.csr_matrix((ones, (row[user[mask]], item[mask])),
+                             shape=(len(users), test.n_items))  # fmt: skip
+
+    revealed = {r: matrix(position < r) for r in counts}
+    left_out = int(np.count_nonzero(n_rated)) - len(users)
+    return ColdUsers(users, revealed, matrix(position >= largest), left_out)
+
+
+def route(model_type: type) -> str | None:
+    """How a model of ``model_type`` scores an unseen user, or ``None`` if it cannot."""
+    if issubclass(model_type, PopularRecommender):
+        return "popular"
+    if hasattr(model_type, "score_new_users"):
+        return "demographics"
+    if hasattr(model_type, "score_fold_in"):
+        return "fold-in"
+    return None
+
+
+def route_scores(model, cold: ColdUsers, r: int, data) -> tuple[str, np.ndarray] | None:
+    """``(route, (len(cold.users), n_items) scores)`` of the model's way to score these users
+    with ``r`` ratings revealed, or ``None`` if it has none at that count."""
+    way = route(type(model))
+    if way == "popular":
+        return way, np.broadcast_to(model.score(cold.users[:1]), cold.targets.shape)
+    if way == "demographics":
+        return way, model.score_new_users(user_features(data.users).rows(cold.users))
+    if way == "fold-in" and r > 0:
+        return way, model.score_fold_in(cold.revealed[r])
+    return None
+
+
+def check_models(names: list[str]) -> None:
+    """Every model named can score an unseen user (``ConfigError`` naming the first that
+    cannot), checked before any training."""
+    for name in names:
+        check_overrides([f"model={name}"])
+        if route(model_class(compose_config([f"model={name}"]).model)) is None:
+            raise ConfigError(f"model {name} has no way to score an unseen user (no "
+                              f"score_new_users or score_fold_in): leave it out of --models")
+
+
+def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> pd.DataFrame:
+    """One model on one seed's ``cold_users`` split: a row per (route, revealed count) with
+    the mean of every metric over the held-out users."""
+    arguments = ["protocol=cold_users", f"model={name}", f"seed={seed}",
+                 *model_overrides(name, overrides)]  # fmt: skip
+    check_overrides(arguments)
+    cfg = compose_config(arguments)
+    prepared = load_split(cfg)
+    split = prepared.split
+
+    def fresh_model(changes: dict | None = None):
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.merge(cfg.model, changes) if changes else cfg.model
+        return build_model(node, cfg.seed, prepared.data)
+
+    refit = fresh_model if cfg.protocol.refit else None
+    result = train_and_evaluate(fresh_model(), split, ks, cfg.eval_batch_size, cfg.objective,
+                                refit=refit)  # fmt: skip
+    cold = cold_users(split.test, list(cfg.protocol.revealed))
+    rows = []
+    for r in cfg.protocol.revealed:
+        scored = route_scores(result.model, cold, r, prepared.data)
+        if scored is None:
+            continue
+        route, scores = scored
+        scores = np.array(scores, dtype=np.float32)  # a copy: masking writes into it
+        mask_excluded(scores, cold.revealed[r])
+        ranking = top_k(scores, max(ks))[0]
+        metrics = ranking_metrics(ranking, cold.targets, ks)
+        rows.append({"model": name, "route": route, "revealed": r, "seed": seed,
+                     "users": len(cold.users), "left_out": cold.left_out,
+                     "fingerprint": split.fingerprint,
+                     "val/ndcg@10": result.metrics.get("val/ndcg@10", float("nan"))}
+                    | {m: float(v.mean()) for m, v in metrics.items()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def model_overrides(name: str, overrides: list[str]) -> list[str]:
+    """``overrides`` without the ``model.KEY...`` ones whose ``KEY`` model ``name`` lacks, so
+    ``model.trainer.epochs=5`` reaches the torch models and leaves EASE alone."""
+    settings = compose_config([f"model={name}"]).model
+    return [o for o in overrides
+            if not o.startswith("model.") or o.split("=")[0].split(".")[1] in settings]
+
+
+def summary_table(results: pd.DataFrame, metric: str = f"ndcg@{K}") -> pd.DataFrame:
+    """Mean and 95 % CI half-width of ``metric`` over seeds, per (model, route, revealed)."""
+    grouped = results.groupby(["model", "route", "revealed"], sort=False)[metric]
+    return grouped.agg(mean="mean", half_width=confidence_interval, seeds="count").reset_index()
+
+
+def markdown(results: pd.DataFrame) -> str:
+    """The table: one row per model and route, one column per revealed count."""
+    table = summary_table(results)
+    counts = sorted(results["revealed"].unique())
+    seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
+    lines = ["| model | route | " + " | ".join(f"{r} revealed" for r in counts) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in counts) + " |"]  # fmt: skip
+    for (model, route), rows in table.groupby(["model", "route"], sort=False):
+        cells = {r: _cell(m, h) for r, m, h in zip(rows["revealed"], rows["mean"],
+                                                    rows["half_width"], strict=True)}  # fmt: skip
+        lines.append(f"| {model} | {route} | "
+                     + " | ".join(cells.get(r, "—") for r in counts) + " |")  # fmt: skip
+    users = results.groupby("seed")["users"].first()
+    left_out = results.groupby("seed")["left_out"].first()
+    note = (f"Test NDCG@{K} of users never seen in training (protocol `cold_users`: 10 % of the "
+            f"users held out with all their ratings; {users.mean():.0f} such users per seed, "
+            f"{left_out.mean():.0f} left out for having no rating beyond the largest count), "
+            f"mean ± half-width of the 95 % confidence interval over seeds {seeds}. A user's "
+            f"first *r* ratings in time are revealed; every column is judged on the same "
+            f"items, the ratings after the largest *r*. Generated by "
+            f"`python -m recsys.cold_start`.")  # fmt: skip
+    return "\n".join(lines) + "\n\n" + note
+
+
+def _cell(mean: float, half_width: float) -> str:
+    return f"{mean:.4f}" if np.isnan(half_width) else f"{mean:.4f} ± {half_width:.4f}"
+
+
+def figure(results: pd.DataFrame):
+    """NDCG@K against ratings revealed: a line per model and route, CI bars over seeds."""
+    plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False})
+    table = summary_table(results)
+    counts = sorted(results["revealed"].unique())
+    fig, axis = plt.subplots(figsize=(6, 4))
+    for (model, route), rows in table.groupby(["model", "route"], sort=False):
+        x, y, err = rows["revealed"], rows["mean"], rows["half_width"].fillna(0)
+        if len(rows) == 1 or route in ("popular", "demographics") and len(set(y.round(9))) == 1:
+            axis.axhline(y.iloc[0], linestyle="--", linewidth=1,
+                         color="grey" if route == "popular" else "tab:purple",
+                         label=f"{model} ({route})")  # fmt: skip
+            continue
+        axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} ({route})")
+    axis.set_xticks(counts)
+    axis.set_xlabel("ratings revealed per unseen user")
+    axis.set_ylabel(f"test NDCG@{K}")
+    axis.set_title("Cold start: users never seen in training")
+    axis.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def write(results: pd.DataFrame, out: Path, readme: Path | None) -> None:
+    """``cold_start.md``, ``cold_start.json``, ``figures/cold_start.png|pdf`` into ``out``, and
+    the README's generated ``cold-start`` section when ``readme`` is given."""
+    text = markdown(results)
+    readme_text = None if readme is None else replace_section(readme.read_text(), "cold-start",
+                                                              text)  # fmt: skip
+    fig = figure(results)
+    for suffix, options in ((".png", {"dpi": 200}), (".pdf", {"metadata": {"CreationDate": None}})):
+        with atomic_path(out / "figures" / f"cold_start{suffix}") as tmp:
+            fig.savefig(tmp, format=suffix[1:], bbox_inches="tight", **options)
+    plt.close(fig)
+    atomic_write_text(out / "cold_start.md", "# Cold start\n\n" + text
+                      + "\n\n![cold start](figures/cold_start.png)\n")  # fmt: skip
+    record = {"protocol": "cold_users", "rows": results.to_dict(orient="records")}
+    atomic_write_text(out / "cold_start.json", json.dumps(record, indent=1) + "\n")
+    if readme_text is not None:
+        atomic_write_text(readme, readme_text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m recsys.cold_start", description=__doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help=f"models of conf/model/ (default: {' '.join(MODELS)})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also write the table into this README's cold-start section")
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides for every run, e.g. model.trainer.epochs=5 "
+                             "(a model.* one reaches the models that have the key)")
+    args = parser.parse_args(argv)
+    plt.switch_backend("Agg")
+    overrides = [f"data.dir={args.data_dir}", "tracking.enabled=false", *args.overrides]
+    try:
+        if K not in args.ks:
+            raise ConfigError(f"--ks must include {K}, the table's cut-off, got {args.ks}")
+        if args.readme is not None:
+            replace_section(args.readme.read_text(), "cold-start", "")  # fails before training
+        check_models(args.models)
+        frames = []
+        for name in args.models:
+            for seed in args.seeds:
+                frame = evaluate_seed(name, seed, overrides, args.ks)
+                print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
+                      .to_string(index=False, header=not frames), flush=True)  # fmt: skip
+                frames.append(frame)
+        write(pd.concat(frames, ignore_index=True), args.out, args.readme)
+    except RecsysError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out / 'cold_start.md'}, cold_start.json and figures/cold_start.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

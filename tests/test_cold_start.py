@@ -1,0 +1,120 @@
+"""The cold-start protocol: held-out users' revealed ratings and targets, the fold-in routes
+against their formulas, and the tool end to end on the synthetic release."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys import cold_start
+from recsys.config import compose_config, create_model
+from recsys.data import Interactions
+from recsys.errors import ConfigError
+from recsys.train import run
+from tests.conftest import SYNTHETIC, synthetic_split
+
+
+def interactions(rows) -> Interactions:
+    user, item, timestamp = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+    return Interactions(user, item, np.ones(len(user), np.float32), timestamp,
+                        np.arange(1, 5), np.arange(1, 7))  # fmt: skip
+
+
+def entries(matrix: sp.csr_matrix) -> list[tuple[int, int]]:
+    rows, columns = matrix.nonzero()
+    return sorted(zip(rows.tolist(), columns.tolist(), strict=True))
+
+
+def test_revealed_are_the_first_ratings_in_time_and_targets_the_rest():
+    test = interactions([  # (user, item, timestamp), in no order
+        (0, 3, 30), (0, 1, 10), (0, 5, 20), (0, 0, 20), (0, 2, 40),
+        (2, 4, 5), (2, 1, 6),  # two ratings: nothing beyond the largest count
+        (3, 0, 1), (3, 1, 2), (3, 2, 3),
+    ])  # fmt: skip
+    cold = cold_start.cold_users(test, [0, 1, 2])
+    np.testing.assert_array_equal(cold.users, [0, 3])
+    assert cold.left_out == 1
+    assert cold.revealed[0].nnz == 0
+    assert entries(cold.revealed[1]) == [(0, 1), (1, 0)]
+    # user 0: item 1 at t=10, then items 0 and 5 tie at t=20: the lower item first
+    assert entries(cold.revealed[2]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert entries(cold.targets) == [(0, 2), (0, 3), (0, 5), (1, 2)]
+
+
+def naive_als_fold_in(model, row: np.ndarray) -> np.ndarray:
+    """Hu et al.'s user step for one user, written out: confidence alpha * r on rated items."""
+    items = model.item_embeddings.astype(np.float64)
+    confidence = model.alpha * row
+    gram = items.T @ items + model.regularization * np.eye(items.shape[1])
+    gram += sum((c - 1) * np.outer(items[i], items[i]) for i, c in enumerate(confidence) if c)
+    target = np.zeros(items.shape[1]) + sum(c * items[i] for i, c in enumerate(confidence) if c)
+    return np.linalg.solve(gram, target)
+
+
+def test_als_fold_in_is_the_als_user_step():
+    train = synthetic_split().train.to_csr()
+    model = create_model("als", seed=1, overrides={"factors": 8, "iterations": 5}).fit(train)
+    dense = train[:6].toarray()
+    dense[5] = 0  # a user who revealed nothing gets the zero vector
+    rows = sp.csr_matrix(dense)
+    folded = model.fold_in(rows)
+    for user in range(6):
+        np.testing.assert_allclose(folded[user], naive_als_fold_in(model, rows[user].toarray()[0]),
+                                   rtol=1e-4, atol=1e-6)  # fmt: skip
+    # implicit's own user step, against the same item vectors, agrees
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    library = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
+                                      alpha=model.alpha, random_state=1)  # fmt: skip
+    library.item_factors = model.item_embeddings
+    np.testing.assert_allclose(library.recalculate_user(np.arange(6), rows), folded,
+                               rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["ease", "itemknn"])
+def test_item_item_fold_in_of_a_training_row_is_its_score(name):
+    train = synthetic_split().train.to_csr()
+    model = create_model(name, seed=1).fit(train)
+    np.testing.assert_allclose(model.score_fold_in(train[:7]), model.score(np.arange(7)),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_train_refuses_the_cold_users_protocol(synthetic_data):
+    cfg = compose_config(["protocol=cold_users", f"data.dir={synthetic_data}",
+                          f"data.name={SYNTHETIC}", "tracking.enabled=false"])  # fmt: skip
+    with pytest.raises(ConfigError, match="recsys.cold_start"):
+        run(cfg)
+
+
+def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- generated:cold-start -->\nold\n<!-- /generated:cold-start -->\n")
+    out = tmp_path / "reports"
+    code = cold_start.main(["--models", "popular", "ease", "two_tower", "--seeds", "1", "2",
+                            "--data-dir", str(synthetic_data), "--out", str(out), "--readme",
+                            str(readme), f"data.name={SYNTHETIC}", "model.trainer.epochs=2",
+                            "model.trainer.min_epochs=0", "model.trainer.progress=false"])
+    assert code == 0
+    table = (out / "cold_start.md").read_text()
+    assert "| popular | popular |" in table and "| ease | fold-in | — |" in table
+    assert "| two_tower | demographics |" in table
+    assert table.split("\n\n![")[0].split("# Cold start\n\n")[1] in readme.read_text()
+    rows = json.loads((out / "cold_start.json").read_text())["rows"]
+    assert {(r["model"], r["route"]) for r in rows} == {
+        ("popular", "popular"), ("ease", "fold-in"), ("two_tower", "demographics")}
+    assert {r["seed"] for r in rows} == {1, 2} and all(0 <= r["ndcg@10"] <= 1 for r in rows)
+    assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
+
+
+def test_a_model_without_a_cold_route_is_one_line(synthetic_data, tmp_path, capsys):
+    code = cold_start.main(["--models", "ease", "bpr", "--seeds", "1", "--data-dir",
+                            str(synthetic_data), "--out", str(tmp_path / "out"),
+                            f"data.name={SYNTHETIC}"])  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: model bpr has no way to score an unseen user (no score_new_users or "
+        "score_fold_in): leave it out of --models"]
+    assert not (tmp_path / "out").exists()  # refused before any training
