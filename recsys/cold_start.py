@@ -1,7 +1,7 @@
 """Cold start: users never seen in training, scored from their demographics or from the first
 few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
 
-    python -m recsys.cold_start [--models popular two_tower als ease multvae] [--seeds 1 2 3 4 5]
+    python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae] [--seeds 1 2 3 4 5]
                                 [--data-dir data] [--out reports] [--readme README.md]
                                 [OVERRIDE ...]
 
@@ -48,7 +48,7 @@ from recsys.models.popular import PopularRecommender
 from recsys.report import confidence_interval
 from recsys.train import train_and_evaluate
 
-MODELS = ("popular", "two_tower", "als", "ease", "multvae")
+MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
 
 
