@@ -1,8 +1,9 @@
 """Cold start: users never seen in training, scored from their demographics or from the first
 few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
 
-    python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae] [--seeds 1 2 3 4 5]
-                                [--data-dir data] [--out reports] [--readme README.md]
+    python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae]
+                                [--seeds 1 2 3 4 5] [--data-dir data] [--out reports]
+                                [--readme README.md]
                                 [OVERRIDE ...]
 
 For each seed, the ``cold_users`` split holds 10 % of the users out with all their ratings.

@@ -102,6 +102,15 @@ class TestGraphSAGE(ModelContract):
     ml100k_quick_ndcg = (0.25, 1.0)
 
 
+class TestGraphSAGEClassic(ModelContract):
+    model_name = "graphsage_classic"
+    overrides = TestGraphSAGE.overrides
+    ndcg_bounds = (0.2, 1.0)
+    ml100k_ndcg = (0.30, 1.0)
+    ml100k_quick = TestGraphSAGE.ml100k_quick
+    ml100k_quick_ndcg = (0.1, 1.0)
+
+
 def test_neighbour_sampled_graphsage_learns_the_taste_groups(synthetic_matrices):
     train, validation, test = synthetic_matrices
     model = create_model("graphsage", seed=0, overrides=TestGraphSAGE.overrides | {
