@@ -186,6 +186,11 @@ _RULES: list[_Rule] = [
     ("tracking.experiment", "a name", lambda v: isinstance(v, str) and v != ""),
     ("tracking.log_embeddings", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.log_model", "true or false", lambda v: isinstance(v, bool)),
+    ("cache.enabled", "true or false", lambda v: isinstance(v, bool)),
+    ("cache.dir", "null (the user's cache folder) or a folder path",
+     lambda v: v is None or isinstance(v, str) and v != ""),
+    ("cache.max_gb", "a positive number of GiB, e.g. 2",
+     lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0),
 ]  # fmt: skip
 
 

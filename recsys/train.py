@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from recsys import artifacts
+from recsys.cache import ModelCache, cache_dir, cache_key
 from recsys.config import (
     CONF_DIR,
     build_model,
@@ -101,8 +102,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 log_config(tracker, cfg, prepared.data.ratings_sha256, split)
             on_epoch = None if tracker is None else _epoch_logger(tracker, cfg.objective)
             refit = fresh_model if cfg.protocol.refit else None
-            result = train_and_evaluate(model, split, list(cfg.ks), cfg.eval_batch_size,
-                                        cfg.objective, on_epoch, refit=refit)  # fmt: skip
+            cache = model_cache(cfg)
+            key = cache_key(cfg, prepared.data.ratings_sha256, split.fingerprint)
+            fitted = None if cache is None else cache.get(key)
+            hit = fitted is not None
+            if hit:
+                log.info("fitted model from the cache (%s, entry %s): nothing trained",
+                         cache.folder, key[:12])  # fmt: skip
+                for epoch, record in fitted.epochs if on_epoch is not None else ():
+                    on_epoch(epoch, record)  # the cached fit's curve, in this run too
+            else:
+                fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
+                                      on_epoch, refit)  # fmt: skip
+                if cache is not None:
+                    cache.put(key, fitted)
+            if tracker is not None:
+                tracker.set_tags({"cache.hit": str(hit).lower(), "cache.key": key})
+            result = evaluate_fitted(fitted, split, list(cfg.ks), cfg.eval_batch_size)
             if tracker is not None:
                 log_results(tracker, cfg, split, result)
     except BaseException as error:
@@ -111,7 +127,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise
     if tracker is not None:
         tracker.end()
-    print(format_table(cfg, split, result))
+    print(format_table(cfg, split, result, cached=hit))
     return result.metrics
 
 
@@ -152,26 +168,34 @@ def failure_reason(error: BaseException) -> str:
 Refit = Callable[[dict], Recommender]  # overrides -> a fresh model of the run's config
 
 
-def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
-                       objective: str = "val/ndcg@10", on_epoch=None,
-                       refit: Refit | None = None) -> RunResult:  # fmt: skip
-    """Fit on train (iterative models early-stop on the validation ``objective``) and evaluate
-    on validation (train excluded). With ``refit`` (``overrides -> a fresh model``), the chosen
-    settings are trained again on train + validation (an iterative model for its best number
-    of epochs) and test evaluates that model; without, test evaluates the first one. Test is
-    evaluated once, after training, with train and validation items excluded (the user has
-    seen both)."""
-    train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
-                               split.test.to_csr())  # fmt: skip
-    user_ids = split.train.user_ids
-    start = time.perf_counter()
-    validate = validation_metric(validation, train, objective, batch_size)
-    model.fit_validated(train, validate=validate, on_epoch=on_epoch)
-    metrics = {"time/fit_seconds": time.perf_counter() - start} | model.training_summary()
+@dataclass(frozen=True)
+class Fitted:
+    """What training produced, which the model cache keeps: the model selected on validation,
+    the one test evaluates (its refit, or itself), the fit's numbers and its epoch records."""
+
+    model: Recommender
+    final: Recommender
+    metrics: dict[str, float]
+    epochs: list[tuple[int, dict[str, float]]]
+
+
+def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndcg@10",
+                 on_epoch=None, refit: Refit | None = None) -> Fitted:  # fmt: skip
+    """Fit on train (iterative models early-stop on the validation ``objective``); with
+    ``refit`` (``overrides -> a fresh model``), train the chosen settings again on train +
+    validation (an iterative model for its best number of epochs)."""
+    train, validation = split.train.to_csr(), split.validation.to_csr()
+    epochs = []
+
+    def record(epoch: int, values: dict[str, float]) -> None:
+        epochs.append((epoch, dict(values)))
+        if on_epoch is not None:
+            on_epoch(epoch, values)
 
     start = time.perf_counter()
-    val = evaluate(model, validation, train, ks, user_ids, batch_size)
-    metrics["time/val_eval_seconds"] = time.perf_counter() - start
+    validate = validation_metric(validation, train, objective, batch_size)
+    model.fit_validated(train, validate=validate, on_epoch=record)
+    metrics = {"time/fit_seconds": time.perf_counter() - start} | model.training_summary()
     final = model
     metrics["train/refit"] = float(refit is not None and validation.nnz > 0)
     if metrics["train/refit"]:
@@ -180,13 +204,34 @@ def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
         metrics["time/refit_seconds"] = time.perf_counter() - start
         metrics |= {key.replace("train/", "refit/"): value
                     for key, value in final.training_summary().items()}  # fmt: skip
-    start = time.perf_counter()
-    tst = evaluate(final, test, train + validation, ks, user_ids, batch_size)
-    metrics["time/test_eval_seconds"] = time.perf_counter() - start
+    return Fitted(model, final, metrics, epochs)
 
+
+def evaluate_fitted(fitted: Fitted, split: Split, ks: list[int], batch_size: int) -> RunResult:
+    """Validation metrics of the selected model (train excluded) and test metrics of the final
+    one, evaluated once, with train and validation items excluded (the user has seen both)."""
+    train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
+                               split.test.to_csr())  # fmt: skip
+    user_ids = split.train.user_ids
+    metrics = dict(fitted.metrics)
+    start = time.perf_counter()
+    val = evaluate(fitted.model, validation, train, ks, user_ids, batch_size)
+    metrics["time/val_eval_seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    tst = evaluate(fitted.final, test, train + validation, ks, user_ids, batch_size)
+    metrics["time/test_eval_seconds"] = time.perf_counter() - start
     metrics |= {f"val/{k}": v for k, v in val.summary.items()}
     metrics |= {f"test/{k}": v for k, v in tst.summary.items()}
-    return RunResult(metrics=metrics, validation=val, test=tst, model=final)
+    return RunResult(metrics=metrics, validation=val, test=tst, model=fitted.final)
+
+
+def train_and_evaluate(model, split: Split, ks: list[int], batch_size: int,
+                       objective: str = "val/ndcg@10", on_epoch=None,
+                       refit: Refit | None = None) -> RunResult:  # fmt: skip
+    """``fit_selected`` then ``evaluate_fitted``: test is evaluated once, after training, on
+    the refit model if there is one."""
+    fitted = fit_selected(model, split, batch_size, objective, on_epoch, refit)
+    return evaluate_fitted(fitted, split, ks, batch_size)
 
 
 def validation_metric(validation, train, objective: str, batch_size: int):
@@ -217,7 +262,14 @@ def _epoch_logger(tracker: RunTracker, objective: str):
 
 
 # config keys that describe the machine, not the experiment: logged as tags, not params
-MACHINE_KEYS = ("tracking.uri", "data.dir")
+MACHINE_KEYS = ("tracking.uri", "data.dir", "cache.enabled", "cache.dir", "cache.max_gb")
+
+
+def model_cache(cfg: DictConfig) -> ModelCache | None:
+    """The fitted-model cache ``cfg.cache`` describes, or ``None`` when it is disabled."""
+    if not cfg.cache.enabled:
+        return None
+    return ModelCache(cache_dir(cfg.cache.dir), cfg.cache.max_gb)
 
 
 def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Split) -> None:
@@ -315,10 +367,11 @@ def rerun_command() -> str:
     return " ".join(["python -m recsys.train", *overrides])
 
 
-def format_table(cfg: DictConfig, split: Split, result: RunResult) -> str:
+def format_table(cfg: DictConfig, split: Split, result: RunResult, cached: bool = False) -> str:
     metrics = result.metrics
     header = f"{'part':<11}{'k':>3}" + "".join(f"{m:>10}" for m in (*METRICS, "coverage"))
     refit = " (refit on train + validation)" if metrics.get("train/refit") else ""
+    refit += ", fitted models from the cache: nothing trained" if cached else ""
     lines = [
         f"{cfg.data.name}  protocol={cfg.protocol.name}  model={cfg.model_name}  seed={cfg.seed}"
         f"  split={split.fingerprint[:12]}  fit={metrics['time/fit_seconds']:.2f}s{refit}",

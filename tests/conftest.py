@@ -85,6 +85,13 @@ def synthetic_spec(ratings: bytes, name: str = SYNTHETIC) -> DatasetSpec:
     )
 
 
+@pytest.fixture(autouse=True)
+def private_model_cache(tmp_path_factory, monkeypatch):
+    """Each test (and the processes it starts) gets an empty model cache of its own, so no
+    test is served a model another test fitted, and the user's cache is never touched."""
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+
+
 @pytest.fixture
 def offline_pip(monkeypatch):
     """pip finds nothing (no index, no links), so the wheel source fails fast."""
