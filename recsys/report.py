@@ -540,13 +540,14 @@ def write_figures(runs: Runs, folder: Path, k: int) -> list[str]:
 
 
 def log_to_sweep(runs: Runs, out: Path) -> str | None:
-    """Attach the report (tables and figures) to the sweep's parent run when every run of it
-    came from one sweep, so MLflow shows the benchmark and its figures in one place. A store
-    that refuses is a warning: the files on disk are the report. Returns the parent's id."""
-    parents = set(runs.table["parent"])
-    if len(parents) != 1 or None in parents or not isinstance(next(iter(parents)), str):
+    """Attach the report (tables and figures) to the parent run of the sweep that holds most
+    of its runs (a benchmark, with perhaps a model added by a later sweep), so MLflow shows the
+    benchmark and its figures in one place; runs from no sweep attach nothing. A store that
+    refuses is a warning: the files on disk are the report. Returns the parent's id."""
+    parents = runs.table["parent"][runs.table["parent"].map(lambda p: isinstance(p, str))]
+    if parents.empty:
         return None
-    parent = next(iter(parents))
+    parent = parents.value_counts().index[0]  # ties: the first in the table's order
     try:
         runs.client.log_artifacts(parent, str(out / "figures"), "report/figures")
         for name in ("results.md", "results.tex"):

@@ -150,3 +150,30 @@ def test_readme_section_holds_the_main_table(runs):
     section = readme_section(runs, 10, 0.05, "wilcoxon")
     assert "| model | Seeds | Precision@10 |" in section and "Protocol:" in section
     assert section.count("\n| ") == len(runs.models) + 2  # header, separator, one row a model
+
+
+class RecordingClient:
+    def __init__(self):
+        self.logged = []
+
+    def log_artifacts(self, run_id, folder, path):
+        self.logged.append((run_id, path))
+
+    def log_artifact(self, run_id, file, path):
+        self.logged.append((run_id, path))
+
+
+@pytest.mark.parametrize(("parents", "expected"), [
+    (["a", "a", "b"], "a"),  # a benchmark and one model added by a later sweep
+    ([None, "b", None], "b"),
+    ([None, None], None),  # no sweep: nothing to attach to
+])  # fmt: skip
+def test_the_report_goes_to_the_sweep_holding_most_runs(tmp_path, parents, expected):
+    import pandas as pd
+
+    from recsys.report import Runs, log_to_sweep
+
+    client = RecordingClient()
+    runs = Runs(pd.DataFrame({"parent": parents}), client, "x", {})
+    assert log_to_sweep(runs, tmp_path) == expected
+    assert {run_id for run_id, _ in client.logged} == ({expected} if expected else set())
