@@ -14,6 +14,7 @@ and fit time per variant, and each variant's test difference from the default.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,9 @@ def main() -> None:
     rows = []
     for name, overrides in VARIANTS:
         for seed in args.seeds:
+            slug = re.sub(r"[^a-z0-9]+", "-", overrides[-1].lower()).strip("-")
             metrics = run(compose_config([*overrides, *base, f"seed={seed}",
-                                          f"tracking.run_name={overrides[-1]}-seed{seed}"]))
+                                          f"tracking.run_name={slug}-seed{seed}"]))
             rows.append({"variant": name, "seed": seed, "val": metrics["val/ndcg@10"],
                          "test": metrics["test/ndcg@10"],
                          "epochs": metrics.get("train/best_epoch", np.nan),
