@@ -369,13 +369,27 @@ def _unpack_download(spec: DatasetSpec, data_dir: Path, folder: Path) -> None:
         raise DataError(f"{error} (the download was removed)") from None
 
 
+def _pooch():
+    """pooch, its messages (a retry) sent to this module's log: its own handler writes to the
+    ``sys.stderr`` of the moment pooch was imported, which may be closed since."""
+    import pooch
+
+    class ToModuleLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log.log(record.levelno, "pooch: %s", record.getMessage())
+
+    pooch.get_logger().handlers[:] = [ToModuleLog()]
+    return pooch
+
+
 def _download(spec: DatasetSpec, data_dir: Path) -> Path:
     """GroupLens' zip in ``<data_dir>/downloads/`` (pooch: streamed to a temporary file, MD5
     checked, then renamed; a copy already there with the right MD5 is not fetched again)."""
-    import pooch
     import requests
 
     fname = f"{spec.name}.zip"
+    log.info("downloading %s to %s", spec.grouplens_url, data_dir / DOWNLOADS / fname)
+    pooch = _pooch()
     fetcher = pooch.create(
         path=data_dir / DOWNLOADS, base_url="", retry_if_failed=DOWNLOAD_RETRIES,
         registry={fname: f"md5:{spec.zip_md5}" if spec.zip_md5 else None},
