@@ -25,6 +25,7 @@ that does not verify keeps that copy aside instead of deleting it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -361,7 +362,12 @@ def _local_zip(path: Path) -> Path:
 
 
 def _unpack_download(spec: DatasetSpec, data_dir: Path, folder: Path) -> None:
-    path = _download(spec, data_dir)
+    try:
+        path = _download(spec, data_dir)
+    except DataError:
+        with contextlib.suppress(OSError):  # the folder pooch made, unless it holds something
+            (data_dir / DOWNLOADS).rmdir()
+        raise
     try:
         _unpack_zip(path, spec, folder)
     except DataError as error:  # our own download, not one placed by hand: fetch anew next time
@@ -382,13 +388,26 @@ def _pooch():
     return pooch
 
 
+def _innermost(error: BaseException) -> str:
+    """The innermost reason of a requests error, which nests urllib3's ("Failed to resolve
+    'files.grouplens.org' (...)", "Failed to establish a new connection: ... refused")."""
+    while True:
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in error.args[::-1] if isinstance(a, BaseException)), None)
+        if inner is None:
+            return _one_line(error).split(": ", 1)[-1]
+        error = inner
+
+
 def _download(spec: DatasetSpec, data_dir: Path) -> Path:
     """GroupLens' zip in ``<data_dir>/downloads/`` (pooch: streamed to a temporary file, MD5
     checked, then renamed; a copy already there with the right MD5 is not fetched again)."""
     import requests
 
     fname = f"{spec.name}.zip"
-    log.info("downloading %s to %s", spec.grouplens_url, data_dir / DOWNLOADS / fname)
+    log.info("fetching %s into %s (unless a verified copy is there)", spec.grouplens_url,
+             data_dir / DOWNLOADS)
     pooch = _pooch()
     fetcher = pooch.create(
         path=data_dir / DOWNLOADS, base_url="", retry_if_failed=DOWNLOAD_RETRIES,
@@ -401,7 +420,7 @@ def _download(spec: DatasetSpec, data_dir: Path) -> Path:
         raise DataError(f"partial download (the connection closed early: {_one_line(error)})") \
             from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-        raise DataError(f"unreachable ({_one_line(error)})") from None
+        raise DataError(f"unreachable ({_innermost(error)})") from None
     except requests.exceptions.RequestException as error:  # an HTTP error status, a bad URL
         raise DataError(f"download failed ({_one_line(error)})") from None
     except ValueError as error:  # pooch: the download's MD5 differs
