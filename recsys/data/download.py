@@ -458,12 +458,13 @@ def _normalised(normalise, archive: zipfile.ZipFile, path: str, encodings: tuple
     data = _member(archive, path)
     _check_listed_md5(md5_bytes(data), path, listed_md5)
     for encoding in encodings[:-1]:
-        try:
-            return normalise(data.decode(encoding))
-        except UnicodeDecodeError:
-            continue
+        with contextlib.suppress(UnicodeDecodeError):
+            data.decode(encoding)
+            break
+    else:
+        encoding = encodings[-1]
     try:
-        return normalise(data.decode(encodings[-1]))
+        return normalise(data.decode(encoding))
     except (ValueError, IndexError) as error:  # UnicodeDecodeError is a ValueError
         raise DataError(f"{path} damaged ({type(error).__name__}: {_one_line(error)})") from None
 

@@ -288,3 +288,22 @@ def test_a_download_that_does_not_verify_is_removed(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"movies.csv: expected MD5 .* \(the download was removed"):
         download.ensure_dataset(tmp_path, "ml-32m")
     assert not (tmp_path / download.DOWNLOADS / "ml-32m.zip").exists()
+
+
+@pytest.mark.parametrize(("name", "file", "edit", "reason"), [
+    ("ml-10m", "movies.dat", lambda data: data + b"99::No genres field (1999)\n",
+     "ml-10M100K/movies.dat damaged (ValueError: expected MovieID::Title::Genres on every line, "
+     "got '99::No genres field (1999)')"),
+    ("ml-1m", "users.dat", lambda data: data.replace(b"::13::", b"::31::", 1),
+     "ml-1m/users.dat damaged (ValueError: occupation code 31 is not one of 0..20)"),
+    ("ml-20m", "movies.csv", lambda data: data.replace(b"movieId,title", b"id,title", 1),
+     "ml-20m/movies.csv damaged (ValueError: header 'id,title,genres'"),
+])  # fmt: skip
+def test_a_malformed_member_is_one_line_naming_it(name, file, edit, reason, tmp_path,
+                                                  monkeypatch, capsys):  # fmt: skip
+    archive = rezipped(release_zip(name), **{file: edit})
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(DATASETS[name], zip_md5=None))
+    (tmp_path / f"{name}.zip").write_bytes(archive)
+    argv = ["download", "--data-dir", str(tmp_path), "--name", name]
+    line = failing_cli(capsys, main, argv, protect=(tmp_path,))
+    assert reason in line and not (tmp_path / name).exists()
