@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS),
                         help=f"models of conf/model/ (default: {' '.join(MODELS)})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else data)")
     parser.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--readme", type=Path, default=None,
@@ -263,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(a model.* one reaches the models that have the key)")
     args = parser.parse_args(argv)
     plt.switch_backend("Agg")
-    overrides = [f"data.dir={args.data_dir}", "tracking.enabled=false", *args.overrides]
+    overrides = ["tracking.enabled=false", *args.overrides]
+    if args.data_dir is not None:
+        overrides.insert(0, f"data.dir={args.data_dir}")
     try:
         if K not in args.ks:
             raise ConfigError(f"--ks must include {K}, the table's cut-off, got {args.ks}")

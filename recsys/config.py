@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from recsys.data import Interactions, MovieLens, load_movielens, to_interactions
 from recsys.data.download import DATASETS
-from recsys.data.features import item_features, user_features
+from recsys.data.features import DEMOGRAPHICS, item_features, user_features
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.metrics import METRICS
 from recsys.split import Split
@@ -84,6 +84,10 @@ def build_model(model_cfg: DictConfig, seed: int, data: MovieLens | None = None,
     """The model of ``model_cfg`` with the run's ``seed``; models that use side features
     (``uses_side_features``) get them from ``data`` unless given in ``inputs``."""
     if getattr(model_class(model_cfg), "uses_side_features", False) and data is not None:
+        if not set(DEMOGRAPHICS) <= set(data.users.columns):
+            raise ConfigError(f"model {model_cfg._target_.rsplit('.', 1)[-1]} uses the users' "
+                              f"demographics, which {data.name} does not have: use data=ml-100k "
+                              f"or data=ml-1m, or another model")  # fmt: skip
         inputs = {"user_features": user_features(data.users),
                   "item_features": item_features(data.items)} | inputs  # fmt: skip
     return build(model_cfg, "model", seed=seed, **inputs)

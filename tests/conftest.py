@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from recsys.data import MovieLens, download, to_interactions
-from recsys.data.download import GENRES, DatasetSpec
+from recsys.data.download import DatasetSpec
+from recsys.data.formats import GENRES
 from recsys.data.movielens import read_items, read_users
 from recsys.split import RandomRatioSplit, Split
 
@@ -90,6 +91,24 @@ def private_model_cache(tmp_path_factory, monkeypatch):
     """Each test (and the processes it starts) gets an empty model cache of its own, so no
     test is served a model another test fitted, and the user's cache is never touched."""
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path_factory.mktemp("model-cache")))
+
+
+@pytest.fixture(autouse=True)
+def _download_once(monkeypatch):
+    """A failed download is not tried again (pooch waits 1 s, then 2 s, between tries)."""
+    monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)
+
+
+def serve_download(patch: pytest.MonkeyPatch, archive: bytes) -> None:
+    """Downloads of any release give ``archive`` (as if GroupLens were reachable)."""
+
+    def fetched(spec, data_dir):
+        path = Path(data_dir) / download.DOWNLOADS / f"{spec.name}.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(archive)
+        return path
+
+    patch.setattr(download, "_download", fetched)
 
 
 @pytest.fixture

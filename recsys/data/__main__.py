@@ -1,4 +1,7 @@
-"""``python -m recsys.data download [--data-dir DIR] [--name ml-100k] [--force]``."""
+"""``python -m recsys.data download [--data-dir DIR] [--name ml-100k] [--force]``.
+
+The data folder defaults to ``$RECSYS_DATA_DIR``, else ``data``, as ``data.dir`` does in training.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import logging
 import sys
 
 from recsys.cli import ArgumentParser
-from recsys.data.download import DATASETS, dataset_dir, ensure_dataset
+from recsys.data.download import DATASETS, dataset_dir, default_data_dir, ensure_dataset
 from recsys.data.movielens import load_movielens
 from recsys.errors import RecsysError
 
@@ -15,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m recsys.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     download = commands.add_parser("download", help="obtain and verify a MovieLens release")
-    download.add_argument("--data-dir", default="data", help="data folder (default: data)")
+    download.add_argument("--data-dir", default=default_data_dir(),
+                          help="data folder (default: $RECSYS_DATA_DIR, else data)")  # fmt: skip
     download.add_argument("--name", default="ml-100k", choices=sorted(DATASETS))
     download.add_argument(
         "--force",

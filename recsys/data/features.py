@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 AGE_EDGES = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's age groups
+DEMOGRAPHICS = ("age", "gender", "occupation", "zip_code")  # ML-100K's and ML-1M's users
 YEAR_EDGES = (1930, 1950, 1960, 1970, 1980, 1990, 1995)
 _TOKEN = re.compile(r"[a-z0-9]+")
 

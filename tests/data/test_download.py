@@ -6,11 +6,18 @@ import zipfile
 
 import pytest
 
-from recsys.data import download, load_movielens
+from recsys.data import download, formats, load_movielens
 from recsys.data.download import _wheel_files, ensure_dataset
 from recsys.errors import DataError
 from recsys.files import sha256_file
-from tests.conftest import SYNTHETIC, grouplens_zip, make_ratings, ratings_bytes, synthetic_spec
+from tests.conftest import (
+    SYNTHETIC,
+    grouplens_zip,
+    make_ratings,
+    ratings_bytes,
+    serve_download,
+    synthetic_spec,
+)
 
 
 @pytest.fixture
@@ -160,8 +167,8 @@ def test_grouplens_zip_and_recbole_wheel_give_the_same_items_bytes():
              "23\tTaxi Driver\t1976\tDrama\n267\tunkonwn\tunkonwn\tunknown\n"
              "1412\tLand Before Time III: The Time of the Great Giving (1995)\tV\tDrama\n"
              "1635\tTwo Friends\t1986\tDrama\n")  # fmt: skip
-    items = download._grouplens_items(grouplens)
-    assert items == download._wheel_items(wheel)
+    items = formats.grouplens_items(grouplens)
+    assert items == formats.wheel_items(wheel)
     assert items.decode().splitlines()[1:] == [
         "23\tTaxi Driver (1976)\t1976\tDrama", "267\tunknown\t\tunknown",
         "1412\tLand Before Time III: The Time of the Great Giving (1995) (V)\t1995\tDrama",
@@ -182,13 +189,15 @@ def test_a_source_whose_items_differ_from_the_pinned_hash_fails_and_the_next_is_
     tmp_path, ratings, monkeypatch, offline_pip
 ):
     good = grouplens_zip(ratings)
-    items = download._read_grouplens_zip(good, download.DATASETS[SYNTHETIC]).items
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / f"{SYNTHETIC}.zip").write_bytes(good)
+    items = (ensure_dataset(tmp_path / "reference", SYNTHETIC) / "items.tsv").read_bytes()
     spec = download.DatasetSpec(**{**download.DATASETS[SYNTHETIC].__dict__,
                                    "items_sha256": download.sha256_bytes(items)})  # fmt: skip
     monkeypatch.setitem(download.DATASETS, SYNTHETIC, spec)
     edited = good.replace(b"Film \xe9 7 (1995)", b"Film \xe9 7 (1996)")
     (tmp_path / f"{SYNTHETIC}.zip").write_bytes(edited)
-    monkeypatch.setattr(download, "_http_get", lambda url, timeout=30.0: good)
+    serve_download(monkeypatch, good)
     folder = ensure_dataset(tmp_path, SYNTHETIC)
     assert (folder / "items.tsv").read_bytes() == items
     assert spec.grouplens_url in (folder / "SOURCE.json").read_text()

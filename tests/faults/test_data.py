@@ -23,7 +23,14 @@ import pytest
 from recsys.data import download
 from recsys.data.__main__ import main
 from recsys.files import _host
-from tests.conftest import SYNTHETIC, grouplens_zip, make_ratings, ratings_bytes, synthetic_spec
+from tests.conftest import (
+    SYNTHETIC,
+    grouplens_zip,
+    make_ratings,
+    ratings_bytes,
+    serve_download,
+    synthetic_spec,
+)
 from tests.faults.harness import failing_cli
 
 
@@ -164,7 +171,7 @@ def test_a_damaged_hand_placed_zip_is_reported_and_the_next_source_used(
     good = grouplens_zip(ratings)
     manual = tmp_path / f"{SYNTHETIC}.zip"
     manual.write_bytes(damage(good))
-    monkeypatch.setattr(download, "_http_get", lambda url, timeout=30.0: good)
+    serve_download(monkeypatch, good)
     with caplog.at_level(logging.INFO, logger="recsys.data.download"):
         assert main(download_argv(tmp_path)) == 0
     assert f"source {manual} failed: " in caplog.text and reason in caplog.text
