@@ -34,13 +34,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.experimental.callback import Callback
 
 from recsys.errors import RecsysError, TrackingError, print_error
 from recsys.files import atomic_write_text, process_exists
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +185,9 @@ def relocate_artifacts(database: Path) -> int:
     MLflow records absolute artifact locations (``<folder>/mlruns/<id>``), so a SQLite store
     copied with its folder (``cp -a``) would keep writing into and reading from the original.
     An experiment at ``<other>/mlruns/<x>``, where ``<other>`` does not hold this very database,
-    moves (with its runs) to ``<this folder>/mlruns/<x>`` when the copy holds that folder, when
-    ``<other>`` holds another store (the original), or when ``<other>`` is gone (a moved
-    store). Returns the number of experiments moved (0 for a store never copied).
+    moves (with its runs and logged models) to ``<this folder>/mlruns/<x>`` when the copy holds
+    that folder, when ``<other>`` holds another store (the original), or when ``<other>`` is
+    gone (a moved store). Returns the number of experiments moved (0 for a store never copied).
     """
     root = database.parent
     connection = sqlite3.connect(database, timeout=30)
@@ -198,10 +202,12 @@ def relocate_artifacts(database: Path) -> int:
                 new = prefix.replace(old, str(root))
                 connection.execute("UPDATE experiments SET artifact_location = ? WHERE "
                                    "experiment_id = ?", (new + location[len(prefix):], experiment))
-                connection.execute(
-                    "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE "
-                    "experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
-                    (new, len(prefix) + 1, experiment, len(prefix), prefix))  # fmt: skip
+                for table, column in (("runs", "artifact_uri"),
+                                      ("logged_models", "artifact_location")):  # fmt: skip
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
+                        f"experiment_id = ? AND substr({column}, 1, ?) = ?",
+                        (new, len(prefix) + 1, experiment, len(prefix), prefix))  # fmt: skip
     finally:
         connection.close()
     for experiment, old, _ in moves:
@@ -347,6 +353,31 @@ class RunTracker:
                           profile=json.dumps(dict(profile), default=str))  # fmt: skip
         tags = [InputTag(key="mlflow.data.context", value=context)]
         self.client.log_inputs(self.run_id, [DatasetInput(dataset=dataset, tags=tags)])
+
+    @_guarded
+    def log_model(self, name: str, save: Callable[[Path, Model], Path]) -> str:
+        """Log an MLflow model of this run: the run page's *Logged models* and the experiment's
+        *Models* tab list it, and ``runs:/<run id>/<name>`` or ``models:/<model id>`` load it
+        (files put under the run's own artifacts are none of these). ``save(folder, metadata)``
+        writes the model into the empty ``folder`` and returns the model's folder; ``metadata``
+        (an ``mlflow.models.Model``) carries the run's and the model's ids into its MLmodel
+        file. Returns the model's id."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        model = self.client.create_logged_model(experiment_id, name=name, source_run_id=self.run_id)
+        metadata = Model(artifact_path=model.artifact_location, run_id=self.run_id,
+                         model_uuid=model.model_id, model_id=model.model_id)  # fmt: skip
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                self.client.log_model_artifacts(model.model_id, str(save(Path(folder), metadata)))
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        except Exception:
+            self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return model.model_id
 
     @_guarded
     def log_artifacts(self, folder: str | os.PathLike, path: str | None = None) -> None:

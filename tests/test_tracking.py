@@ -62,7 +62,12 @@ def test_a_run_shows_its_data_description_and_no_machine_params(als_run):
 
 def test_the_logged_model_serves_top_k_unrated_items_by_inner_product(als_run):
     logged, cfg = als_run
+    (output,) = logged.outputs.model_outputs  # the run page's "Logged models"
+    entry = MlflowClient(cfg.tracking.uri).get_logged_model(output.model_id)
+    assert (entry.name, entry.source_run_id) == ("model", logged.info.run_id)
+    assert str(entry.status) == "READY"
     model = mlflow.pyfunc.load_model(f"runs:/{logged.info.run_id}/model")
+    assert model.metadata.model_id == entry.model_id
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id"]
     split = load_split(cfg).split
     users = split.train.user_ids[[0, 7, 3]]
