@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys import report
 from recsys.config import compose_config, load_split
-from recsys.tracking import canonical_metrics, mlflow_key
+from recsys.tracking import RUNS_VIEW_KEY, canonical_metrics, mlflow_key
 from recsys.train import run
 from tests.conftest import SYNTHETIC, fresh_store
 
@@ -58,6 +58,17 @@ def test_a_run_shows_its_data_description_and_no_machine_params(als_run):
     assert "tracking.uri" not in logged.data.params and "data.dir" not in logged.data.params
     assert logged.data.tags["machine.data.dir"] == cfg.data.dir
     assert logged.data.params["model.factors"] == "8"  # the experiment's settings stay params
+
+
+def test_the_experiment_has_a_runs_view_of_columns_every_run_logs(als_run):
+    logged, cfg = als_run
+    experiment = MlflowClient(cfg.tracking.uri).get_experiment(logged.info.experiment_id)
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"])
+    columns = json.loads(view["state"])["selectedColumns"]
+    kinds = {"metrics": logged.data.metrics, "params": logged.data.params}
+    named = [column.split(".", 1) for column in columns if not column.startswith("attributes.")]
+    assert named and all(name.strip("`") in kinds[kind] for kind, name in named)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_the_logged_model_serves_top_k_unrated_items_by_inner_product(als_run):
