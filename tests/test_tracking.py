@@ -16,11 +16,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from recsys import report
 from recsys.config import compose_config, load_split
 from recsys.tracking import RUNS_VIEW_KEY, canonical_metrics, mlflow_key
 from recsys.train import run
-from tests.conftest import SYNTHETIC, fresh_store
+from tests.conftest import SYNTHETIC
 
 
 def test_metric_names_sort_by_cut_off_as_text():
@@ -99,26 +98,16 @@ def test_the_logged_model_serves_top_k_unrated_items_by_inner_product(als_run):
 
 
 @pytest.mark.integration
-def test_a_sweep_is_one_parent_run_with_the_report_attached(ml100k_dir, tmp_path, mlflow_template,
-                                                            monkeypatch):  # fmt: skip
-    uri = fresh_store(tmp_path, mlflow_template)
-    command = [sys.executable, "-m", "recsys.train", "-m", "model=popular", "seed=1,2",
-               f"data.dir={ml100k_dir}", f"tracking.uri={uri}", "tracking.experiment=sweep"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_a_sweep_is_one_parent_run_with_the_report_attached(benchmark_sweep):
+    uri, _ = benchmark_sweep
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("recsys.sweep") == "true"]
     children = [r for r in runs if r is not parent]
-    assert len(children) == 2
+    assert len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mlflow.note.content"].startswith("Sweep of 2 runs (2 finished)")
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "report"
-    argv = ["--experiment", "sweep", "--tracking-uri", uri, "--out", str(out), "--ks", "10"]
-    assert report.main(argv) == 0
+    assert parent.data.tags["mlflow.note.content"].startswith("Sweep of 4 runs (4 finished)")
     attached = {f.path for f in client.list_artifacts(parent.info.run_id, "report/figures")}
     assert "report/figures/metric_bars.png" in attached
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} >= {
