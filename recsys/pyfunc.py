@@ -63,10 +63,12 @@ class EmbeddingRecommender(mlflow.pyfunc.PythonModel):
         })  # fmt: skip
 
 
-def save_model(folder: Path, embeddings: dict[str, np.ndarray], rated: sp.csr_matrix) -> Path:
+def save_model(folder: Path, embeddings: dict[str, np.ndarray], rated: sp.csr_matrix,
+               metadata: mlflow.models.Model | None = None) -> Path:  # fmt: skip
     """Write the pyfunc model of ``embeddings`` (``ARTIFACTS``: vectors and their ids; user
     ids sorted) and ``rated`` (``(n_users, n_items)``, the items never recommended) into
-    ``folder / "model"``; return that folder."""
+    ``folder / "model"``; return that folder. ``metadata``: the MLmodel's run and model ids
+    (``RunTracker.log_model`` passes them)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -94,6 +96,7 @@ def save_model(folder: Path, embeddings: dict[str, np.ndarray], rated: sp.csr_ma
         warnings.filterwarnings("ignore", module="mlflow")
         mlflow.pyfunc.save_model(str(target), python_model=EmbeddingRecommender(),
                                  artifacts=paths, signature=signature, input_example=example,
+                                 mlflow_model=metadata,
                                  pip_requirements=[f"numpy=={np.__version__}",
                                                    f"pandas=={pd.__version__}"])  # fmt: skip
     return target

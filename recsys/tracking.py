@@ -34,13 +34,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hydra.experimental.callback import Callback
 
 from recsys.errors import RecsysError, TrackingError, print_error
 from recsys.files import atomic_write_text, process_exists
+
+if TYPE_CHECKING:
+    from mlflow.models import Model
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +185,9 @@ def relocate_artifacts(database: Path) -> int:
     MLflow records absolute artifact locations (``<folder>/mlruns/<id>``), so a SQLite store
     copied with its folder (``cp -a``) would keep writing into and reading from the original.
     An experiment at ``<other>/mlruns/<x>``, where ``<other>`` does not hold this very database,
-    moves (with its runs) to ``<this folder>/mlruns/<x>`` when the copy holds that folder, when
-    ``<other>`` holds another store (the original), or when ``<other>`` is gone (a moved
-    store). Returns the number of experiments moved (0 for a store never copied).
+    moves (with its runs and logged models) to ``<this folder>/mlruns/<x>`` when the copy holds
+    that folder, when ``<other>`` holds another store (the original), or when ``<other>`` is
+    gone (a moved store). Returns the number of experiments moved (0 for a store never copied).
     """
     root = database.parent
     connection = sqlite3.connect(database, timeout=30)
@@ -198,10 +202,12 @@ def relocate_artifacts(database: Path) -> int:
                 new = prefix.replace(old, str(root))
                 connection.execute("UPDATE experiments SET artifact_location = ? WHERE "
                                    "experiment_id = ?", (new + location[len(prefix):], experiment))
-                connection.execute(
-                    "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) WHERE "
-                    "experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
-                    (new, len(prefix) + 1, experiment, len(prefix), prefix))  # fmt: skip
+                for table, column in (("runs", "artifact_uri"),
+                                      ("logged_models", "artifact_location")):  # fmt: skip
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE "
+                        f"experiment_id = ? AND substr({column}, 1, ?) = ?",
+                        (new, len(prefix) + 1, experiment, len(prefix), prefix))  # fmt: skip
     finally:
         connection.close()
     for experiment, old, _ in moves:
@@ -349,6 +355,31 @@ class RunTracker:
         self.client.log_inputs(self.run_id, [DatasetInput(dataset=dataset, tags=tags)])
 
     @_guarded
+    def log_model(self, name: str, save: Callable[[Path, Model], Path]) -> str:
+        """Log an MLflow model of this run: the run page's *Logged models* and the experiment's
+        *Models* tab list it, and ``runs:/<run id>/<name>`` or ``models:/<model id>`` load it
+        (files put under the run's own artifacts are none of these). ``save(folder, metadata)``
+        writes the model into the empty ``folder`` and returns the model's folder; ``metadata``
+        (an ``mlflow.models.Model``) carries the run's and the model's ids into its MLmodel
+        file. Returns the model's id."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        model = self.client.create_logged_model(experiment_id, name=name, source_run_id=self.run_id)
+        metadata = Model(artifact_path=model.artifact_location, run_id=self.run_id,
+                         model_uuid=model.model_id, model_id=model.model_id)  # fmt: skip
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                self.client.log_model_artifacts(model.model_id, str(save(Path(folder), metadata)))
+            self.client.log_outputs(self.run_id, [LoggedModelOutput(model.model_id, step=0)])
+        except Exception:
+            self.client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        return model.model_id
+
+    @_guarded
     def log_artifacts(self, folder: str | os.PathLike, path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), path)
 
@@ -432,12 +463,33 @@ def sweep_parent_run_id() -> str | None:
 
 
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# A saved view of the runs table, in the runs page's *Views* menu or opened by its address
+# (``#/experiments/<id>/runs?viewStateShareKey=recsys``): the columns a benchmark is read by.
+# MLflow 3's UI keeps saved views as experiment tags ``mlflow.sharedViewState.<key>`` holding
+# ``{name, createdAt, state}``, the state a JSON string; a UI that knows no views ignores it.
+RUNS_VIEW_KEY, RUNS_VIEW_NAME = "recsys", "recsys: NDCG, recall, fit time"
+RUNS_VIEW_COLUMNS = ("attributes.`Dataset`", "attributes.`Models`", "params.`model_name`",
+                     "metrics.`val/ndcg_at_10`", "metrics.`test/ndcg_at_10`",
+                     "metrics.`test/recall_at_10`", "metrics.`time/fit_seconds`")  # fmt: skip
+
+
+def runs_view(created_ms: int) -> str:
+    """The saved view ``RUNS_VIEW_KEY``'s tag value: runs newest first, ``RUNS_VIEW_COLUMNS``."""
+    state = {
+        "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False,
+        "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+        "modelVersionFilter": "All Runs", "selectedColumns": list(RUNS_VIEW_COLUMNS),
+        "columnOrder": [], "columnWidths": {}, "groupBy": None, "groupsExpanded": {},
+    }  # fmt: skip
+    return json.dumps({"name": RUNS_VIEW_NAME, "createdAt": created_ms, "updatedAt": created_ms,
+                       "state": json.dumps(state)})  # fmt: skip
 
 
 def _experiment_id(client, name: str) -> str:
     """The experiment's id; a new one keeps its artifacts beside a SQLite store's database.
-    Its kind is set to model training, so MLflow's UI opens it on the runs table (MLflow 3
-    otherwise guesses, and an experiment without traces can open on the GenAI overview)."""
+    It is tagged a model-training experiment (MLflow 3.x UIs before the GenAI / Model training
+    switch open it on the runs table; later ones open the switch's last choice, GenAI at
+    first) and given the saved runs view ``RUNS_VIEW_KEY``."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
@@ -450,11 +502,14 @@ def _experiment_id(client, name: str) -> str:
         except MlflowException:  # created meanwhile by a parallel run of the same sweep
             pass
         experiment = client.get_experiment_by_name(name)
-    if experiment.tags.get(EXPERIMENT_KIND) is None:  # MLflow 3's UI opens on runs, not traces
-        try:
-            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        except MlflowException:  # set meanwhile by a parallel run (a unique key in SQL stores)
-            pass
+    view = runs_view(int(time.time() * 1000))
+    tags = {EXPERIMENT_KIND: MODEL_TRAINING, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}": view}
+    for key, value in tags.items():
+        if experiment.tags.get(key) is None:
+            try:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+            except MlflowException:  # set meanwhile by a parallel run (a unique key in SQL)
+                pass
     return experiment.experiment_id
 
 

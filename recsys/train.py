@@ -313,12 +313,11 @@ def log_results(tracker: RunTracker, cfg: DictConfig, split: Split, result: RunR
         write_artifacts(Path(folder), cfg, split, result)
         tracker.log_artifacts(folder)
     if has_embeddings and cfg.tracking.log_model:
-        with tempfile.TemporaryDirectory() as folder:
-            from recsys.pyfunc import save_model
+        from recsys.pyfunc import save_model
 
-            rated = split.train.to_csr() + split.validation.to_csr() + split.test.to_csr()
-            model = save_model(Path(folder), embeddings(split, result.model), rated)
-            tracker.log_artifacts(model, "model")
+        rated = split.train.to_csr() + split.validation.to_csr() + split.test.to_csr()
+        vectors = embeddings(split, result.model)
+        tracker.log_model("model", lambda folder, meta: save_model(folder, vectors, rated, meta))
 
 
 def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResult):

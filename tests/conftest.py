@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -193,6 +196,32 @@ def tracked_benchmark(tmp_path_factory, mlflow_template):
             for overrides, seed in [(o, s) for o in runs for s in (1, 2)] + [(runs[2], 1)]:
                 run(compose_config([*base, *overrides, f"seed={seed}"]))
         yield uri, data_dir, root
+
+
+@pytest.fixture(scope="session")
+def benchmark_sweep(ml100k_dir, tmp_path_factory, mlflow_template):
+    """A real multirun on the real ML-100K, as ``make benchmark`` runs one: ``python -m
+    recsys.train -m`` over popular and ALS x seeds 1 and 2 into experiment ``sweep`` of a fresh
+    store, then ``recsys.report``, which attaches its figures to the sweep's parent run. Read
+    it, never write to it.
+
+    Returns ``(tracking_uri, root)``.
+    """
+    from recsys import report
+
+    root = tmp_path_factory.mktemp("sweep")
+    uri = fresh_store(root, mlflow_template)
+    command = [sys.executable, "-m", "recsys.train", "-m", "model=popular,als", "seed=1,2",
+               f"data.dir={ml100k_dir}", f"tracking.uri={uri}", "tracking.experiment=sweep"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    argv = ["--experiment", "sweep", "--tracking-uri", uri, "--out", str(root / "report"),
+            "--ks", "10"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        assert report.main(argv) == 0
+    return uri, root
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from recsys import report
 from recsys.config import compose_config, load_split
-from recsys.tracking import canonical_metrics, mlflow_key
+from recsys.tracking import RUNS_VIEW_KEY, canonical_metrics, mlflow_key
 from recsys.train import run
-from tests.conftest import SYNTHETIC, fresh_store
+from tests.conftest import SYNTHETIC
 
 
 def test_metric_names_sort_by_cut_off_as_text():
@@ -60,9 +59,25 @@ def test_a_run_shows_its_data_description_and_no_machine_params(als_run):
     assert logged.data.params["model.factors"] == "8"  # the experiment's settings stay params
 
 
+def test_the_experiment_has_a_runs_view_of_columns_every_run_logs(als_run):
+    logged, cfg = als_run
+    experiment = MlflowClient(cfg.tracking.uri).get_experiment(logged.info.experiment_id)
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{RUNS_VIEW_KEY}"])
+    columns = json.loads(view["state"])["selectedColumns"]
+    kinds = {"metrics": logged.data.metrics, "params": logged.data.params}
+    named = [column.split(".", 1) for column in columns if not column.startswith("attributes.")]
+    assert named and all(name.strip("`") in kinds[kind] for kind, name in named)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_the_logged_model_serves_top_k_unrated_items_by_inner_product(als_run):
     logged, cfg = als_run
+    (output,) = logged.outputs.model_outputs  # the run page's "Logged models"
+    entry = MlflowClient(cfg.tracking.uri).get_logged_model(output.model_id)
+    assert (entry.name, entry.source_run_id) == ("model", logged.info.run_id)
+    assert str(entry.status) == "READY"
     model = mlflow.pyfunc.load_model(f"runs:/{logged.info.run_id}/model")
+    assert model.metadata.model_id == entry.model_id
     assert [c.name for c in model.metadata.get_input_schema().inputs] == ["user_id"]
     split = load_split(cfg).split
     users = split.train.user_ids[[0, 7, 3]]
@@ -83,26 +98,16 @@ def test_the_logged_model_serves_top_k_unrated_items_by_inner_product(als_run):
 
 
 @pytest.mark.integration
-def test_a_sweep_is_one_parent_run_with_the_report_attached(ml100k_dir, tmp_path, mlflow_template,
-                                                            monkeypatch):  # fmt: skip
-    uri = fresh_store(tmp_path, mlflow_template)
-    command = [sys.executable, "-m", "recsys.train", "-m", "model=popular", "seed=1,2",
-               f"data.dir={ml100k_dir}", f"tracking.uri={uri}", "tracking.experiment=sweep"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_a_sweep_is_one_parent_run_with_the_report_attached(benchmark_sweep):
+    uri, _ = benchmark_sweep
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("recsys.sweep") == "true"]
     children = [r for r in runs if r is not parent]
-    assert len(children) == 2
+    assert len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mlflow.note.content"].startswith("Sweep of 2 runs (2 finished)")
-    monkeypatch.chdir(tmp_path)
-    out = tmp_path / "report"
-    argv = ["--experiment", "sweep", "--tracking-uri", uri, "--out", str(out), "--ks", "10"]
-    assert report.main(argv) == 0
+    assert parent.data.tags["mlflow.note.content"].startswith("Sweep of 4 runs (4 finished)")
     attached = {f.path for f in client.list_artifacts(parent.info.run_id, "report/figures")}
     assert "report/figures/metric_bars.png" in attached
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} >= {

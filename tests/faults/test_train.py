@@ -170,7 +170,8 @@ def test_a_killed_process_leaves_no_run_running_forever(mlflow_uri):
 
 
 def test_a_copied_store_keeps_its_artifacts_inside_the_copy(project, mlflow_uri, tmp_path):
-    train.run(compose_config(project))
+    als = [o for o in project if not o.startswith("model=")] + ["model=als", "model.factors=4"]
+    train.run(compose_config(als))  # an embedding model: a logged model too
     original = Path(mlflow_uri.removeprefix("sqlite:///")).parent
     copy = tmp_path.parent / f"{tmp_path.name}-copy"
     shutil.copytree(original, copy)
@@ -181,6 +182,9 @@ def test_a_copied_store_keeps_its_artifacts_inside_the_copy(project, mlflow_uri,
     old = next(r for r in runs_of(copied_uri) if r.info.run_id != tracker.run_id)
     assert old.info.artifact_uri.startswith(f"{copy}/")
     assert (Path(old.info.artifact_uri) / "config.yaml").exists()
+    (model,) = tracker.client.search_logged_models([old.info.experiment_id])
+    assert model.artifact_location.startswith(f"{copy}/")
+    assert (Path(model.artifact_location) / "MLmodel").exists()
     assert snapshot(original) == before
 
 
