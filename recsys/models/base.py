@@ -101,10 +101,16 @@ class Recommender(ABC):
 
         Torch models override this to rank on their own device.
         """
-        scores = np.array(self.score(users), dtype=np.float32)  # (B, n_items), a copy
+        scores = self._scores_to_mask(users)  # (B, n_items), ours to write into
         if excluded is not None:
             mask_excluded(scores, excluded)
         return top_k(scores, k)
+
+
+    def _scores_to_mask(self, users: np.ndarray) -> np.ndarray:
+        """``score(users)`` as a float32 array that masking may overwrite: a copy, since a
+        model's ``score`` may return its own state (a cached row, a broadcast view)."""
+        return np.array(self.score(users), dtype=np.float32)
 
 
 class FactorRecommender(Recommender):
@@ -119,6 +125,12 @@ class FactorRecommender(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self._user_vectors[users] @ self._item_vectors.T  # (B, d) @ (d, n_items)
+
+    def _scores_to_mask(self, users: np.ndarray) -> np.ndarray:
+        # a new array from the matmul: no copy needed (a subclass whose ``score`` returns
+        # stored arrays must override this back to a copy)
+        scores = self.score(users)
+        return scores if scores.dtype == np.float32 else scores.astype(np.float32)
 
     @property
     def user_embeddings(self) -> np.ndarray | None:
