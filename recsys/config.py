@@ -229,6 +229,9 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
     choices = []
     for override in overrides:
         group = override.key_or_group
+        if group.startswith("hydra/") and override.package is None:
+            _check_hydra_choice(override)
+            continue
         if group not in groups or override.package is not None:
             continue
         if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
@@ -247,11 +250,37 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
     keys = _all_keys(OmegaConf.to_container(cfg))
     for override in overrides:
         key = override.key_or_group
-        if (override.type != OverrideType.CHANGE or key in groups or key.startswith("hydra.")
-                or key in keys):  # fmt: skip
+        if (override.type != OverrideType.CHANGE or key in groups
+                or key.startswith(("hydra.", "hydra/")) or key in keys):  # fmt: skip
             continue
         raise ConfigError(f"unknown key {key!r} in `{override.input_line}`"
                           f"{_key_hint(key, keys, override.input_line)}")  # fmt: skip
+
+
+# Hydra's launchers that pip install -e '.[cluster]' adds (hydra-joblib-launcher, -submitit-)
+CLUSTER_LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm")
+
+
+def _check_hydra_choice(override) -> None:
+    """A choice of one of Hydra's own groups (``hydra/launcher=joblib``) must be a config Hydra
+    knows: one of its own, an installed plugin's, or a file under ``conf/hydra/``."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    group = override.key_or_group
+    values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
+              else [override.value()])  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
+        options = GlobalHydra.instance().config_loader().get_group_options(group)
+    for value in values:
+        if value is None or str(value) in options:
+            continue
+        extra = ""
+        if group == "hydra/launcher" and str(value) in CLUSTER_LAUNCHERS:
+            extra = f"; launcher {value} comes with pip install -e '.[cluster]'"
+        hint = extra or _nearest(str(value), options)
+        raise ConfigError(f"unknown {group} {value!r} in `{override.input_line}`: choose one "
+                          f"of {', '.join(sorted(options))}{hint}")  # fmt: skip
 
 
 def _key_hint(key: str, keys: set[str], line: str) -> str:

@@ -16,6 +16,7 @@ second of imports.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import functools
@@ -430,20 +431,41 @@ class SweepParentRun(Callback):
             sys.exit(1)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / PARENT_FILE, json.dumps({"run_id": self.tracker.run_id}))
+        # Hydra skips on_multirun_end when a job raises (its launcher re-raises the job's
+        # error): the parent would stay RUNNING. The process's exit closes it then.
+        atexit.register(self.close, stopped=True)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        self.close()
+
+    def close(self, stopped: bool = False) -> None:
+        """End the parent FINISHED if every job's run finished, else FAILED; ``stopped``: the
+        sweep ended early (a job raised), FAILED whatever its runs say."""
         if self.tracker is None:
             return
-        client, run_id = self.tracker.client, self.tracker.run_id
+        tracker, self.tracker = self.tracker, None
+        try:
+            with mlflow_errors(tracker.tracking_uri, f"sweep run {tracker.run_id}"):
+                self._end(tracker, stopped)
+        except TrackingError as error:
+            log.warning("could not close the sweep's run: %s", error)
+
+    @staticmethod
+    def _end(tracker: RunTracker, stopped: bool) -> None:
+        client, run_id = tracker.client, tracker.run_id
         parent = client.get_run(run_id)
         children = client.search_runs([parent.info.experiment_id],
                                       f"tags.mlflow.parentRunId = '{run_id}'",
                                       max_results=10_000)  # fmt: skip
         finished = sum(run.info.status == "FINISHED" for run in children)
-        self.tracker.describe(f"Sweep of {len(children)} runs ({finished} finished): "
-                              f"`{parent.data.tags['command']}`")  # fmt: skip
-        self.tracker.end(failed=finished < len(children),
-                         reason=f"{len(children) - finished} runs did not finish")  # fmt: skip
+        stop = ", stopped by a job's error" if stopped else ""
+        tracker.describe(f"Sweep of {len(children)} runs ({finished} finished{stop}): "
+                         f"`{parent.data.tags['command']}`")  # fmt: skip
+        reason = f"{len(children) - finished} runs did not finish"
+        if stopped:
+            reason = (f"the sweep stopped at a job's error (Hydra's log names it): {finished} of "
+                      f"{len(children)} runs started finished")  # fmt: skip
+        tracker.end(failed=stopped or finished < len(children), reason=reason)
 
 
 

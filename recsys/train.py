@@ -419,4 +419,9 @@ def cli(config_name: str = "config", entry=None) -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # the module's own names, not this __main__ copy's: the fitted-model cache pickles
+    # recsys.train.Fitted, and joblib or submitit send recsys.train.main to other processes,
+    # where no __main__ holds them (a joblib sweep failed with "Can't pickle __main__.Fitted")
+    from recsys.train import cli as module_cli
+
+    module_cli()

@@ -8,20 +8,14 @@ The addresses are the README's: the runs page with ``workflowType=machine_learni
 and the saved view ``recsys`` (``RUNS_VIEW_KEY``).
 """
 
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from recsys.tracking import RUNS_VIEW_KEY
+from tests.servers import mlflow_server
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="playwright is not installed (pip install -e '.[dev]')")
@@ -37,32 +31,9 @@ pytestmark = [
 def ui(benchmark_sweep):
     """``(base URL, experiment id, client)`` of an ``mlflow server`` on the sweep's store."""
     uri, root = benchmark_sweep
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    command = [mlflow_cli, "server", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1"]  # fmt: skip
-    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"  # uvicorn
-    env = {**os.environ, "PATH": path, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    # its own process group: the server starts uvicorn workers, all stopped together
-    server = subprocess.Popen(command, cwd=root, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "no mlflow server"
-                time.sleep(0.5)
+    with mlflow_server(uri, root) as base:
         client = MlflowClient(uri)
         yield base, client.get_experiment_by_name("sweep").experiment_id, client
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
