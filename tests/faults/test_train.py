@@ -144,7 +144,7 @@ def test_a_store_that_fails_mid_run_leaves_the_run_failed_with_its_params(capsys
 
 
 def test_a_run_that_fails_in_training_carries_its_config(capsys, project, mlflow_uri):
-    with mock.patch("recsys.train.train_and_evaluate", side_effect=RuntimeError("boom")), \
+    with mock.patch("recsys.train.fit_selected", side_effect=RuntimeError("boom")), \
             pytest.raises(RuntimeError):
         train.run(compose_config(project))
     (run,) = runs_of(mlflow_uri)
