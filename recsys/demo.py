@@ -86,14 +86,14 @@ class BundleRecommender:
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """Top-``k`` movies for a MovieLens user id, none of them one the user rated."""
-        _check_k(k)
+        check_k(k)
         user = self.user_index(user_id)
         rated = self.ratings.indices[self.ratings.indptr[user] : self.ratings.indptr[user + 1]]
         return self._search(self.user_vectors[user], k, rated)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Batched: ``(B, k)`` movie ids and scores for many users, rated movies filtered."""
-        _check_k(k)
+        check_k(k)
         users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
         n_rated = np.diff(self.ratings.indptr)[users]
         depth = int(min(k + n_rated.max(), len(self._titles)))
@@ -136,7 +136,7 @@ class BundleRecommender:
         against the liked movies' vectors ``V_L`` (what ALS does for a user with these
         interactions, with unit confidence); the liked movies are not recommended back.
         """
-        _check_k(k)
+        check_k(k)
         items = self.liked_rows(liked)
         return self.recommend_for_vector(self.fold_in(items, regularization), k, items)
 
@@ -158,7 +158,7 @@ class BundleRecommender:
                              exclude: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
         """Top-``k`` movies by inner product with a ``(d,)`` user vector (FAISS), none of the
         rows in ``exclude``."""
-        _check_k(k)
+        check_k(k)
         exclude = np.empty(0, dtype=np.int64) if exclude is None else exclude
         return self._search(np.asarray(vector, dtype=np.float32), k, exclude)
 
@@ -170,7 +170,7 @@ class BundleRecommender:
     def _neighbours(self, item: int, k: int, similarity: str,
                     shrinkage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """Rows and scores of the ``k`` movies most similar to the movie in row ``item``."""
-        _check_k(k)
+        check_k(k)
         if similarity not in SIMILARITIES:
             raise RecsysError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
                               f"got {similarity!r}")  # fmt: skip
@@ -346,7 +346,8 @@ def neighbour_popularity_ranks(recommender: BundleRecommender, movie: int | str,
     return recommender.popularity_rank[items]
 
 
-def _check_k(k) -> None:
+def check_k(k) -> None:
+    """``RecsysError`` unless ``k`` is a positive whole number."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecsysError(f"k must be a positive whole number (how many movies to show), "
                           f"got {k!r}")  # fmt: skip
