@@ -212,6 +212,7 @@ def new_user_bundles(tmp_path_factory, mlflow_template) -> dict[str, Path]:
     with pytest.MonkeyPatch.context() as patch:  # the release stays registered all session
         data_dir = write_synthetic_release(root / "data", patch, FAMOUS)
         patch.chdir(root)  # MLflow puts a SQLite store's artifacts in ./mlruns
+        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         base = [f"data.dir={data_dir}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}",
                 "tracking.experiment=serve", "cache.enabled=false"]  # fmt: skip
         bundles = {}
