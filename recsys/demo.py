@@ -86,10 +86,15 @@ class BundleRecommender:
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """Top-``k`` movies for a MovieLens user id, none of them one the user rated."""
+        return self.movie_table(*self.recommend_rows(user_id, k))
+
+    def recommend_rows(self, user_id: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` as the movies' rows and scores, best first (no table: for a server,
+        where building the table would cost more than the search)."""
         check_k(k)
         user = self.user_index(user_id)
         rated = self.ratings.indices[self.ratings.indptr[user] : self.ratings.indptr[user + 1]]
-        return self._search(self.user_vectors[user], k, rated)
+        return self.search_rows(self.user_vectors[user], k, rated)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Batched: ``(B, k)`` movie ids and scores for many users, rated movies filtered."""
@@ -125,8 +130,8 @@ class BundleRecommender:
         ``shrinkage``; a movie that nobody rated together with ``movie`` is never shown, so
         there may be fewer than ``k``. ``"cosine"``: the cosine between the model's item vectors.
         """
-        items, scores = self._neighbours(self.movie_row(movie), k, similarity, shrinkage)
-        return self.movie_table(items, scores)
+        return self.movie_table(*self.similar_rows(self.movie_row(movie), k, similarity,
+                                                   shrinkage))  # fmt: skip
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
                                regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
@@ -158,17 +163,15 @@ class BundleRecommender:
                              exclude: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
         """Top-``k`` movies by inner product with a ``(d,)`` user vector (FAISS), none of the
         rows in ``exclude``."""
-        check_k(k)
-        exclude = np.empty(0, dtype=np.int64) if exclude is None else exclude
-        return self._search(np.asarray(vector, dtype=np.float32), k, exclude)
+        return self.movie_table(*self.search_rows(vector, k, exclude))
 
     def title(self, movie: int | str) -> str:
         """The title of a movie given by id or (part of its) title."""
         return self._titles[self.movie_row(movie)]
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _neighbours(self, item: int, k: int, similarity: str,
-                    shrinkage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    # -- rows and tables -------------------------------------------------------------------------
+    def similar_rows(self, item: int, k: int, similarity: str = "pmi",
+                     shrinkage: float = PMI_SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the ``k`` movies most similar to the movie in row ``item``."""
         check_k(k)
         if similarity not in SIMILARITIES:
@@ -186,11 +189,16 @@ class BundleRecommender:
         found = found[np.isfinite(scores[found])]
         return found, scores[found].astype(np.float32)
 
-    def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> pd.DataFrame:
+    def search_rows(self, vector: np.ndarray, k: int,
+                    exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the top-``k`` movies by inner product with a ``(d,)`` vector
+        (the FAISS index), none of the rows in ``exclude``."""
+        check_k(k)
+        exclude = np.empty(0, dtype=np.int64) if exclude is None else exclude
         depth = min(k + len(exclude), len(self._titles))
-        scores, found = self.index.search(vector[None, :], depth)
+        scores, found = self.index.search(np.asarray(vector, dtype=np.float32)[None, :], depth)
         keep = (found[0] >= 0) & ~np.isin(found[0], exclude)
-        return self.movie_table(found[0][keep][:k], scores[0][keep][:k])
+        return found[0][keep][:k], scores[0][keep][:k]
 
     def movie_table(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
         """The result table (``COLUMNS``) of the movies in rows ``items``, in that order."""
@@ -342,7 +350,7 @@ def neighbour_popularity_ranks(recommender: BundleRecommender, movie: int | str,
     numpy.ndarray
         ``(k,)`` int64 (fewer when fewer movies are similar at all): 1 for the most-rated film.
     """
-    items, _ = recommender._neighbours(recommender.movie_row(movie), k, similarity, shrinkage)
+    items, _ = recommender.similar_rows(recommender.movie_row(movie), k, similarity, shrinkage)
     return recommender.popularity_rank[items]
 
 

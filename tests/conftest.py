@@ -211,17 +211,18 @@ def new_user_bundles(tmp_path_factory, mlflow_template) -> dict[str, Path]:
     client = MlflowClient(uri)
     with pytest.MonkeyPatch.context() as patch:  # the release stays registered all session
         data_dir = write_synthetic_release(root / "data", patch, FAMOUS)
-        patch.chdir(root)  # MLflow puts a SQLite store's artifacts in ./mlruns
-        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         base = [f"data.dir={data_dir}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}",
                 "tracking.experiment=serve", "cache.enabled=false"]  # fmt: skip
         bundles = {}
-        for model, overrides in NEW_USER_RUNS.items():
-            run(compose_config([*base, *overrides]))
-            experiment = client.get_experiment_by_name("serve").experiment_id
-            logged = client.search_runs([experiment], f"tags.model = '{model}'")[0]
-            bundles[model] = root / "bundles" / model
-            export_bundle(client, logged, bundles[model], IndexSettings("exact"))
+        with pytest.MonkeyPatch.context() as working_directory:
+            working_directory.chdir(root)  # MLflow puts a SQLite store's artifacts in ./mlruns
+            working_directory.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            for model, overrides in NEW_USER_RUNS.items():
+                run(compose_config([*base, *overrides]))
+                experiment = client.get_experiment_by_name("serve").experiment_id
+                logged = client.search_runs([experiment], f"tags.model = '{model}'")[0]
+                bundles[model] = root / "bundles" / model
+                export_bundle(client, logged, bundles[model], IndexSettings("exact"))
         yield bundles
 
 

@@ -30,7 +30,7 @@ Hydra; torch only for a bundle that carries a tower or an encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +65,30 @@ class Demographics:
 @dataclass(frozen=True)
 class Recommendation:
     """An answer: the route that served it (``ROUTES``), how that route scored (``method``),
-    why another route was passed over (``note``, or ``None``), and the films: ``table`` with
-    ``recsys.demo.COLUMNS`` plus ``because_id`` and ``because_title``, the liked film each is
-    most similar to (fold-in only; missing elsewhere, and where no one rated both)."""
+    why another route was passed over (``note``, or ``None``), and the films as catalogue rows
+    of the bundle, best first, with their scores and, for fold-in, the row of the liked film
+    each is most similar to (``because``; -1 where no one rated both; ``None`` for the other
+    routes). ``table`` gives them as a table of ``recsys.demo.COLUMNS`` plus ``because_id``
+    and ``because_title``; a server reads the arrays (building a table costs more than the
+    search)."""
 
     route: str
     method: str
     note: str | None
-    table: pd.DataFrame
+    rows: np.ndarray
+    scores: np.ndarray
+    because: np.ndarray | None
+    demo: BundleRecommender = field(repr=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        table = self.demo.movie_table(self.rows, self.scores)
+        reason = np.full(len(self.rows), -1) if self.because is None else self.because
+        found = reason >= 0
+        ids = pd.array(self.demo.items["item_id"].to_numpy()[reason], dtype="Int64")
+        titles = pd.array(self.demo.items["title"].to_numpy()[reason], dtype="string")
+        ids[~found], titles[~found] = pd.NA, pd.NA
+        return table.assign(because_id=ids, because_title=titles)
 
 
 class RoutedRecommender:
@@ -97,7 +113,6 @@ class RoutedRecommender:
             self.encoder = VAEFoldIn(parts)
         self.rated_by = np.diff(demo.ratings.tocsc().indptr)  # (n_items,) raters per film
         self.popular_order = np.argsort(-self.rated_by, kind="stable")  # ties: lower row first
-        self._rows_of_ids = pd.Index(demo.items["item_id"])  # movie id -> row, vectorised
 
     @classmethod
     def load(cls, path: str | Path) -> RoutedRecommender:
@@ -113,16 +128,18 @@ class RoutedRecommender:
                   demographics: Demographics | None = None, k: int = 10) -> Recommendation:
         """Top-``k`` films by the first route of the chain that fits what is given."""
         if user_id is not None:
-            if liked or demographics is not None:
+            if len(liked) or demographics is not None:
                 raise ConfigError("give a known user's id, or a new user's liked films and/or "
                                   "demographics, not both")  # fmt: skip
             method = f"{self.model}'s vector of the user, searched in the FAISS index"
-            return Recommendation("known-user", method, None,
-                                  with_reasons(self.demo.recommend(user_id, k)))  # fmt: skip
+            return self._answer("known-user", method, *self.demo.recommend_rows(user_id, k))
         if len(liked):
             return self._fold_in(self.demo.liked_rows(list(liked)), k)
         if demographics is not None and self.tower is not None:
-            return self._demographics(demographics, k)
+            check_demographics(demographics, self.tower.vocabularies)
+            vector = self.tower.embed(demographics.frame())[0]  # (d,)
+            method = "the two-tower user tower on age, gender, occupation and zip code"
+            return self._answer("demographics", method, *self.demo.search_rows(vector, k))
         note = None
         if demographics is not None:
             note = (f"demographics need a two-tower bundle (this one is {self.model}'s): "
@@ -133,9 +150,8 @@ class RoutedRecommender:
         """The ``k`` films the most users rated (the route of last resort)."""
         check_k(k)
         rows = self.popular_order[:k]
-        table = self.demo.movie_table(rows, self.rated_by[rows].astype(np.float32))
-        return Recommendation("popular", "the films the most users rated (score: raters)", note,
-                              with_reasons(table))  # fmt: skip
+        return self._answer("popular", "the films the most users rated (score: raters)", rows,
+                            self.rated_by[rows].astype(np.float32), note=note)  # fmt: skip
 
     def _fold_in(self, liked: np.ndarray, k: int) -> Recommendation:
         if self.encoder is not None:
@@ -146,45 +162,29 @@ class RoutedRecommender:
         else:
             vector = self.demo.fold_in(liked)
             method = f"ridge regression of the liked films on {self.model}'s film vectors"
-        table = self.demo.recommend_for_vector(vector, k, liked)
-        rows = self._rows_of_ids.get_indexer(table["movie_id"].to_numpy())
-        return Recommendation("fold-in", method, None,
-                              with_reasons(table, *self._reasons(liked, rows)))
+        rows, scores = self.demo.search_rows(vector, k, liked)
+        return self._answer("fold-in", method, rows, scores, self.reasons(liked, rows))
 
-    def _demographics(self, demographics: Demographics, k: int) -> Recommendation:
-        check_demographics(demographics, self.tower.vocabularies)
-        vector = self.tower.embed(demographics.frame())[0]  # (d,)
-        table = self.demo.recommend_for_vector(vector, k)
-        method = "the two-tower user tower on age, gender, occupation and zip code"
-        return Recommendation("demographics", method, None, with_reasons(table))
+    def _answer(self, route: str, method: str, rows: np.ndarray, scores: np.ndarray,
+                because: np.ndarray | None = None, note: str | None = None) -> Recommendation:
+        return Recommendation(route, method, note, rows, scores, because, self.demo)
 
-    def _reasons(self, liked: np.ndarray, rows: np.ndarray) -> tuple[pd.array, pd.array]:
-        """For each film in ``rows``, the liked film most similar to it by co-rating PMI
-        (missing where no one rated it together with any liked film): ids and titles."""
+    def reasons(self, liked: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each film in ``rows``, the row of the liked film most similar to it by
+        co-rating PMI (ties: the first liked), -1 where no one rated it together with any
+        liked film."""
         similarity = co_rating_pmi_rows(self.demo.ratings, liked)[:, rows]  # (L, k)
         found = np.isfinite(similarity).any(axis=0)  # (k,)
-        best = liked[np.argmax(similarity, axis=0)]  # (k,) ties: the first liked film
-        ids = pd.array(self.demo.items["item_id"].to_numpy()[best], dtype="Int64")
-        titles = pd.array(self.demo.items["title"].to_numpy()[best], dtype="string")
-        ids[~found], titles[~found] = pd.NA, pd.NA
-        return ids, titles
+        return np.where(found, liked[np.argmax(similarity, axis=0)], -1)
 
-    def search(self, text: str, limit: int = 20) -> pd.DataFrame:
-        """Films whose title contains ``text`` (case and spacing aside), the most rated first,
-        at most ``limit``: ``movie_id, title, year, genres, score`` (score: raters). An empty
-        ``text`` gives the most rated films."""
+    def search(self, text: str, limit: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the films whose title contains ``text`` (case and spacing aside), the most
+        rated first, at most ``limit``, and their raters. An empty ``text`` gives the most
+        rated films."""
         key = normalise_title(text)
         hits = np.flatnonzero(np.char.find(self.demo.normalised_titles, key) >= 0)
         hits = hits[np.argsort(-self.rated_by[hits], kind="stable")][:limit]
-        return self.demo.movie_table(hits, self.rated_by[hits].astype(np.float32))
-
-
-def with_reasons(table: pd.DataFrame, ids=None, titles=None) -> pd.DataFrame:
-    """``table`` with its ``because_id`` and ``because_title`` columns (missing by default)."""
-    n = len(table)
-    return table.assign(
-        because_id=pd.array([pd.NA] * n, dtype="Int64") if ids is None else ids,
-        because_title=pd.array([pd.NA] * n, dtype="string") if titles is None else titles)
+        return hits, self.rated_by[hits].astype(np.float32)
 
 
 def check_demographics(demographics: Demographics, vocabularies: dict[str, list]) -> None:

@@ -3,10 +3,12 @@ bad input of every kind answered with a 4xx and one line, and the command line s
 a real uvicorn on a free loopback port."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -19,6 +21,7 @@ from recsys.serve import app as app_module
 from recsys.serve.routing import Demographics, RoutedRecommender
 from tests.serve.conftest import start_server, stop_server
 
+LOAD_TEST = str(Path(__file__).parents[2] / "experiments" / "benchmark_serve.py")
 NOT_A_FILM = "a liked film is a MovieLens id (a whole number) or a title (1 to 200 characters)"
 
 
@@ -230,6 +233,13 @@ def test_the_command_line_serves_on_loopback_with_a_real_uvicorn(served):
     assert served.startswith("http://127.0.0.1:")
     with httpx.Client(base_url=served, timeout=30) as real:
         assert real.get("/health").json()["model"] == "als"
+        seconds = []
+        for _ in range(20):
+            start = time.perf_counter()
+            real.get("/recommend/3").raise_for_status()
+            seconds.append(time.perf_counter() - start)
+        # Nagle's algorithm against the client's delayed ACK costs 40 ms a response
+        assert sorted(seconds)[10] < 0.03, seconds
         answer = real.get("/recommend/3", params={"k": 4}).json()
         assert answer["route"] == "known-user" and len(answer["films"]) == 4
         liked = real.post("/recommend", json={"liked": ["Fargo (1996)"]}).json()
@@ -246,6 +256,28 @@ def test_the_server_stops_gracefully_on_sigterm(new_user_bundles):
     output = "".join(lines)
     assert "Finished server process" in output and output.endswith("stopped\n")
     assert "Traceback" not in output
+
+
+def test_the_listening_socket_says_tcp_so_that_asyncio_turns_nagle_off():
+    listening = app_module.listen("127.0.0.1", 0)
+    with listening:
+        assert listening.proto == socket.IPPROTO_TCP
+        assert listening.getsockname()[0] == "127.0.0.1"
+
+
+def test_the_load_test_script_runs_bounded_against_a_server(served, new_user_bundles):
+    result = subprocess.run([sys.executable, LOAD_TEST, "--bundle",
+                             str(new_user_bundles["als"]), "--url", served, "--rate", "100",
+                             "--requests", "50", "--max-seconds", "5"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "50 requests due at 100/s" in result.stdout
+    assert re.search(r"p50 [\d.]+ ms +p95 [\d.]+ ms +p99 [\d.]+ ms", result.stdout)
+    assert "errors 0" in result.stdout
+    elsewhere = subprocess.run([sys.executable, LOAD_TEST, "--bundle",
+                                str(new_user_bundles["als"]), "--url", "http://10.1.2.3:8000"],
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert elsewhere.returncode == 1 and "is not on loopback" in elsewhere.stderr
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
