@@ -35,6 +35,7 @@ def test_search_fargo_like_it_and_a_new_list_appears(page, served, tmp_path):
     page.goto(f"{served}/")
     expect(page.locator("#route")).to_have_text("popular")  # nothing liked yet
     expect(page.locator("#model")).to_contain_text("als (run ")
+    expect(page.locator("#about")).to_be_hidden()  # no user tower in an ALS bundle
     expect(page.locator("#recommendations li")).to_have_count(10)
     before = shown(page)
     page.fill("#search", "Fargo")
