@@ -197,7 +197,7 @@ def create_app(router: RoutedRecommender) -> FastAPI:
 
     @app.get("/movies", response_model=list[Film])
     async def movies(search: Annotated[str, Query(max_length=200)] = "",
-               limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20):  # fmt: skip
+                     limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20):  # fmt: skip
         """Films whose title holds ``search`` (case aside), the most rated first (score: how
         many users rated it); without ``search``, the most rated."""
         return catalogue.films(*router.search(search, limit))

@@ -302,3 +302,15 @@ def test_command_line_mistakes_are_one_line(tmp_path, new_user_bundles):
     assert busy.returncode == 1 and busy.stderr.count("\n") == 1
     assert busy.stderr.startswith(f"error: cannot listen on 127.0.0.1 port {port} (Address "
                                   f"already in use): choose another --port")  # fmt: skip
+
+
+def test_serving_imports_neither_mlflow_nor_hydra_and_torch_only_for_a_tower(new_user_bundles):
+    code = ("import sys; from recsys.serve.app import create_app; "
+            "from recsys.serve.routing import RoutedRecommender; "
+            "create_app(RoutedRecommender.load(sys.argv[1])); "
+            "print(sorted(m for m in ('mlflow', 'hydra', 'omegaconf', 'torch') "
+            "if m in sys.modules))")  # fmt: skip
+    for model, expected in (("als", "[]"), ("two_tower", "['torch']")):
+        result = subprocess.run([sys.executable, "-c", code, str(new_user_bundles[model])],
+                                capture_output=True, text=True, timeout=120, check=True)
+        assert result.stdout.strip() == expected
