@@ -11,6 +11,10 @@ Layout of a run's artifacts::
     metrics/train_item_counts.npy    (n_items,) training interactions per item
     embeddings/{user,item}_embeddings.npy, embeddings/{user,item}_ids.npy
                                      vectors and their MovieLens ids (models that have them)
+    new_users/spec.json, new_users/weights.npz
+                                     what scores a user never seen (``NewUserParts``: the
+                                     two-tower user tower, Mult-VAE's encoder), with the
+                                     embeddings, for models that have it
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.models.base import NewUserParts
+
 CONFIG = "config.yaml"
 ENVIRONMENT = "environment.txt"
 PER_USER = {"validation": "metrics/validation_per_user.csv", "test": "metrics/test_per_user.csv"}
@@ -29,6 +35,8 @@ TEST_TOP_ITEMS = "metrics/test_top_items.npy"
 TRAIN_ITEM_COUNTS = "metrics/train_item_counts.npy"
 EMBEDDINGS = "embeddings"
 EMBEDDING_ARRAYS = ("user_embeddings", "item_embeddings", "user_ids", "item_ids")
+NEW_USERS = "new_users"
+NEW_USER_FILES = ("spec.json", "weights.npz")  # in NEW_USERS
 
 
 def embedding_path(name: str) -> str:
@@ -39,7 +47,8 @@ def embedding_path(name: str) -> str:
 def write_run_files(folder: Path, *, config: str, environment: str,
                     per_user: dict[str, pd.DataFrame], test_top_items: np.ndarray,
                     train_item_counts: np.ndarray,
-                    embeddings: dict[str, np.ndarray] | None) -> None:  # fmt: skip
+                    embeddings: dict[str, np.ndarray] | None,
+                    new_users: NewUserParts | None = None) -> None:  # fmt: skip
     """Write a run's artifacts into ``folder`` (a fresh temporary folder) in the layout above."""
     (folder / CONFIG).write_text(config)
     (folder / ENVIRONMENT).write_text(environment)
@@ -53,6 +62,9 @@ def write_run_files(folder: Path, *, config: str, environment: str,
         (folder / EMBEDDINGS).mkdir()
         for name in EMBEDDING_ARRAYS:
             np.save(folder / embedding_path(name), embeddings[name])
+    if new_users is not None:
+        (folder / NEW_USERS).mkdir()
+        new_users.write(*(folder / NEW_USERS / name for name in NEW_USER_FILES))
 
 
 class RunArtifacts:
@@ -89,6 +101,14 @@ class RunArtifacts:
     def embeddings(self) -> dict[str, np.ndarray]:
         folder = self.path(EMBEDDINGS)
         return {name: np.load(folder / f"{name}.npy") for name in EMBEDDING_ARRAYS}
+
+    def new_user_parts(self) -> NewUserParts | None:
+        """What scores a user never seen, or ``None`` if the run logged none (a model without
+        it, or a run logged before runs carried it)."""
+        if not self.client.list_artifacts(self.run_id, NEW_USERS):
+            return None
+        folder = self.path(NEW_USERS)
+        return NewUserParts.read(*(folder / name for name in NEW_USER_FILES))
 
     def close(self) -> None:
         self._folder.cleanup()

@@ -13,13 +13,17 @@ A bundle is a folder::
     ratings.npz            (n_users, n_items) CSR: every rating of the release, in stars
                            (training, validation and test parts, and ratings below the run's
                            ``data.min_rating``): what the demo never recommends
+    new_users.json         only where the run logged them (two-tower, Mult-VAE): what scores a
+    new_users.npz          user never seen (``recsys.models.base.NewUserParts``: the two-tower
+                           user tower and its feature vocabularies, or Mult-VAE's encoder)
     manifest.json          run, model, metrics, fingerprints, versions, index settings, and
                            the SHA-256 of every file above
 
 It is written into a temporary folder and renamed into place (an existing bundle survives a
 crash, and only a folder that is a bundle, or a damaged one holding nothing else, is ever
-replaced), and read back only if every file matches its manifest. Nothing here imports MLflow
-or Hydra: the demo loads a bundle alone.
+replaced), and read back only if every file matches its manifest. A bundle without the
+new-user files (another model's, or one exported before bundles carried them) reads as before,
+with ``new_users`` ``None``. Nothing here imports MLflow or Hydra: the demo loads a bundle alone.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ import scipy.sparse as sp
 
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_path, sha256_file
+from recsys.models.base import NewUserParts
 
 MANIFEST = "manifest.json"
 FILES = ("index.faiss", "user_embeddings.npy", "item_embeddings.npy", "user_ids.npy",
          "item_ids.npy", "items.csv", "seen.npz", "ratings.npz")  # fmt: skip
 ARRAYS = ("user_embeddings", "item_embeddings", "user_ids", "item_ids")
+NEW_USER_FILES = ("new_users.json", "new_users.npz")  # optional, both or neither
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Bundle:
     seen: sp.csr_matrix
     ratings: sp.csr_matrix
     manifest: dict
+    new_users: NewUserParts | None = None
 
 
 def is_bundle(folder: str | Path) -> bool:
@@ -69,10 +76,10 @@ def is_bundle(folder: str | Path) -> bool:
     except (OSError, ValueError):
         manifest = None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if isinstance(files, dict) and set(files) == set(FILES):
+    if isinstance(files, dict) and set(FILES) <= set(files) <= {*FILES, *NEW_USER_FILES}:
         return True
     names = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
-    return MANIFEST in names and names <= {MANIFEST, *FILES}
+    return MANIFEST in names and names <= {MANIFEST, *FILES, *NEW_USER_FILES}
 
 
 def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict:
@@ -95,7 +102,12 @@ def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict
         items.to_csv(tmp / "items.csv", index=False)
         sp.save_npz(tmp / "seen.npz", bundle.seen)
         sp.save_npz(tmp / "ratings.npz", bundle.ratings)
-        manifest = bundle.manifest | {"files": {name: sha256_file(tmp / name) for name in FILES}}
+        written = FILES
+        if bundle.new_users is not None:
+            bundle.new_users.write(*(tmp / name for name in NEW_USER_FILES))
+            written = FILES + NEW_USER_FILES
+        manifest = bundle.manifest | {"files": {name: sha256_file(tmp / name)
+                                                for name in written}}  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -117,7 +129,12 @@ def read_bundle(path: str | Path) -> Bundle:
     if unlisted:
         raise RecsysError(f"bundle {folder}: its manifest does not list {', '.join(unlisted)} "
                           f"(written by an older recsys?); {_export_again(folder, manifest)}")
-    for name in FILES:
+    new_user_files = tuple(name for name in NEW_USER_FILES if name in manifest["files"])
+    if new_user_files not in ((), NEW_USER_FILES):
+        raise RecsysError(f"bundle {folder}: its manifest lists {new_user_files[0]} without "
+                          f"its pair ({' and '.join(NEW_USER_FILES)} go together); "
+                          f"{_export_again(folder, manifest)}")  # fmt: skip
+    for name in FILES + new_user_files:
         expected = manifest["files"].get(name)
         if not (folder / name).is_file():
             raise RecsysError(f"bundle {folder} lacks {name}, which its manifest lists; "
@@ -141,8 +158,11 @@ def read_bundle(path: str | Path) -> Bundle:
             raise RecsysError(f"bundle {folder}: {name}.npz is {matrix.shape[0]} x "
                               f"{matrix.shape[1]}, the bundle has {shape[0]} users x {shape[1]} "
                               f"movies; {_export_again(folder, manifest)}")  # fmt: skip
+    new_users = None
+    if new_user_files:
+        new_users = NewUserParts.read(*(folder / name for name in new_user_files))
     return Bundle(index=faiss.read_index(str(folder / "index.faiss")), items=items,
-                  manifest=manifest, **matrices, **arrays)  # fmt: skip
+                  manifest=manifest, new_users=new_users, **matrices, **arrays)  # fmt: skip
 
 
 def _read_manifest(folder: Path) -> dict:

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.cli import ArgumentParser, positive_int
-from recsys.errors import RecsysError
+from recsys.errors import NotFoundError, RecsysError
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
 SIMILARITIES = ("pmi", "cosine")
@@ -61,12 +61,14 @@ class BundleRecommender:
         self.seen = bundle.seen
         self.ratings = bundle.ratings
         self.manifest = bundle.manifest
+        self.new_users = bundle.new_users  # what scores a user never seen, if the run had it
         self.popularity_rank = popularity_ranks(np.diff(self.ratings.tocsc().indptr))
         self._user_index = {int(u): i for i, u in enumerate(self.user_ids)}
         self._user_order = np.argsort(self.user_ids)  # for vectorised id -> row lookups
         self._item_index = {int(m): i for i, m in enumerate(self.items["item_id"])}
         self._titles = self.items["title"].tolist()
-        self._title_index = {_normalise(t): i for i, t in enumerate(self._titles)}
+        self.normalised_titles = np.array([normalise_title(t) for t in self._titles])  # once a load
+        self._title_index = {t: i for i, t in enumerate(self.normalised_titles)}
         unit = self.item_vectors / np.maximum(
             np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
         self._similarity_index = faiss.IndexFlatIP(unit.shape[1])  # cosine between items
@@ -84,14 +86,19 @@ class BundleRecommender:
     # -- queries -----------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10) -> pd.DataFrame:
         """Top-``k`` movies for a MovieLens user id, none of them one the user rated."""
-        _check_k(k)
+        return self.movie_table(*self.recommend_rows(user_id, k))
+
+    def recommend_rows(self, user_id: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` as the movies' rows and scores, best first (no table: for a server,
+        where building the table would cost more than the search)."""
+        check_k(k)
         user = self.user_index(user_id)
         rated = self.ratings.indices[self.ratings.indptr[user] : self.ratings.indptr[user + 1]]
-        return self._search(self.user_vectors[user], k, rated)
+        return self.search_rows(self.user_vectors[user], k, rated)
 
     def recommend_many(self, user_ids: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Batched: ``(B, k)`` movie ids and scores for many users, rated movies filtered."""
-        _check_k(k)
+        check_k(k)
         users = self._user_rows(np.asarray(user_ids, dtype=np.int64))
         n_rated = np.diff(self.ratings.indptr)[users]
         depth = int(min(k + n_rated.max(), len(self._titles)))
@@ -112,7 +119,7 @@ class BundleRecommender:
         span = slice(self.ratings.indptr[user], self.ratings.indptr[user + 1])
         items, stars = self.ratings.indices[span], self.ratings.data[span]
         order = np.lexsort((items, self.popularity_rank[items], -stars))
-        table = self._table(items[order], stars[order]).rename(columns={"score": "rating"})
+        table = self.movie_table(items[order], stars[order]).rename(columns={"score": "rating"})
         return table.drop(columns="rank")
 
     def similar_items(self, movie: int | str, k: int = 10, similarity: str = "pmi",
@@ -123,8 +130,8 @@ class BundleRecommender:
         ``shrinkage``; a movie that nobody rated together with ``movie`` is never shown, so
         there may be fewer than ``k``. ``"cosine"``: the cosine between the model's item vectors.
         """
-        items, scores = self._neighbours(self._item(movie), k, similarity, shrinkage)
-        return self._table(items, scores)
+        return self.movie_table(*self.similar_rows(self.movie_row(movie), k, similarity,
+                                                   shrinkage))  # fmt: skip
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
                                regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
@@ -134,24 +141,39 @@ class BundleRecommender:
         against the liked movies' vectors ``V_L`` (what ALS does for a user with these
         interactions, with unit confidence); the liked movies are not recommended back.
         """
-        _check_k(k)
+        check_k(k)
+        items = self.liked_rows(liked)
+        return self.recommend_for_vector(self.fold_in(items, regularization), k, items)
+
+    def liked_rows(self, liked: list[int | str]) -> np.ndarray:
+        """The distinct rows of liked movies given by id or title (``NotFoundError`` for one
+        the bundle does not have, ``RecsysError`` for none at all)."""
         if not liked:
             raise RecsysError("name at least one liked movie (title or id)")
-        items = np.array([self._item(m) for m in liked])
+        return np.unique([self.movie_row(m) for m in liked])
+
+    def fold_in(self, items: np.ndarray, regularization: float = 0.1) -> np.ndarray:
+        """``(d,)`` float32 vector of a new user who liked the movies in rows ``items``: the
+        ridge regression of ``recommend_for_new_user``."""
         liked_vectors = self.item_vectors[items].astype(np.float64)  # (L, d)
         gram = liked_vectors.T @ liked_vectors + regularization * np.eye(liked_vectors.shape[1])
-        user = np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items)))  # (d,)
-        return self._search(user.astype(np.float32), k, np.unique(items))
+        return np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items))).astype(np.float32)
+
+    def recommend_for_vector(self, vector: np.ndarray, k: int = 10,
+                             exclude: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip
+        """Top-``k`` movies by inner product with a ``(d,)`` user vector (FAISS), none of the
+        rows in ``exclude``."""
+        return self.movie_table(*self.search_rows(vector, k, exclude))
 
     def title(self, movie: int | str) -> str:
         """The title of a movie given by id or (part of its) title."""
-        return self._titles[self._item(movie)]
+        return self._titles[self.movie_row(movie)]
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _neighbours(self, item: int, k: int, similarity: str,
-                    shrinkage: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    # -- rows and tables -------------------------------------------------------------------------
+    def similar_rows(self, item: int, k: int, similarity: str = "pmi",
+                     shrinkage: float = PMI_SHRINKAGE) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the ``k`` movies most similar to the movie in row ``item``."""
-        _check_k(k)
+        check_k(k)
         if similarity not in SIMILARITIES:
             raise RecsysError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
                               f"got {similarity!r}")  # fmt: skip
@@ -167,13 +189,19 @@ class BundleRecommender:
         found = found[np.isfinite(scores[found])]
         return found, scores[found].astype(np.float32)
 
-    def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> pd.DataFrame:
+    def search_rows(self, vector: np.ndarray, k: int,
+                    exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the top-``k`` movies by inner product with a ``(d,)`` vector
+        (the FAISS index), none of the rows in ``exclude``."""
+        check_k(k)
+        exclude = np.empty(0, dtype=np.int64) if exclude is None else exclude
         depth = min(k + len(exclude), len(self._titles))
-        scores, found = self.index.search(vector[None, :], depth)
+        scores, found = self.index.search(np.asarray(vector, dtype=np.float32)[None, :], depth)
         keep = (found[0] >= 0) & ~np.isin(found[0], exclude)
-        return self._table(found[0][keep][:k], scores[0][keep][:k])
+        return found[0][keep][:k], scores[0][keep][:k]
 
-    def _table(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+    def movie_table(self, items: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+        """The result table (``COLUMNS``) of the movies in rows ``items``, in that order."""
         columns = self._columns
         return pd.DataFrame({
             "rank": np.arange(1, len(items) + 1), "movie_id": columns["item_id"][items],
@@ -196,26 +224,31 @@ class BundleRecommender:
             return self._user_index[int(user_id)]
         except (KeyError, ValueError, TypeError):
             ids = self.user_ids
-            raise RecsysError(f"unknown user {user_id!r}: MovieLens user ids here run from "
-                              f"{ids.min()} to {ids.max()} ({len(ids)} users); for someone new, "
-                              f"use recommend_for_new_user(liked=[...])") from None
+            known = (f"MovieLens user ids here run from {ids.min()} to {ids.max()} "
+                     f"({len(ids)} users)")  # fmt: skip
+            raise NotFoundError(f"unknown user {user_id!r}: {known}; for someone new, use "
+                                f"recommend_for_new_user(liked=[...])", [known]) from None
 
-    def _item(self, movie) -> int:
-        if isinstance(movie, (int, np.integer)) or (isinstance(movie, str) and movie.isdigit()):
+    def movie_row(self, movie) -> int:
+        """Row of a movie given by id or (the start of) its title; ``NotFoundError`` with the
+        closest titles if there is none, or several."""
+        if isinstance(movie, (int, np.integer)) or (isinstance(movie, str)
+                                                    and re.fullmatch("[0-9]+", movie)):  # fmt: skip
             if int(movie) in self._item_index:
                 return self._item_index[int(movie)]
-            raise RecsysError(f"unknown movie id {movie}: ids run from "
-                              f"{min(self._item_index)} to {max(self._item_index)}")
-        key = _normalise(str(movie))
+            known = f"movie ids run from {min(self._item_index)} to {max(self._item_index)}"
+            raise NotFoundError(f"unknown movie id {movie}: {known.removeprefix('movie ')}",
+                                [known])  # fmt: skip
+        key = normalise_title(str(movie))
         if key in self._title_index:
             return self._title_index[key]
-        prefix = [i for i, t in enumerate(self._titles) if _normalise(t).startswith(key)]
+        prefix = np.flatnonzero(np.char.startswith(self.normalised_titles, key))
         if len(prefix) == 1:  # "Fargo" for "Fargo (1996)"
-            return prefix[0]
+            return int(prefix[0])
         close = [self._titles[i] for i in prefix[:5]] or difflib.get_close_matches(
             str(movie), self._titles, n=5, cutoff=0.5)
         hint = f"; did you mean: {'; '.join(close)}" if close else ""
-        raise RecsysError(f"unknown movie {movie!r}{hint}")
+        raise NotFoundError(f"unknown movie {movie!r}{hint}", close)
 
 
 def co_rating_pmi(interactions: sp.csr_matrix, item: int,
@@ -254,18 +287,25 @@ def co_rating_pmi(interactions: sp.csr_matrix, item: int,
         item's own PMI); ``-inf`` where no user rated both, as for every :math:`j` when
         nobody rated :math:`i`.
     """
+    return co_rating_pmi_rows(interactions, np.array([item]), shrinkage)[0]
+
+
+def co_rating_pmi_rows(interactions: sp.csr_matrix, items: np.ndarray,
+                       shrinkage: float = PMI_SHRINKAGE) -> np.ndarray:  # fmt: skip
+    """``co_rating_pmi`` of several items at once: ``(len(items), n_items)`` float64, row
+    ``r`` the scores of ``items[r]`` against every item (one sparse product for all rows)."""
     if not shrinkage >= 0:
         raise RecsysError(f"shrinkage must be a number >= 0, got {shrinkage!r}")
     rated = sp.csr_matrix((np.ones(interactions.nnz), interactions.indices, interactions.indptr),
                           shape=interactions.shape)  # fmt: skip
-    raters = rated[:, [item]].nonzero()[0]  # the users who rated it, (n_i,)
-    together = np.asarray(rated[raters].sum(axis=0)).ravel()  # c_ij, (n_items,)
+    together = (rated[:, items].T @ rated).toarray()  # c_ij, (L, n_items)
     rated_by = np.bincount(rated.indices, minlength=rated.shape[1])  # n_j
     n_users = np.count_nonzero(np.diff(rated.indptr))  # N
-    scores = np.full(rated.shape[1], -np.inf)
-    both = np.flatnonzero(together)  # n_i and n_j are > 0 there
-    c = together[both]
-    scores[both] = np.log(c * n_users / (rated_by[both] * rated_by[item])) * c / (c + shrinkage)
+    scores = np.full(together.shape, -np.inf)
+    row, both = np.nonzero(together)  # n_i and n_j are > 0 there
+    c = together[row, both]
+    scores[row, both] = (np.log(c * n_users / (rated_by[both] * rated_by[items][row])) * c
+                         / (c + shrinkage))  # fmt: skip
     return scores
 
 
@@ -310,17 +350,19 @@ def neighbour_popularity_ranks(recommender: BundleRecommender, movie: int | str,
     numpy.ndarray
         ``(k,)`` int64 (fewer when fewer movies are similar at all): 1 for the most-rated film.
     """
-    items, _ = recommender._neighbours(recommender._item(movie), k, similarity, shrinkage)
+    items, _ = recommender.similar_rows(recommender.movie_row(movie), k, similarity, shrinkage)
     return recommender.popularity_rank[items]
 
 
-def _check_k(k) -> None:
+def check_k(k) -> None:
+    """``RecsysError`` unless ``k`` is a positive whole number."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecsysError(f"k must be a positive whole number (how many movies to show), "
                           f"got {k!r}")  # fmt: skip
 
 
-def _normalise(title: str) -> str:
+def normalise_title(title: str) -> str:
+    """Lower case, outer spaces removed, inner runs of spaces made one: how titles match."""
     return re.sub(r"\s+", " ", title.strip().lower())
 
 

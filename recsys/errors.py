@@ -14,6 +14,15 @@ class ConfigError(RecsysError, ValueError):
     """A configuration value is invalid (unknown name, out-of-range hyperparameter, ...)."""
 
 
+class NotFoundError(RecsysError):
+    """A user or a movie the data does not have; ``suggestions``: what the user may have meant
+    or may do instead (close titles, the range of ids), each a short phrase."""
+
+    def __init__(self, message: str, suggestions: list[str] | tuple[str, ...] = ()):
+        super().__init__(message)
+        self.suggestions = list(suggestions)
+
+
 class DataError(RecsysError):
     """The dataset is missing, corrupt, or could not be obtained."""
 

@@ -7,10 +7,11 @@ Picks the best finished MLflow run of an experiment by a validation metric (or t
 among runs that logged embeddings; rebuilds its split from the logged config and checks the
 split fingerprint, so the "seen" items are exactly those of the run; stores every rating of each
 user besides (test ratings and those below ``data.min_rating`` too: the demo never recommends a
-film the user rated); builds a FAISS inner-product index over the item vectors (exact by
-default; IVF or HNSW measured against the exact index by recall@10 over all users); and writes
-a bundle directory atomically: built in a temporary directory, renamed into place, an existing
-bundle replaced only with ``--replace``.
+film the user rated) and, where the run logged it, what scores a user never seen (the two-tower
+user tower with its feature vocabularies, Mult-VAE's encoder); builds a FAISS inner-product
+index over the item vectors (exact by default; IVF or HNSW measured against the exact index by
+recall@10 over all users); and writes a bundle directory atomically: built in a temporary
+directory, renamed into place, an existing bundle replaced only with ``--replace``.
 
 What a bundle holds and how it is written and read: ``recsys.bundle``. ``--replace`` replaces
 only a folder that is a bundle itself.
@@ -135,6 +136,7 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
     with RunArtifacts(client, run.info.run_id) as logged:
         cfg = logged.config()
         vectors = logged.embeddings()
+        new_users = logged.new_user_parts()  # the two-tower user tower, Mult-VAE's encoder
     data, split = _split(cfg, run.data.tags.get("split.fingerprint"))
     seen = (split.train.to_csr() + split.validation.to_csr()).astype(np.float32).tocsr()
     index = build_index(vectors["item_embeddings"], settings)
@@ -142,8 +144,11 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
     log.info("%s index: recall@10 against exact search %.4f", settings.kind, recall)
     items = data.items.set_index("item_id").loc[vectors["item_ids"]].reset_index()
     ratings = rating_matrix(data.ratings, split.train.user_ids, split.train.item_ids)
+    manifest = _manifest(run, cfg, settings, recall)
+    if new_users is not None:  # other models' manifests stay as they were
+        manifest["new_users"] = new_users.kind
     contents = bundle.Bundle(index=index, items=items, seen=seen, ratings=ratings,
-                             manifest=_manifest(run, cfg, settings, recall), **vectors)  # fmt: skip
+                             manifest=manifest, new_users=new_users, **vectors)  # fmt: skip
     return bundle.write_bundle(out, contents, replace=replace)
 
 
@@ -228,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     metric = manifest["metrics"].get(mlflow_key(args.metric), float("nan"))
+    carried = f"; new users: {manifest['new_users']}" if "new_users" in manifest else ""
     print(f"exported run {manifest['run_id']} ({manifest['model']}, {args.metric} "
           f"{metric:.4f}) to {out}; {args.index} index recall@10 vs exact "
-          f"{manifest['index']['recall_at_10_vs_exact']:.4f}")
+          f"{manifest['index']['recall_at_10_vs_exact']:.4f}{carried}")
     return 0
 
 

@@ -324,9 +324,11 @@ def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResu
     """The run's files in the layout of ``recsys.artifacts`` (embeddings: of the model that
     test evaluated)."""
     model = result.model
-    vectors = None
+    vectors = new_users = None
     if cfg.tracking.log_embeddings and model.user_embeddings is not None:
         vectors = embeddings(split, model)
+        if hasattr(model, "new_user_parts"):  # two-tower's user tower, Mult-VAE's encoder
+            new_users = model.new_user_parts()
     artifacts.write_run_files(
         folder,
         config=OmegaConf.to_yaml(cfg, resolve=True),
@@ -337,6 +339,7 @@ def write_artifacts(folder: Path, cfg: DictConfig, split: Split, result: RunResu
         test_top_items=result.test.top_items,
         train_item_counts=np.bincount(split.train.item, minlength=split.train.n_items),
         embeddings=vectors,
+        new_users=new_users,
     )
 
 

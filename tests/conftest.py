@@ -54,10 +54,14 @@ def users_bytes(n_users: int) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-def items_bytes(n_items: int) -> bytes:
+def items_bytes(n_items: int, titles: dict[int, tuple[str, int]] | None = None) -> bytes:
+    """Movie ``i`` is "Movie i (year)" of genres ``Action|Drama`` etc., or ``titles[i]``'s
+    ``(title, year)``."""
     genres = ["Action", "Comedy", "Drama", "Sci-Fi"]
+    named = {i: (f"Movie {i} ({1950 + i % 50})", 1950 + i % 50) for i in range(1, n_items + 1)}
+    named |= titles or {}
     rows = ["item_id\ttitle\tyear\tgenres"]
-    rows += [f"{i}\tMovie {i} ({1950 + i % 50})\t{1950 + i % 50}\t{genres[i % 4]}|Drama"
+    rows += [f"{i}\t{named[i][0]}\t{named[i][1]}\t{genres[i % 4]}|Drama"
              for i in range(1, n_items + 1)]  # fmt: skip
     return ("\n".join(rows) + "\n").encode()
 
@@ -122,16 +126,17 @@ def offline_pip(monkeypatch):
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
 
 
-def write_synthetic_release(data_dir: Path, patch: pytest.MonkeyPatch) -> Path:
+def write_synthetic_release(data_dir: Path, patch: pytest.MonkeyPatch,
+                            titles: dict[int, tuple[str, int]] | None = None) -> Path:  # fmt: skip
     """Write the synthetic release into ``data_dir`` with its manifest, and register its
-    ratings' checksum."""
+    ratings' checksum; ``titles``: real titles for some movies (``items_bytes``)."""
     ratings = ratings_bytes(make_ratings())
     patch.setitem(download.DATASETS, SYNTHETIC, synthetic_spec(ratings))
     folder = data_dir / SYNTHETIC
     folder.mkdir(parents=True)
     (folder / download.RATINGS_FILE).write_bytes(ratings)
     (folder / download.USERS_FILE).write_bytes(users_bytes(120))
-    (folder / download.ITEMS_FILE).write_bytes(items_bytes(200))
+    (folder / download.ITEMS_FILE).write_bytes(items_bytes(200, titles))
     download.write_manifest(folder, download.DATASETS[SYNTHETIC], "tests/conftest.py")
     return data_dir
 
@@ -196,6 +201,51 @@ def tracked_benchmark(tmp_path_factory, mlflow_template):
             for overrides, seed in [(o, s) for o in runs for s in (1, 2)] + [(runs[2], 1)]:
                 run(compose_config([*base, *overrides, f"seed={seed}"]))
         yield uri, data_dir, root
+
+
+# a few films of the synthetic release under real titles, for the served page's tests
+FAMOUS = {100: ("Fargo (1996)", 1996), 50: ("Star Wars (1977)", 1977),
+          1: ("Toy Story (1995)", 1995), 127: ("Godfather, The (1972)", 1972),
+          98: ("Silence of the Lambs, The (1991)", 1991)}  # fmt: skip
+# short trainings of the models whose bundles serve new users their own way
+NEW_USER_RUNS = {
+    "als": ["model=als", "model.factors=8"],
+    "two_tower": ["model=two_tower", "model.dim=16", "model.trainer.epochs=3",
+                  "model.trainer.min_epochs=0", "model.trainer.progress=false"],
+    "multvae": ["model=multvae", "model.hidden=32", "model.latent=8", "model.trainer.epochs=3",
+                "model.trainer.progress=false"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def new_user_bundles(tmp_path_factory, mlflow_template) -> dict[str, Path]:
+    """Bundles exported from real runs (tracked in a real MLflow store) of ALS, two-tower and
+    Mult-VAE, briefly trained on the synthetic release with the ``FAMOUS`` titles:
+    ``{model: bundle folder}``. Read them, never write to them (copy first)."""
+    from mlflow.tracking import MlflowClient
+
+    from recsys.config import compose_config
+    from recsys.export import IndexSettings, export_bundle
+    from recsys.train import run
+
+    root = tmp_path_factory.mktemp("new-user-bundles")
+    uri = fresh_store(root, mlflow_template)
+    client = MlflowClient(uri)
+    with pytest.MonkeyPatch.context() as patch:  # the release stays registered all session
+        data_dir = write_synthetic_release(root / "data", patch, FAMOUS)
+        base = [f"data.dir={data_dir}", f"data.name={SYNTHETIC}", f"tracking.uri={uri}",
+                "tracking.experiment=serve", "cache.enabled=false"]  # fmt: skip
+        bundles = {}
+        with pytest.MonkeyPatch.context() as working_directory:
+            working_directory.chdir(root)  # MLflow puts a SQLite store's artifacts in ./mlruns
+            working_directory.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            for model, overrides in NEW_USER_RUNS.items():
+                run(compose_config([*base, *overrides]))
+                experiment = client.get_experiment_by_name("serve").experiment_id
+                logged = client.search_runs([experiment], f"tags.model = '{model}'")[0]
+                bundles[model] = root / "bundles" / model
+                export_bundle(client, logged, bundles[model], IndexSettings("exact"))
+        yield bundles
 
 
 @pytest.fixture(scope="session")

@@ -278,3 +278,48 @@ def test_the_demo_loads_a_bundle_without_mlflow_or_hydra(exported):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=True)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("model, kind", [
+    ("two_tower", "two_tower.user_tower"), ("multvae", "multvae.encoder"), ("als", None)])
+def test_bundles_carry_what_scores_new_users_for_the_models_that_have_it(
+        new_user_bundles, model, kind):  # fmt: skip
+    manifest = json.loads((new_user_bundles[model] / "manifest.json").read_text())
+    loaded = bundle_module.read_bundle(new_user_bundles[model])
+    if kind is None:  # every other model's bundle is as it was
+        assert "new_users" not in manifest and set(manifest["files"]) == set(bundle_module.FILES)
+        assert loaded.new_users is None
+        return
+    assert manifest["new_users"] == kind == loaded.new_users.kind
+    assert set(manifest["files"]) == {*bundle_module.FILES, *bundle_module.NEW_USER_FILES}
+    assert loaded.new_users.weights and all(np.isfinite(w).all()
+                                            for w in loaded.new_users.weights.values())  # fmt: skip
+
+
+@pytest.fixture
+def two_tower_bundle(new_user_bundles, tmp_path):
+    return shutil.copytree(new_user_bundles["two_tower"], tmp_path / "bundle")
+
+
+def test_a_bundle_from_before_the_new_user_files_still_loads(two_tower_bundle):
+    manifest = json.loads((two_tower_bundle / "manifest.json").read_text())
+    for name in bundle_module.NEW_USER_FILES:
+        (two_tower_bundle / name).unlink()
+        del manifest["files"][name]
+    del manifest["new_users"]
+    (two_tower_bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert bundle_module.is_bundle(two_tower_bundle)
+    assert bundle_module.read_bundle(two_tower_bundle).new_users is None
+    BundleRecommender.load(two_tower_bundle).recommend(3)
+
+
+def test_damaged_new_user_files_are_refused_with_the_fix(two_tower_bundle):
+    assert bundle_module.is_bundle(two_tower_bundle)
+    (two_tower_bundle / "new_users.npz").write_bytes(b"not an npz")
+    with pytest.raises(RecsysError, match="new_users.npz has SHA-256 .* export it again with"):
+        bundle_module.read_bundle(two_tower_bundle)
+    manifest = json.loads((two_tower_bundle / "manifest.json").read_text())
+    del manifest["files"]["new_users.npz"]
+    (two_tower_bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RecsysError, match="lists new_users.json without its pair"):
+        bundle_module.read_bundle(two_tower_bundle)

@@ -90,7 +90,8 @@ def _codes(values: pd.Series, vocabulary: list | None = None) -> tuple[np.ndarra
     0 for missing or unseen values; and the vocabulary."""
     if vocabulary is None:
         vocabulary = sorted(values.dropna().unique().tolist())
-    codes = pd.Categorical(values, categories=vocabulary).codes.astype(np.int64) + 1
+    known = values.where(values.isin(vocabulary))  # unseen -> missing (pandas 4 would raise)
+    codes = pd.Categorical(known, categories=vocabulary).codes.astype(np.int64) + 1
     return codes, vocabulary
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import numbers
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, RecsysError
 
 
 class Recommender(ABC):
@@ -139,6 +142,41 @@ class FactorRecommender(Recommender):
     @property
     def item_embeddings(self) -> np.ndarray | None:
         return self._item_vectors
+
+
+@dataclass(frozen=True)
+class NewUserParts:
+    """What a fitted model needs to score a user it never saw, as plain data, so that the export
+    can carry it and a server can rebuild it without the training code's state.
+
+    ``kind`` names the rebuilder (``two_tower.user_tower``: ``DemographicsTower``;
+    ``multvae.encoder``: ``VAEFoldIn``); ``spec`` holds its JSON-able settings (sizes,
+    feature vocabularies), ``weights`` its arrays (a module's ``state_dict``). A model offers
+    them through a ``new_user_parts()`` method.
+    """
+
+    kind: str
+    spec: dict
+    weights: dict[str, np.ndarray]
+
+    def write(self, spec_path: Path, weights_path: Path) -> None:
+        """``spec_path``: ``{"kind": ..., "spec": ...}`` as JSON; ``weights_path``: an ``.npz``."""
+        spec_path.write_text(json.dumps({"kind": self.kind, "spec": self.spec}, indent=1) + "\n")
+        with open(weights_path, "wb") as handle:  # np.savez would append ".npz" to a bare name
+            np.savez(handle, **self.weights)
+
+    @classmethod
+    def read(cls, spec_path: Path, weights_path: Path) -> NewUserParts:
+        """The parts ``write`` wrote (``RecsysError`` naming the file if either is unreadable)."""
+        try:
+            header = json.loads(Path(spec_path).read_text())
+            with np.load(weights_path, allow_pickle=False) as arrays:
+                weights = {name: arrays[name] for name in arrays.files}
+            return cls(str(header["kind"]), dict(header["spec"]), weights)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RecsysError(f"the new-user parts in {spec_path} and {weights_path} cannot be "
+                              f"read ({type(error).__name__}: {error}): damaged; train the "
+                              f"run again, or export it again") from None
 
 
 def mask_excluded(scores: np.ndarray, excluded: sp.csr_matrix) -> None:

@@ -10,7 +10,8 @@ the standard normal prior, with ``beta`` rising linearly from 0 to ``beta_cap`` 
 dropout), so the scores are the logits of the decoder's last layer, ``h_u . W_i + b_i`` with
 ``h_u`` its last hidden layer: an inner product of ``[h_u, 1]`` and ``[W_i, b_i]``, which are
 this model's user and item embeddings. A user outside training is scored by encoding their
-items (``fold_in``).
+items (``fold_in``); ``new_user_parts`` gives the encoder and the decoder's hidden layer as
+plain arrays (what the export carries) and ``VAEFoldIn`` rebuilds them to do the same.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.errors import ConfigError
-from recsys.models.base import check_positive, check_probability
+from recsys.models.base import NewUserParts, check_positive, check_probability
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, parameter_l2
 
 ENCODE_BATCH = 1024  # users encoded at once when scoring (bounds memory at 1024 x n_items)
+ENCODER = "multvae.encoder"  # the kind of ``NewUserParts`` this model gives
+DECODER_OUT = ("decoder_out.weight", "decoder_out.bias")  # the item vectors: not new-user parts
 
 
 class MultVAEModule(nn.Module):
@@ -53,6 +56,14 @@ class MultVAEModule(nn.Module):
         mu, log_var = self.encode(inputs)
         z = mu if noise is None else mu + torch.exp(0.5 * log_var) * noise  # (B, latent)
         return self.decoder_out(self.decoder_hidden(z)), mu, log_var
+
+    def user_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(B, n_items)`` binary rows -> ``(B, hidden + 1)`` vectors ``[h_u, 1]``: the last
+        hidden layer decoded from ``mu``, whose inner products with ``[W_i, b_i]`` (the
+        output layer's weights and biases) are the scores."""
+        mu, _ = self.encode(F.normalize(rows, dim=1))  # (B, latent)
+        hidden = self.decoder_hidden(mu)  # (B, hidden)
+        return torch.cat([hidden, torch.ones(len(hidden), 1, device=hidden.device)], dim=1)
 
 
 def multinomial_nll(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -138,13 +149,11 @@ class MultVAERecommender(TorchRecommender):
 
     def _user_vectors_of(self, rows: sp.csr_matrix) -> torch.Tensor:
         """``(B, hidden + 1)`` vectors ``[h_u, 1]`` of binary ``rows``, decoded from ``mu``."""
-        vectors = [torch.zeros(0, self.hidden, device=self.device)]  # no rows: (0, hidden + 1)
+        vectors = [torch.zeros(0, self.hidden + 1, device=self.device)]  # no rows at all
         for start in range(0, rows.shape[0], ENCODE_BATCH):
-            inputs = F.normalize(self._dense_rows(rows[start : start + ENCODE_BATCH]), dim=1)
-            mu, _ = self.module.encode(inputs)  # (b, latent)
-            vectors.append(self.module.decoder_hidden(mu))  # (b, hidden)
-        hidden = torch.cat(vectors)  # (B, hidden)
-        return torch.cat([hidden, torch.ones(len(hidden), 1, device=self.device)], dim=1)
+            dense = self._dense_rows(rows[start : start + ENCODE_BATCH])  # (b, n_items)
+            vectors.append(self.module.user_vectors(dense))  # (b, hidden + 1)
+        return torch.cat(vectors)
 
     def _dense_rows(self, rows: sp.csr_matrix) -> torch.Tensor:
         return torch.from_numpy(rows.toarray()).to(self.device)  # (B, n_items) float32
@@ -178,6 +187,42 @@ class MultVAERecommender(TorchRecommender):
         """``(B, n_items)`` scores of users known only by their liked items (see ``fold_in``);
         the liked items themselves are not masked."""
         return self.fold_in(rows) @ self.item_embeddings.T  # (B, d) @ (d, n_items)
+
+    def new_user_parts(self) -> NewUserParts:
+        """The encoder and the decoder's hidden layer, for ``VAEFoldIn`` (the output layer is
+        the item vectors, which the export carries already)."""
+        if self.module is None:
+            raise ConfigError("new_user_parts needs a fitted Mult-VAE: call fit first")
+        weights = {name: value.detach().cpu().numpy()
+                   for name, value in self.module.state_dict().items()
+                   if name not in DECODER_OUT}  # fmt: skip
+        spec = {"n_items": self.n_items, "hidden": self.hidden, "latent": self.latent}
+        return NewUserParts(ENCODER, spec, weights)
+
+
+class VAEFoldIn:
+    """A Mult-VAE's encoder rebuilt from its ``new_user_parts``, on the CPU: the vectors of
+    users known only by the items they liked, as ``MultVAERecommender.fold_in`` gives them."""
+
+    def __init__(self, parts: NewUserParts):
+        if parts.kind != ENCODER:
+            raise ConfigError(f"VAEFoldIn needs parts of kind {ENCODER}, got {parts.kind!r}")
+        spec = parts.spec
+        self.n_items = int(spec["n_items"])
+        self.module = MultVAEModule(self.n_items, int(spec["hidden"]), int(spec["latent"]))
+        found = self.module.load_state_dict({name: torch.from_numpy(np.array(value))
+                                             for name, value in parts.weights.items()},
+                                            strict=False)  # fmt: skip
+        if found.unexpected_keys or set(found.missing_keys) != set(DECODER_OUT):
+            raise ConfigError(f"Mult-VAE parts do not fit the module: missing "
+                              f"{found.missing_keys}, unexpected {found.unexpected_keys}")
+        self.module.eval()
+
+    @torch.no_grad()
+    def vectors(self, rows: sp.spmatrix) -> np.ndarray:
+        """``(B, hidden + 1)`` float32 vectors of ``(B, n_items)`` rows of liked items."""
+        dense = torch.from_numpy(binary_rows(rows).toarray())  # (B, n_items)
+        return self.module.user_vectors(dense).numpy()
 
 
 def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:

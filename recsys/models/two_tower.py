@@ -10,22 +10,28 @@ negatives.
 ID dropout replaces an ID by the "unknown" ID 0 during training, so the towers learn to work
 from features alone: a user (or item) never seen in training is scored from its features
 (``score_new_users``).
+
+The user tower alone, with the feature vocabularies, is what scoring a new user from
+demographics needs: ``new_user_parts`` gives it as plain arrays (what the export carries) and
+``DemographicsTower`` rebuilds it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys.data.features import Features
+from recsys.data.features import Features, user_features
 from recsys.errors import ConfigError
-from recsys.models.base import check_choice, check_positive, check_probability
+from recsys.models.base import NewUserParts, check_choice, check_positive, check_probability
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, parameter_l2
 
 LOSSES = ("sampled_softmax", "bpr")
+USER_TOWER = "two_tower.user_tower"  # the kind of ``NewUserParts`` this model gives
 
 
 class Tower(nn.Module):
@@ -109,21 +115,13 @@ class TwoTowerRecommender(TorchRecommender):
                                   ("item", self.item_features, self.n_items)):  # fmt: skip
             if features is None or len(next(iter(features.categorical.values()))) != n:
                 raise ConfigError(f"two-tower needs {name} features for all {n} {name}s")
-        self._user_inputs = self._tensors(self.user_features)
-        self._item_inputs = self._tensors(self.item_features)
+        self._user_inputs = feature_tensors(self.user_features, self.device)
+        self._item_inputs = feature_tensors(self.item_features, self.device)
         popularity = np.asarray(train.sum(axis=0)).ravel() + 1.0  # +1: no log(0)
         self._log_q = torch.from_numpy(np.log(popularity / popularity.sum())).float().to(
             self.device)  # (n_items,) log-probability of being a batch's positive
         return TwoTowerModule(self.n_users, self.n_items, self.user_features,
                               self.item_features, self.dim)  # fmt: skip
-
-    def _tensors(self, features: Features) -> dict[str, torch.Tensor]:
-        tensors = {n: torch.from_numpy(c).to(self.device) for n, c in features.categorical.items()}
-        if features.multi_hot is not None:
-            tensors["multi_hot"] = torch.from_numpy(features.multi_hot).to(self.device)
-        if features.tokens is not None:
-            tensors["tokens"] = torch.from_numpy(features.tokens).to(self.device)
-        return tensors
 
     def _encode(self, tower: Tower, index: torch.Tensor, inputs, generator=None):
         """Tower output for entity indices ``index``; IDs dropped at random in training."""
@@ -161,14 +159,72 @@ class TwoTowerRecommender(TorchRecommender):
         return (self._encode(self.module.user, users, self._user_inputs),
                 self._encode(self.module.item, items, self._item_inputs))  # fmt: skip
 
-    @torch.no_grad()
     def new_user_embeddings(self, features: Features) -> np.ndarray:
         """``(B, dim)`` vectors of users known only by their features (cold start)."""
         self.module.eval()
-        inputs = self._tensors(features)
-        ids = torch.zeros(len(next(iter(inputs.values()))), dtype=torch.int64, device=self.device)
-        return self.module.user(ids, inputs).float().cpu().numpy()
+        return unknown_id_vectors(self.module.user, feature_tensors(features, self.device))
 
     def score_new_users(self, features: Features) -> np.ndarray:
         """``(B, n_items)`` scores for users never seen in training, from features alone."""
         return self.new_user_embeddings(features) @ self.item_embeddings.T
+
+    def new_user_parts(self) -> NewUserParts:
+        """The user tower (of its ID embeddings only row 0, "unknown": a new user has no
+        other) and the user features' vocabularies, for ``DemographicsTower``."""
+        if self.module is None:
+            raise ConfigError("new_user_parts needs a fitted two-tower model: call fit first")
+        weights = {name: value.detach().cpu().numpy()
+                   for name, value in self.module.user.state_dict().items()}  # fmt: skip
+        weights["id.weight"] = weights["id.weight"][:1]  # (1, dim)
+        features = self.user_features
+        spec = {"dim": self.dim, "cardinality": dict(features.cardinality),
+                "vocabularies": features.vocabularies}  # fmt: skip
+        return NewUserParts(USER_TOWER, spec, weights)
+
+
+class DemographicsTower:
+    """A two-tower model's user tower rebuilt from its ``new_user_parts``: vectors of users
+    known only by their demographics, on the CPU.
+
+    ``embed(users)`` takes a frame of ``age, gender, occupation, zip_code`` (as
+    ``recsys.data.features.user_features`` reads them; a value the training data never had
+    counts as unknown) and gives the ``(B, dim)`` vectors whose inner products with the model's
+    item vectors are the scores: ``TwoTowerRecommender.new_user_embeddings`` of the same users.
+    """
+
+    def __init__(self, parts: NewUserParts):
+        if parts.kind != USER_TOWER:
+            raise ConfigError(f"DemographicsTower needs parts of kind {USER_TOWER}, got "
+                              f"{parts.kind!r}")  # fmt: skip
+        spec = parts.spec
+        self.vocabularies = {name: list(values) for name, values in spec["vocabularies"].items()}
+        self._encoding = Features({}, dict(spec["cardinality"]), vocabularies=self.vocabularies)
+        self.tower = Tower(0, self._encoding, int(spec["dim"]))  # IDs: only "unknown"
+        self.tower.load_state_dict({name: torch.from_numpy(np.array(value))
+                                    for name, value in parts.weights.items()})  # fmt: skip
+        self.tower.eval()
+
+    def embed(self, users: pd.DataFrame) -> np.ndarray:
+        """``(len(users), dim)`` float32 vectors of these users' demographics."""
+        features = user_features(users, like=self._encoding)
+        return unknown_id_vectors(self.tower, feature_tensors(features, torch.device("cpu")))
+
+
+def feature_tensors(features: Features, device: torch.device) -> dict[str, torch.Tensor]:
+    """The tower's inputs: each categorical code column, and the multi-hot and token
+    matrices where ``features`` has them, as tensors on ``device``."""
+    tensors = {n: torch.from_numpy(c).to(device) for n, c in features.categorical.items()}
+    if features.multi_hot is not None:
+        tensors["multi_hot"] = torch.from_numpy(features.multi_hot).to(device)
+    if features.tokens is not None:
+        tensors["tokens"] = torch.from_numpy(features.tokens).to(device)
+    return tensors
+
+
+@torch.no_grad()
+def unknown_id_vectors(tower: Tower, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+    """``(B, dim)`` float32 outputs of ``tower`` for entities with the "unknown" ID 0: their
+    vectors from features alone."""
+    ids = torch.zeros(len(next(iter(inputs.values()))), dtype=torch.int64,
+                      device=next(tower.parameters()).device)  # fmt: skip
+    return tower(ids, inputs).float().cpu().numpy()

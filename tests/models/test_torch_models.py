@@ -5,19 +5,33 @@ import torch
 from torch_geometric.nn import LGConv
 
 from recsys.config import create_model
+from recsys.data.features import user_features
 from recsys.errors import ConfigError
 from recsys.metrics import evaluate
-from recsys.models.base import top_k
+from recsys.models.base import NewUserParts, top_k
 from recsys.models.graphsage import sample_neighborhood
 from recsys.models.lightgcn import normalized_adjacency
-from recsys.models.multvae import MultVAERecommender, gaussian_kl, multinomial_nll
+from recsys.models.multvae import (
+    DECODER_OUT,
+    MultVAERecommender,
+    VAEFoldIn,
+    gaussian_kl,
+    multinomial_nll,
+)
 from recsys.models.torch_base import top_k_torch
+from recsys.models.two_tower import DemographicsTower
 from recsys.split import Split
 from recsys.train import train_and_evaluate
 from tests.conftest import synthetic_movielens, synthetic_split
 from tests.models.contract import ModelContract
 
 CPU = {"device": "cpu", "progress": False, "ema": 0.0}  # a few steps an epoch here: no average
+
+
+def round_trip(parts: NewUserParts, folder) -> NewUserParts:
+    """``parts`` written to files in ``folder`` and read back (what the export carries)."""
+    parts.write(folder / "parts.json", folder / "parts.npz")
+    return NewUserParts.read(folder / "parts.json", folder / "parts.npz")
 
 
 class TestBPR(ModelContract):
@@ -260,6 +274,19 @@ class TestTwoTower(ModelContract):
         with pytest.raises(ConfigError, match="user features"):
             model.fit(train)
 
+    def test_the_user_tower_rebuilt_from_its_parts_gives_the_models_vectors(self, fitted,
+                                                                           tmp_path):  # fmt: skip
+        parts = fitted.new_user_parts()
+        assert parts.weights["id.weight"].shape == (1, fitted.dim)  # "unknown" alone
+        tower = DemographicsTower(round_trip(parts, tmp_path))
+        users = synthetic_movielens().users.iloc[[0, 7, 33]].copy()
+        users.loc[users.index[2], "occupation"] = "astronaut"  # never seen: coded unknown
+        expected = fitted.new_user_embeddings(user_features(users, like=fitted.user_features))
+        np.testing.assert_allclose(tower.embed(users), expected, rtol=1e-5, atol=1e-6)
+        assert tower.vocabularies["occupation"] == fitted.user_features.vocabularies["occupation"]
+        with pytest.raises(ConfigError, match="needs parts of kind two_tower.user_tower"):
+            DemographicsTower(NewUserParts("multvae.encoder", {}, {}))
+
 
 @pytest.mark.parametrize("trainer", [{"device": "tpu"}, {"epochs": 0}, {"lr": 0}, {"ema": 1.0},
                                      {"patience": -1}, {"progress": "no"}])  # fmt: skip
@@ -387,3 +414,16 @@ class TestMultVAE(ModelContract):
         assert rated.shape == (1, 200) and np.isfinite(rated).all()
         with pytest.raises(ConfigError, match="rows over the 200 items"):
             fitted.fold_in(sp.csr_matrix((1, 199)))
+
+    def test_the_encoder_rebuilt_from_its_parts_folds_in_as_the_model(
+            self, fitted, tmp_path, synthetic_matrices):  # fmt: skip
+        parts = fitted.new_user_parts()
+        assert not set(parts.weights) & set(DECODER_OUT)  # the item vectors travel apart
+        fold_in = VAEFoldIn(round_trip(parts, tmp_path))
+        liked = sp.csr_matrix((np.full(4, 4.0), ([0, 0, 1, 1], [1, 2, 3, 150])), shape=(2, 200))
+        rows = sp.vstack([synthetic_matrices[0][[3, 50]], liked]).tocsr()
+        np.testing.assert_allclose(fold_in.vectors(rows), fitted.fold_in(rows), rtol=1e-5,
+                                   atol=1e-6)  # fmt: skip
+        damaged = NewUserParts(parts.kind, parts.spec, dict(parts.weights, extra=np.zeros(1)))
+        with pytest.raises(ConfigError, match="do not fit the module"):
+            VAEFoldIn(damaged)
