@@ -42,10 +42,13 @@ import scipy.sparse as sp
 from recsys.bundle import Bundle, read_bundle
 from recsys.cli import ArgumentParser, positive_int
 from recsys.errors import NotFoundError, RecsysError
+from recsys.models.als import als_user_step
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
 SIMILARITIES = ("pmi", "cosine")
 PMI_SHRINKAGE = 40.0  # co-raters at which a pair keeps half its PMI (experiments/README.md)
+ALS_TARGET = "recsys.models.als.ALSRecommender"
+RIDGE_REGULARIZATION = 0.1  # the fold-in of embedding models other than ALS
 WIDTH = 79  # the command line's output fits an 80-column terminal
 
 
@@ -134,13 +137,9 @@ class BundleRecommender:
                                                    shrinkage))  # fmt: skip
 
     def recommend_for_new_user(self, liked: list[int | str], k: int = 10,
-                               regularization: float = 0.1) -> pd.DataFrame:  # fmt: skip
-        """Fold a new user in from a few liked movies, then recommend.
-
-        The user vector solves the ridge regression ``min_u ||1 - V_L u||^2 + reg ||u||^2``
-        against the liked movies' vectors ``V_L`` (what ALS does for a user with these
-        interactions, with unit confidence); the liked movies are not recommended back.
-        """
+                               regularization: float | None = None) -> pd.DataFrame:  # fmt: skip
+        """Fold a new user in from a few liked movies (``fold_in``), then recommend; the liked
+        movies are not recommended back."""
         check_k(k)
         items = self.liked_rows(liked)
         return self.recommend_for_vector(self.fold_in(items, regularization), k, items)
@@ -152,12 +151,42 @@ class BundleRecommender:
             raise RecsysError("name at least one liked movie (title or id)")
         return np.unique([self.movie_row(m) for m in liked])
 
-    def fold_in(self, items: np.ndarray, regularization: float = 0.1) -> np.ndarray:
-        """``(d,)`` float32 vector of a new user who liked the movies in rows ``items``: the
-        ridge regression of ``recommend_for_new_user``."""
+    def fold_in(self, items: np.ndarray, regularization: float | None = None) -> np.ndarray:
+        """``(d,)`` float32 vector of a new user who liked the movies in rows ``items``.
+
+        An ALS bundle: ALS's own user step against its item vectors, with the run's ``alpha``
+        and ``regularization`` (``recsys.models.als.als_user_step``: what the model would have
+        learnt for this user, and what ``python -m recsys.cold_start`` measures). Any other
+        embedding model: the ridge regression ``min_u ||1 - V_L u||^2 + reg ||u||^2`` against
+        the liked movies' vectors ``V_L`` (``reg`` 0.1 unless given).
+        """
+        settings = self.als_settings
+        if settings is not None:
+            rows = sp.csr_matrix((np.ones(len(items), dtype=np.float32),
+                                  (np.zeros(len(items), dtype=np.int64), items)),
+                                 shape=(1, len(self.item_vectors)))  # fmt: skip
+            lam = settings["regularization"] if regularization is None else regularization
+            return als_user_step(self.item_vectors, rows, settings["alpha"], lam)[0]
+        lam = RIDGE_REGULARIZATION if regularization is None else regularization
         liked_vectors = self.item_vectors[items].astype(np.float64)  # (L, d)
-        gram = liked_vectors.T @ liked_vectors + regularization * np.eye(liked_vectors.shape[1])
+        gram = liked_vectors.T @ liked_vectors + lam * np.eye(liked_vectors.shape[1])
         return np.linalg.solve(gram, liked_vectors.T @ np.ones(len(items))).astype(np.float32)
+
+    @property
+    def als_settings(self) -> dict | None:
+        """``alpha`` and ``regularization`` of an ALS bundle's run (``None`` for other models)."""
+        config = self.manifest.get("model_config") or {}
+        if config.get("_target_") != ALS_TARGET:
+            return None
+        return {"alpha": float(config["alpha"]), "regularization": float(config["regularization"])}
+
+    @property
+    def fold_in_method(self) -> str:
+        """How ``fold_in`` scores a new user, in words."""
+        model = self.manifest.get("model") or "the model"
+        if self.als_settings is not None:
+            return f"ALS's user step on the liked films, against {model}'s film vectors"
+        return f"ridge regression of the liked films on {model}'s film vectors"
 
     def recommend_for_vector(self, vector: np.ndarray, k: int = 10,
                              exclude: np.ndarray | None = None) -> pd.DataFrame:  # fmt: skip

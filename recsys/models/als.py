@@ -66,35 +66,42 @@ class ALSRecommender(FactorRecommender):
         return self
 
     def fold_in(self, rows: sp.spmatrix) -> np.ndarray:
-        """``(B, factors)`` user vectors of users known only by ``rows`` (not in training).
-
-        The ALS user step (Hu et al. 2008, eq. 4) against the fitted item vectors ``Y``, with
-        implicit's confidence ``c_ui = alpha * r_ui`` on the stored entries:
-        ``x_u = (Y^T Y + Y^T (C^u - I) Y + lambda I)^{-1} Y^T C^u p(u)``, summed over the
-        user's items only. Solved for all rows at once; memory ``nnz * factors^2`` floats, so
-        rows come in blocks.
-        """
-        rows = sp.csr_matrix(rows, dtype=np.float64)
-        items = self._item_vectors.astype(np.float64)  # (n_items, d)
-        d = items.shape[1]
-        base = items.T @ items + self.regularization * np.eye(d)  # (d, d)
-        vectors = np.zeros((rows.shape[0], d))
-        for start in range(0, rows.shape[0], FOLD_IN_BLOCK):
-            block = rows[start : start + FOLD_IN_BLOCK]
-            block.eliminate_zeros()
-            confidence = self.alpha * block.data  # (nnz,)
-            liked = items[block.indices]  # (nnz, d)
-            outer = (confidence - 1.0)[:, None, None] * liked[:, :, None] * liked[:, None, :]
-            gram = np.broadcast_to(base, (block.shape[0], d, d)).copy()  # (b, d, d)
-            target = np.zeros((block.shape[0], d))
-            has = np.diff(block.indptr) > 0
-            starts = block.indptr[:-1][has]
-            gram[has] += np.add.reduceat(outer, starts, axis=0)
-            target[has] = np.add.reduceat(confidence[:, None] * liked, starts, axis=0)
-            vectors[start : start + len(block.indptr) - 1] = np.linalg.solve(
-                gram, target[:, :, None])[:, :, 0]  # fmt: skip
-        return vectors.astype(np.float32)
+        """``(B, factors)`` user vectors of users known only by ``rows`` (not in training):
+        ``als_user_step`` against the fitted item vectors."""
+        return als_user_step(self._item_vectors, rows, self.alpha, self.regularization)
 
     def score_fold_in(self, rows: sp.spmatrix) -> np.ndarray:
         """``(B, n_items)`` scores of users known only by ``rows`` (see ``fold_in``)."""
         return self.fold_in(rows) @ self._item_vectors.T
+
+
+def als_user_step(item_vectors: np.ndarray, rows: sp.spmatrix, alpha: float,
+                  regularization: float) -> np.ndarray:  # fmt: skip
+    """``(B, d)`` float32 user vectors of the users ``rows`` from fixed item vectors ``Y``.
+
+    The ALS user step (Hu et al. 2008, eq. 4) with implicit's confidence ``c_ui = alpha *
+    r_ui`` on the stored entries:
+    ``x_u = (Y^T Y + Y^T (C^u - I) Y + lambda I)^{-1} Y^T C^u p(u)``, summed over the user's
+    items only (what ``implicit``'s ``recalculate_user`` computes). Solved for all rows at
+    once; memory ``nnz * d^2`` floats, so rows come in blocks. A user with no items gets 0.
+    """
+    rows = sp.csr_matrix(rows, dtype=np.float64)
+    items = np.asarray(item_vectors, dtype=np.float64)  # (n_items, d)
+    d = items.shape[1]
+    base = items.T @ items + regularization * np.eye(d)  # (d, d)
+    vectors = np.zeros((rows.shape[0], d))
+    for start in range(0, rows.shape[0], FOLD_IN_BLOCK):
+        block = rows[start : start + FOLD_IN_BLOCK]
+        block.eliminate_zeros()
+        confidence = alpha * block.data  # (nnz,)
+        liked = items[block.indices]  # (nnz, d)
+        outer = (confidence - 1.0)[:, None, None] * liked[:, :, None] * liked[:, None, :]
+        gram = np.broadcast_to(base, (block.shape[0], d, d)).copy()  # (b, d, d)
+        target = np.zeros((block.shape[0], d))
+        has = np.diff(block.indptr) > 0
+        starts = block.indptr[:-1][has]
+        gram[has] += np.add.reduceat(outer, starts, axis=0)
+        target[has] = np.add.reduceat(confidence[:, None] * liked, starts, axis=0)
+        vectors[start : start + len(block.indptr) - 1] = np.linalg.solve(
+            gram, target[:, :, None])[:, :, 0]  # fmt: skip
+    return vectors.astype(np.float32)

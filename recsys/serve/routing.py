@@ -14,9 +14,10 @@ The chain, first match wins:
    the FAISS index; films the user rated are never shown. An id the bundle lacks is a
    ``NotFoundError`` (the caller named someone; guessing for them would hide the mistake).
 2. ``fold-in``: a new user with liked films: Mult-VAE's encoder when the bundle carries it
-   (``recsys.models.multvae.VAEFoldIn``), else the ridge regression of the liked films on the
-   item vectors (``BundleRecommender.fold_in``). Each film shows the liked film it is most
-   similar to (co-rating PMI, ``co_rating_pmi_rows``), its reason.
+   (``recsys.models.multvae.VAEFoldIn``), ALS's own user step for an ALS bundle, else the
+   ridge regression of the liked films on the item vectors (``Demo.fold_in``). Each film
+   shows the liked film it is most similar to (co-rating PMI, ``co_rating_pmi_rows``), its
+   reason.
 3. ``demographics``: a new user known by age (and gender, occupation, zip code): the two-tower
    user tower when the bundle carries it (``recsys.models.two_tower.DemographicsTower``).
 4. ``popular``: anyone else: the films the most users rated. A request whose demographics this
@@ -161,7 +162,7 @@ class RoutedRecommender:
             vector, method = self.encoder.vectors(rows)[0], "Mult-VAE's encoder of the liked films"
         else:
             vector = self.demo.fold_in(liked)
-            method = f"ridge regression of the liked films on {self.model}'s film vectors"
+            method = self.demo.fold_in_method
         rows, scores = self.demo.search_rows(vector, k, liked)
         return self._answer("fold-in", method, rows, scores, self.reasons(liked, rows))
 

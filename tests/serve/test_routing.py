@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from recsys.bundle import NEW_USER_FILES, read_bundle
 from recsys.demo import co_rating_pmi_rows
 from recsys.errors import ConfigError, NotFoundError, RecsysError
+from recsys.models.als import als_user_step
 from recsys.models.multvae import VAEFoldIn
 from recsys.models.two_tower import DemographicsTower
 from recsys.serve.routing import Demographics, RoutedRecommender
@@ -48,12 +49,20 @@ def test_an_unknown_user_is_not_found_with_the_ids_there_are(routers):
         routers["als"].recommend(user_id=7, liked=[5])
 
 
-def test_liked_films_fold_in_by_ridge_and_each_film_says_which_liked_one_it_is_like(routers):
+def test_liked_films_fold_in_by_als_and_each_film_says_which_liked_one_it_is_like(
+        routers, new_user_bundles):  # fmt: skip
     router = routers["als"]
     answer = router.recommend(liked=["fargo", 9, "movie 13 (1963)"], k=10)
-    assert answer.route == "fold-in" and answer.method.startswith("ridge regression")
+    assert answer.route == "fold-in" and answer.method.startswith("ALS's user step")
     expected = router.demo.recommend_for_new_user(["Fargo (1996)", 9, "Movie 13 (1963)"], k=10)
     assert answer.table["movie_id"].tolist() == expected["movie_id"].tolist()
+    # what the ALS model itself computes for a user with these three items (cold_start's route)
+    config = router.demo.manifest["model_config"]
+    rows = sp.csr_matrix((np.ones(3), ([0, 0, 0], [8, 12, 99])), shape=(1, 200))
+    vector = als_user_step(router.demo.item_vectors, rows, config["alpha"],
+                           config["regularization"])[0]  # fmt: skip
+    bundle = read_bundle(new_user_bundles["als"])
+    assert answer.table["movie_id"].tolist() == brute_force(bundle, vector, [8, 12, 99])
     assert not {100, 9, 13} & set(answer.table["movie_id"])
     liked = np.array([8, 12, 99])  # rows of movies 9, 13, 100
     pmi = co_rating_pmi_rows(router.demo.ratings, liked)[:, answer.table["movie_id"] - 1]
