@@ -87,8 +87,11 @@ def test_default_config_ndcg_full_length(ml100k_dir, name):
 
 def test_als_run_is_logged_and_reproducible(ml100k_dir, mlflow_uri, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    first = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}"))
-    second = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}"))
+    # without the model cache, or the second run would reuse the first one's fit
+    first = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}",
+                            "cache.enabled=false"))  # fmt: skip
+    second = run(real_config(ml100k_dir, "model=als", f"tracking.uri={mlflow_uri}",
+                             "cache.enabled=false"))  # fmt: skip
     assert first["test/ndcg@10"] == second["test/ndcg@10"]
     client = MlflowClient(mlflow_uri)
     runs = client.search_runs([client.get_experiment_by_name("ml-100k").experiment_id])

@@ -120,7 +120,7 @@ class TestGraphSAGEClassic(ModelContract):
     model_name = "graphsage_classic"
     overrides = TestGraphSAGE.overrides
     ndcg_bounds = (0.2, 1.0)
-    ml100k_ndcg = (0.30, 1.0)
+    ml100k_ndcg = (0.36, 1.0)  # msr seed 1 measured 0.394 (the tuned variant: 0.431)
     ml100k_quick = TestGraphSAGE.ml100k_quick
     ml100k_quick_ndcg = (0.1, 1.0)
 
