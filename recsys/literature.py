@@ -62,6 +62,7 @@ def published_rows(runs: Runs, published: dict) -> list[dict]:
     grouped = runs.table.groupby("model")
     for model in runs.models:
         row = {"source": "recsys", "algorithm": model,
+               "seeds": sorted(grouped.get_group(model)["seed"].unique()),
                "family": [r for r in published["rows"] if model in r.get("family", [])]}
         for metric in PUBLISHED_METRICS:
             column = grouped[mlflow_key(f"test/{metric}@{k}")]
@@ -71,7 +72,7 @@ def published_rows(runs: Runs, published: dict) -> list[dict]:
 
 
 def published_markdown(runs: Runs, published: dict) -> str:
-    k, seeds = published["k"], sorted(runs.table["seed"].unique())
+    k = published["k"]
     names = [f"MAP@{k} ÷\\|R\\|" if m == "map_r" else f"{LABELS[m]}@{k}"
              for m in PUBLISHED_METRICS]  # fmt: skip
     header = ["source", "algorithm", *names, f"NDCG@{k} against its family"]
@@ -80,8 +81,9 @@ def published_markdown(runs: Runs, published: dict) -> str:
         cells = [_cell(*row[m]) for m in PUBLISHED_METRICS]
         family = "; ".join(f"{f['algorithm']} {row['ndcg'][0] - f['ndcg']:+.4f}"
                            for f in row.get("family", []))  # fmt: skip
-        source = ("published" if row["source"] == "published"
-                  else f"recsys, seeds {', '.join(map(str, seeds))}")  # fmt: skip
+        seeds = row.get("seeds", [])
+        source = ("published" if row["source"] == "published" else
+                  f"recsys, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
         lines.append(f"| {source} | {row['algorithm']} | " + " | ".join(cells)
                      + f" | {family} |")  # fmt: skip
     return "\n".join(lines)
