@@ -38,16 +38,16 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.cli import ArgumentParser, positive_int
-from recsys.config import build_model, check_overrides, compose_config, load_split, model_class
+from recsys.config import check_overrides, compose_config, load_split, model_class
 from recsys.data.features import user_features
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_path, atomic_write_text
-from recsys.metrics import ranking_metrics
+from recsys.metrics import evaluate, ranking_metrics
 from recsys.models.base import mask_excluded, top_k
 from recsys.models.popular import PopularRecommender
 from recsys.report import confidence_interval
-from recsys.train import train_and_evaluate
+from recsys.train import fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
@@ -136,19 +136,18 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
     prepared = load_split(cfg)
     split = prepared.split
 
-    def fresh_model(changes: dict | None = None):
-        from omegaconf import OmegaConf
-
-        node = OmegaConf.merge(cfg.model, changes) if changes else cfg.model
-        return build_model(node, cfg.seed, prepared.data)
-
+    fresh_model = model_factory(cfg, prepared.data)
     refit = fresh_model if cfg.protocol.refit else None
-    result = train_and_evaluate(fresh_model(), split, ks, cfg.eval_batch_size, cfg.objective,
-                                refit=refit)  # fmt: skip
+    # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
+    fitted = fit_selected(fresh_model(), split, cfg.eval_batch_size, cfg.objective,
+                          refit=refit)  # fmt: skip
+    train = split.train.to_csr()
+    validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
+                          batch_size=cfg.eval_batch_size)  # fmt: skip
     cold = cold_users(split.test, list(cfg.protocol.revealed))
     rows = []
     for r in cfg.protocol.revealed:
-        scored = route_scores(result.model, cold, r, prepared.data)
+        scored = route_scores(fitted.final, cold, r, prepared.data)
         if scored is None:
             continue
         route, scores = scored
@@ -159,7 +158,7 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
         rows.append({"model": name, "route": route, "revealed": r, "seed": seed,
                      "users": len(cold.users), "left_out": cold.left_out,
                      "fingerprint": split.fingerprint,
-                     "val/ndcg@10": result.metrics.get("val/ndcg@10", float("nan"))}
+                     f"val/ndcg@{K}": validation.summary[f"ndcg@{K}"]}
                     | {m: float(v.mean()) for m, v in metrics.items()})  # fmt: skip
     return pd.DataFrame(rows)
 

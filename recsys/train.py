@@ -83,10 +83,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     split = prepared.split
     check_ks(cfg.ks, split.train.n_items)
 
-    def fresh_model(overrides: dict | None = None) -> Recommender:
-        node = OmegaConf.merge(cfg.model, overrides) if overrides else cfg.model
-        return build_model(node, cfg.seed, prepared.data)
-
+    fresh_model = model_factory(cfg, prepared.data)
     model = fresh_model()
     seed_everything(cfg.seed)  # after the build: seeds torch too if the model loaded it
     log.info("split %s: %s", split.fingerprint[:12], split.sizes())
@@ -166,6 +163,17 @@ def failure_reason(error: BaseException) -> str:
 
 
 Refit = Callable[[dict], Recommender]  # overrides -> a fresh model of the run's config
+
+
+def model_factory(cfg: DictConfig, data) -> Refit:
+    """``overrides -> a fresh model`` of ``cfg.model`` with the run's seed (the first fit and
+    the refit both come from it)."""
+
+    def fresh_model(overrides: dict | None = None) -> Recommender:
+        node = OmegaConf.merge(cfg.model, overrides) if overrides else cfg.model
+        return build_model(node, cfg.seed, data)
+
+    return fresh_model
 
 
 @dataclass(frozen=True)
