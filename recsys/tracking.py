@@ -260,6 +260,19 @@ def _is_store_error(error: Exception) -> bool:
     )
 
 
+# MLflow's SQL store adds a dataset by look-up-then-insert: two runs of a sweep that log the same
+# dataset at once can both miss it, and the second insert breaks the unique key. A new try finds
+# the row the other run made.
+_DATASET_ATTEMPTS = 3
+_DUPLICATE_KEY = re.compile(r"duplicate key value|UNIQUE constraint failed|Duplicate entry",
+                            re.IGNORECASE)  # fmt: skip
+
+
+def _is_duplicate_key(error: Exception) -> bool:
+    """PostgreSQL's, SQLite's or MySQL's unique-key violation, as MLflow's client reports it."""
+    return bool(_DUPLICATE_KEY.search(str(error)))
+
+
 def _guarded(method):
     """A ``RunTracker`` method whose store failures become one ``TrackingError``."""
 
@@ -353,7 +366,14 @@ class RunTracker:
         dataset = Dataset(name=name, digest=digest, source_type="local", source=source,
                           profile=json.dumps(dict(profile), default=str))  # fmt: skip
         tags = [InputTag(key="mlflow.data.context", value=context)]
-        self.client.log_inputs(self.run_id, [DatasetInput(dataset=dataset, tags=tags)])
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                self.client.log_inputs(self.run_id, [DatasetInput(dataset=dataset, tags=tags)])
+                return
+            except Exception as error:
+                if attempt + 1 == _DATASET_ATTEMPTS or not _is_duplicate_key(error):
+                    raise
+                log.info("dataset %s was created by a parallel run: logging it again", name)
 
     @_guarded
     def log_model(self, name: str, save: Callable[[Path, Model], Path]) -> str:

@@ -17,7 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from recsys.config import compose_config, load_split
-from recsys.tracking import RUNS_VIEW_KEY, canonical_metrics, mlflow_key
+from recsys.errors import TrackingError
+from recsys.tracking import RUNS_VIEW_KEY, RunTracker, canonical_metrics, mlflow_key
 from recsys.train import run
 from tests.conftest import SYNTHETIC
 
@@ -29,6 +30,54 @@ def test_metric_names_sort_by_cut_off_as_text():
     old = {"test/ndcg_at_5": 0.1, "test/ndcg_at_10": 0.2, "time/fit_seconds": 3.0}
     assert canonical_metrics(old) == {"test/ndcg_at_05": 0.1, "test/ndcg_at_10": 0.2,
                                       "time/fit_seconds": 3.0}  # fmt: skip
+
+
+# what PostgreSQL answered a sweep's second run, which logged the same dataset at the same moment
+_RACE = ('BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates unique '
+         'constraint "dataset_pk"')  # fmt: skip
+
+
+def _log_release(tracker: RunTracker) -> None:
+    tracker.log_dataset("ml-x", "0123abcd", "data/ml-x", {"rows": 3}, context="train")
+
+
+def test_two_runs_logging_one_dataset_at_once_both_get_it(mlflow_uri, monkeypatch):
+    """The other run inserts the dataset between this run's look-up and insert: the insert
+    breaks the unique key, and a second try finds the other run's row."""
+    from mlflow.exceptions import MlflowException
+
+    first, second = (RunTracker(mlflow_uri, "race", f"run {i}") for i in (1, 2))
+    log_inputs, calls = second.client.log_inputs, []
+
+    def racing(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            _log_release(first)
+            raise MlflowException(_RACE)
+        return log_inputs(*args, **kwargs)
+
+    monkeypatch.setattr(second.client, "log_inputs", racing)
+    _log_release(second)
+    assert len(calls) == 2
+    client = MlflowClient(mlflow_uri)
+    for tracker in (first, second):
+        (logged,) = client.get_run(tracker.run_id).inputs.dataset_inputs
+        assert (logged.dataset.name, logged.dataset.digest) == ("ml-x", "0123abcd")
+
+
+def test_a_dataset_that_fails_otherwise_is_one_error_without_retries(mlflow_uri, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    tracker, calls = RunTracker(mlflow_uri, "race", "run"), []
+
+    def failing(*args, **kwargs):
+        calls.append(args)
+        raise MlflowException("INTERNAL_ERROR: disk full\nsecond line")
+
+    monkeypatch.setattr(tracker.client, "log_inputs", failing)
+    with pytest.raises(TrackingError, match=r"log_dataset failed: INTERNAL_ERROR: disk full: "):
+        _log_release(tracker)
+    assert len(calls) == 1
 
 
 @pytest.fixture
