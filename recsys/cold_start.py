@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"models of conf/model/ (default: {' '.join(MODELS)})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--data-dir", default=None,
-                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else data)")
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
+                             "~/.cache/recsys/data)")
     parser.add_argument("--ks", type=positive_int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--readme", type=Path, default=None,

@@ -24,13 +24,15 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from recsys.data import Interactions, MovieLens, load_movielens, to_interactions
-from recsys.data.download import DATASETS
+from recsys.data.download import DATASETS, default_data_dir
 from recsys.data.features import DEMOGRAPHICS, item_features, user_features
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.metrics import METRICS
 from recsys.split import Split
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# ``${recsys.data_dir:}`` in conf/data/: $RECSYS_DATA_DIR, else the user's cache folder
+OmegaConf.register_new_resolver("recsys.data_dir", default_data_dir, replace=True)
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:

@@ -101,6 +101,14 @@ def private_model_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def private_user_cache(tmp_path_factory, monkeypatch):
+    """The user's cache folder (the default data folder) is a fresh one of each test's, and no
+    ``RECSYS_DATA_DIR`` of the developer's reaches a test: tests name their data folders."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+    monkeypatch.delenv("RECSYS_DATA_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _download_once(monkeypatch):
     """A failed download is not tried again (pooch waits 1 s, then 2 s, between tries)."""
     monkeypatch.setattr(download, "DOWNLOAD_RETRIES", 0)

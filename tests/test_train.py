@@ -99,12 +99,12 @@ def test_cli_corrupt_data_is_one_line_checksum_error(tmp_path):
     folder = tmp_path / "data" / "ml-100k"
     folder.mkdir(parents=True)
     (folder / "ratings.tsv").write_text("1\t1\t5\t880000000\n")
-    result = recsys_train(tmp_path, "tracking.enabled=false")
+    result = recsys_train(tmp_path, "tracking.enabled=false", "data.dir=data")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "checksum mismatch" in line and "06416e597f82b734" in line
-    # the fix names the data.dir in use, not the default folder of wherever it is run from
+    # the fix names the data.dir in use, made absolute: it holds wherever it is pasted
     assert f"download --data-dir {tmp_path / 'data'} --name ml-100k --force" in line
     assert (folder / "ratings.tsv").read_text() == "1\t1\t5\t880000000\n"  # nothing deleted
 

@@ -1,6 +1,7 @@
 """``python -m recsys.data download [--data-dir DIR] [--name ml-100k] [--force]``.
 
-The data folder defaults to ``$RECSYS_DATA_DIR``, else ``data``, as ``data.dir`` does in training.
+The data folder defaults to ``$RECSYS_DATA_DIR``, else the user's cache folder
+(``~/.cache/recsys/data``), as ``data.dir`` does in training.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     download = commands.add_parser("download", help="obtain and verify a MovieLens release")
     download.add_argument("--data-dir", default=default_data_dir(),
-                          help="data folder (default: $RECSYS_DATA_DIR, else data)")  # fmt: skip
+                          help="data folder (default: %(default)s: $RECSYS_DATA_DIR, else the "
+                               "user's cache folder)")  # fmt: skip
     download.add_argument("--name", default="ml-100k", choices=sorted(DATASETS))
     download.add_argument(
         "--force",

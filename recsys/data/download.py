@@ -1,12 +1,17 @@
 """Obtain MovieLens and verify it before use.
 
-Sources, tried in order until one gives files that verify:
+The data folder is ``$RECSYS_DATA_DIR`` if set, else the user's cache folder
+(``~/.cache/recsys/data`` on Linux), so that every working directory finds the same copy; any
+folder can be given (``data.dir``, ``--data-dir``). Sources, tried in order until one gives
+files that verify:
 
 1. a verified copy already in the data folder (``<data_dir>/<name>/``);
 2. a zip put in the data folder by hand (``<data_dir>/<name>.zip``), as GroupLens ships it;
-3. the official GroupLens zip, downloaded with pooch (retried, progress bar, kept in
+3. the copy or the zip in ``data/`` of the working directory, recsys' data folder before the
+   cache folder became the default (verified, then copied: the original stays as it is);
+4. the official GroupLens zip, downloaded with pooch (retried, progress bar, kept in
    ``<data_dir>/downloads/`` so that ``--force`` needs no second download);
-4. ML-100K only: the unmodified copy inside a pinned PyPI wheel (``recbole==1.2.1`` carries it
+5. ML-100K only: the unmodified copy inside a pinned PyPI wheel (``recbole==1.2.1`` carries it
    under ``recbole/dataset_example/``), fetched with ``pip download --no-deps`` and read out of
    the zip; the wheel's own SHA-256 is checked too. recbole is never installed or imported.
 
@@ -34,6 +39,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +72,7 @@ SOURCE_FILE = "SOURCE.json"
 DATA_FILES = (RATINGS_FILE, USERS_FILE, ITEMS_FILE)  # a release in ML-100K's layout
 DOWNLOADS = "downloads"  # <data_dir>/downloads/<name>.zip: what pooch fetched
 DATA_DIR_ENV = "RECSYS_DATA_DIR"
+EARLIER_DATA_DIR = Path("data")  # the default before the cache folder, relative to the cwd
 DOWNLOAD_RETRIES = 2  # further tries of a failed download (pooch waits 1 s, then 2 s)
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 
@@ -153,9 +160,11 @@ class RawFiles:
 
 
 def default_data_dir() -> str:
-    """``$RECSYS_DATA_DIR`` if set, else ``data`` (relative to the working directory), as
-    ``data.dir`` defaults in ``conf/data/``."""
-    return os.environ.get(DATA_DIR_ENV) or "data"
+    """``$RECSYS_DATA_DIR`` if set, else the user's cache folder (``~/.cache/recsys/data`` on
+    Linux, ``platformdirs.user_cache_dir``), as ``data.dir`` defaults in ``conf/data/``."""
+    import platformdirs
+
+    return os.environ.get(DATA_DIR_ENV) or str(Path(platformdirs.user_cache_dir("recsys"), "data"))
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -349,10 +358,26 @@ Unpack = Callable[[Path], None]  # writes a release's files into the folder it i
 def _sources(spec: DatasetSpec, data_dir: Path) -> Iterator[tuple[str, Unpack]]:
     manual_zip = data_dir / f"{spec.name}.zip"
     yield str(manual_zip), lambda folder: _unpack_zip(_local_zip(manual_zip), spec, folder)
+    if EARLIER_DATA_DIR.resolve() != data_dir.resolve():
+        earlier = EARLIER_DATA_DIR.absolute() / spec.name
+        yield (f"{earlier} (the earlier default data folder)",
+               lambda folder: _copy_verified(earlier, spec, folder))  # fmt: skip
+        earlier_zip = earlier.with_name(f"{spec.name}.zip")
+        yield str(earlier_zip), lambda folder: _unpack_zip(_local_zip(earlier_zip), spec, folder)
     yield spec.grouplens_url, lambda folder: _unpack_download(spec, data_dir, folder)
     if spec.wheel_requirement is not None:
         yield (f"pip download {spec.wheel_requirement}",
                lambda folder: _write_raw(folder, _read_wheel(spec)))  # fmt: skip
+
+
+def _copy_verified(source: Path, spec: DatasetSpec, folder: Path) -> None:
+    """Copy the release's files from another data folder's copy, verified there first (its
+    pinned SHA-256s, else its manifest); the source is only read."""
+    if not (source / spec.ratings_file).is_file():
+        raise DataError("not present")
+    verify_dataset(source, spec)
+    for file in spec.files:
+        shutil.copyfile(source / file, folder / file)
 
 
 def _local_zip(path: Path) -> Path:

@@ -17,6 +17,7 @@ from tests.conftest import (
     ratings_bytes,
     serve_download,
     synthetic_spec,
+    write_synthetic_release,
 )
 
 
@@ -39,6 +40,36 @@ def test_hand_placed_zip_is_verified_and_normalised(tmp_path, ratings, offline_p
     assert unknown["genres"] == ["unknown"] and unknown["year"] is download_na()
     assert list(data.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
     assert "source" in (folder / "SOURCE.json").read_text()
+
+
+def test_a_copy_in_the_earlier_default_folder_is_verified_and_copied(tmp_path, monkeypatch,
+                                                                       offline_pip):
+    """``data/`` of the working directory was the default data folder: its verified copy is a
+    source of the new default folder, and stays as it was."""
+    monkeypatch.chdir(tmp_path)
+    earlier = write_synthetic_release(tmp_path / "data", monkeypatch) / SYNTHETIC
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
+    folder = ensure_dataset(tmp_path / "cache", SYNTHETIC)
+    assert folder == tmp_path / "cache" / SYNTHETIC
+    for file in download.DATASETS[SYNTHETIC].files:
+        assert (folder / file).read_bytes() == before[file]
+    source = json.loads((folder / "SOURCE.json").read_text())["source"]
+    assert source == f"{earlier} (the earlier default data folder)"
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before
+
+
+def test_a_damaged_copy_in_the_earlier_folder_is_skipped_for_its_zip(tmp_path, ratings,
+                                                                     monkeypatch, offline_pip):
+    monkeypatch.chdir(tmp_path)
+    earlier = tmp_path / "data" / SYNTHETIC
+    earlier.mkdir(parents=True)
+    (earlier / "ratings.tsv").write_bytes(ratings[:-10])  # no manifest, damaged
+    (tmp_path / "data" / f"{SYNTHETIC}.zip").write_bytes(grouplens_zip(ratings))
+    folder = ensure_dataset(tmp_path / "cache", SYNTHETIC)
+    assert (folder / "ratings.tsv").read_bytes() == ratings
+    source = json.loads((folder / "SOURCE.json").read_text())["source"]
+    assert source == str(tmp_path / "data" / f"{SYNTHETIC}.zip")
+    assert (earlier / "ratings.tsv").read_bytes() == ratings[:-10]  # left as it was
 
 
 def download_na():

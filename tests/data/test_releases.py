@@ -272,9 +272,13 @@ def test_every_release_has_a_data_config_and_every_data_config_a_release():
     assert names == {name: name for name in DATASETS if name != SYNTHETIC}
 
 
-def test_recsys_data_dir_sets_the_default_data_folder(monkeypatch, tmp_path):
+def test_the_default_data_folder_is_the_users_cache_unless_recsys_data_dir_says(monkeypatch,
+                                                                               tmp_path):
     monkeypatch.delenv(download.DATA_DIR_ENV, raising=False)
-    assert compose_config([]).data.dir == download.default_data_dir() == "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the same folder from any working directory
+    cached = str(tmp_path / "cache" / "recsys" / "data")
+    assert compose_config([]).data.dir == download.default_data_dir() == cached
     monkeypatch.setenv(download.DATA_DIR_ENV, str(tmp_path))
     assert compose_config([]).data.dir == download.default_data_dir() == str(tmp_path)
     assert compose_config([f"data.dir={tmp_path}/other"]).data.dir == f"{tmp_path}/other"
