@@ -58,6 +58,9 @@ PACKAGES = ("recsys", "numpy", "scipy", "pandas", "torch", "torch-geometric", "i
             "faiss-cpu", "hydra-core", "omegaconf", "mlflow")  # fmt: skip
 _BATCH = 100  # MLflow's log_batch takes at most 100 params / 1000 metrics per call
 _MAX_PARAM_LENGTH = 6000
+_MAX_RUN_NAME = 250  # MLflow's limit on a run name
+# config keys that describe the machine, not the experiment: logged as tags, not params
+MACHINE_KEYS = ("tracking.uri", "data.dir", "cache.enabled", "cache.dir", "cache.max_gb")
 
 
 def mlflow_key(name: str) -> str:
@@ -323,7 +326,8 @@ class RunTracker:
                     relocate_artifacts(database)
             experiment_id = _experiment_id(self.client, experiment)
             fail_orphans(self.client, experiment_id)
-            tags = owner | ({} if parent_run_id is None else {"mlflow.parentRunId": parent_run_id})
+            tags = owner | run_source() | ({} if parent_run_id is None
+                                           else {"mlflow.parentRunId": parent_run_id})  # fmt: skip
             self.run_id = self.client.create_run(experiment_id, run_name=run_name,
                                                  tags=tags).info.run_id  # fmt: skip
 
@@ -443,7 +447,7 @@ class SweepParentRun(Callback):
         overrides = list(config.hydra.overrides.task)
         try:
             self.tracker = RunTracker(config.tracking.uri, config.tracking.experiment,
-                                      f"sweep {folder.name}")  # fmt: skip
+                                      sweep_name(overrides))  # fmt: skip
             self.tracker.set_tags({"recsys.sweep": "true", "sweep.dir": str(folder),
                                    "command": " ".join(["python -m recsys.train -m", *overrides])})
         except RecsysError as error:
@@ -487,6 +491,16 @@ class SweepParentRun(Callback):
                       f"{len(children)} runs started finished")  # fmt: skip
         tracker.end(failed=stopped or finished < len(children), reason=reason)
 
+
+
+def sweep_name(overrides: list[str]) -> str:
+    """The parent run's name: what the sweep was asked for (``sweep: experiment=benchmark``,
+    ``sweep: model=als,ease seed=1,2``), without where it ran (``data.dir``, ``tracking.*``,
+    ``cache.*``, ``hydra/launcher``: tags of each run); its start time is the run's own."""
+    asked = [o for o in overrides
+             if not o.lstrip("+~").startswith(("tracking.", "hydra", *MACHINE_KEYS))]  # fmt: skip
+    name = f"sweep: {' '.join(asked)}" if asked else "sweep: defaults"
+    return name if len(name) <= _MAX_RUN_NAME else name[: _MAX_RUN_NAME - 1] + "…"
 
 
 def sweep_parent_run_id() -> str | None:
@@ -595,6 +609,21 @@ def flatten(tree: Mapping, prefix: str = "") -> dict[str, object]:
         else:
             flat[name] = value
     return flat
+
+
+def run_source() -> dict[str, str]:
+    """Who started the run and from what, in the tags MLflow's UI shows as a run's *User* and
+    *Source*: ``python -m recsys.train`` gives source ``recsys.train``."""
+    import getpass
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    source = spec.name.removesuffix(".__main__") if spec else Path(sys.argv[0] or "python").name
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        user = str(os.getuid())
+    return {"mlflow.user": user, "mlflow.source.name": source, "mlflow.source.type": "LOCAL"}
 
 
 def git_state(folder: str | os.PathLike | None = None) -> dict[str, str]:

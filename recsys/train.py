@@ -39,6 +39,7 @@ from recsys.models.base import Recommender
 from recsys.rng import seed_everything
 from recsys.split import Split
 from recsys.tracking import (
+    MACHINE_KEYS,
     RunTracker,
     environment_listing,
     flatten,
@@ -268,9 +269,6 @@ def _epoch_logger(tracker: RunTracker, objective: str):
 
     return log_epoch
 
-
-# config keys that describe the machine, not the experiment: logged as tags, not params
-MACHINE_KEYS = ("tracking.uri", "data.dir", "cache.enabled", "cache.dir", "cache.max_gb")
 
 
 def model_cache(cfg: DictConfig) -> ModelCache | None:

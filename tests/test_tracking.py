@@ -2,6 +2,7 @@
 machine settings as tags, a servable pyfunc model, one parent run per sweep with the report's
 figures attached."""
 
+import getpass
 import json
 import os
 import socket
@@ -157,6 +158,10 @@ def test_a_sweep_is_one_parent_run_with_the_report_attached(benchmark_sweep):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mlflow.note.content"].startswith("Sweep of 4 runs (4 finished)")
+    assert parent.info.run_name == "sweep: model=popular,als seed=1,2"  # no machine paths
+    for logged in runs:  # the UI's User and Source columns
+        assert logged.data.tags["mlflow.source.name"] == "recsys.train"
+        assert logged.data.tags["mlflow.user"] == getpass.getuser()
     attached = {f.path for f in client.list_artifacts(parent.info.run_id, "report/figures")}
     assert "report/figures/metric_bars.png" in attached
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "report")} >= {
