@@ -9,11 +9,15 @@ MovieLens ids) plus each user's rated items, which are never recommended. ``pred
 frame with a ``user_id`` column and the parameter ``k`` and returns one row per
 recommendation: ``user_id, rank, item_id, score`` (score: the inner product of the user's and
 the item's vectors). Served from the project's environment (``--env-manager local``): the
-model's class is ``recsys.pyfunc.EmbeddingRecommender``.
+model's class is ``recsys.pyfunc.EmbeddingRecommender``, stored as code (``recsys/pyfunc_model.py``,
+MLflow's models from code), not as a pickled object.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +27,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 ARTIFACTS = ("user_embeddings", "item_embeddings", "user_ids", "item_ids")
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")  # what loading the model runs
 
 
 class EmbeddingRecommender(mlflow.pyfunc.PythonModel):
@@ -92,11 +98,29 @@ def save_model(folder: Path, embeddings: dict[str, np.ndarray], rated: sp.csr_ma
     )  # fmt: skip
     target = folder / "model"
     example = (pd.DataFrame({"user_id": arrays["user_ids"][:2]}), {"k": 10})
-    with warnings.catch_warnings():  # MLflow's own pandas deprecation noise, in every run's log
-        warnings.filterwarnings("ignore", module="mlflow")
-        mlflow.pyfunc.save_model(str(target), python_model=EmbeddingRecommender(),
+    with warnings.catch_warnings(), _quiet_mlflow():  # noise in every run's log otherwise
+        warnings.filterwarnings("ignore", module="mlflow")  # its own pandas deprecations
+        mlflow.pyfunc.save_model(str(target), python_model=str(MODEL_CODE),
                                  artifacts=paths, signature=signature, input_example=example,
                                  mlflow_model=metadata,
                                  pip_requirements=[f"numpy=={np.__version__}",
                                                    f"pandas=={pd.__version__}"])  # fmt: skip
     return target
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """No progress bar for each file MLflow copies while it checks the input example, and none
+    of its INFO lines, while a model is saved (they went to every training run's stderr)."""
+    logger = logging.getLogger("mlflow")
+    level, bars = logger.level, os.environ.get(PROGRESS_BAR)
+    logger.setLevel(logging.WARNING)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bars is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = bars
