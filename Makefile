@@ -59,9 +59,12 @@ docs: $(BIN)/.installed
 	$(BIN)/python -m recsys.docs
 
 # JupyterLab on notebooks/ (01 needs only the data; 02 and 03 read `make benchmark`'s runs,
-# demo `make train`'s): its kernel is this venv's Python, with recsys installed
+# demo `make train`'s): its kernel is this venv's Python, with recsys installed. No browser is
+# opened (a server or container has none): open the URL with the token that Jupyter prints.
+# As root (a container), Jupyter refuses to start without --allow-root.
+LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(BIN)/.installed
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(LAB_AS_ROOT)
 
 benchmark-eval: $(BIN)/.installed
 	$(BIN)/python experiments/benchmark_evaluation.py
