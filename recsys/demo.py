@@ -495,10 +495,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _recommend_for_user(demo: BundleRecommender, user_id: int, k: int) -> pd.DataFrame:
+    """``demo.recommend``, whose error for an unknown user names the command line's way to
+    recommend for someone new (``--like``) instead of the Python method."""
+    try:
+        return demo.recommend(user_id, k)
+    except NotFoundError as error:
+        raise NotFoundError(f"unknown user {user_id}: {error.suggestions[0]}; for someone new, "
+                            'name films they like: --like "Fargo (1996)" (repeat --like)',
+                            error.suggestions) from None  # fmt: skip
+
+
 def _query_lines(demo: BundleRecommender, args) -> list[str]:
     """The output of one query of the command line."""
     if args.user is not None:
-        table = demo.recommend(args.user, args.k)
+        table = _recommend_for_user(demo, args.user, args.k)
         lines = _user_lines(demo, args.user, table)
     elif args.like:
         table = demo.recommend_for_new_user(args.like, args.k)

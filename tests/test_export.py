@@ -219,7 +219,8 @@ def test_neighbour_popularity_ranks_count_ratings_in_the_bundle(demo):
 
 
 def test_unknown_users_and_movies_get_suggestions(demo):
-    with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120"):
+    with pytest.raises(RecsysError, match="unknown user 9999: .* from 1 to 120.*"
+                                          "recommend_for_new_user"):  # fmt: skip
         demo.recommend(9999)
     with pytest.raises(RecsysError, match="did you mean: .*Movie 5 \\(1955\\)"):
         demo.similar_items("Movie 5 (1956)")
@@ -235,6 +236,7 @@ def test_cli_prints_a_table_or_one_line(exported, capsys):
     assert demo_module.main(["--bundle", str(exported), "--user", "9999"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: unknown user 9999") and err.count("\n") == 1
+    assert '--like "Fargo (1996)"' in err and "recommend_for_new_user" not in err
     assert demo_module.main(["--bundle", str(exported / "missing"), "--user", "3"]) == 1
     assert "run `python -m recsys.export` first" in capsys.readouterr().err
 
