@@ -10,7 +10,8 @@ first line printed says which), and serves:
                                        {"age": 30, "gender": "F", ...}, "k": 10}, either or
                                        both or neither (routes fold-in, demographics, popular)
     GET  /similar/{movie}?k=10         films rated by the same users (id or title)
-    GET  /movies?search=fargo          films whose title holds the text, the most rated first
+    GET  /movies?search=fargo          films whose title holds the text, the most rated first,
+                                       each with ``ratings``: how many users rated it
     GET  /health                       the bundle's model, run, sizes and routes
     GET  /                             the page: search films, like a few, see the list change
     GET  /docs, /openapi.json          the API's OpenAPI description
@@ -87,8 +88,20 @@ class Film(BaseModel):
     title: str = Field(description="MovieLens title, with the year in brackets")
     year: int | None
     genres: list[str]
-    score: float | None = Field(description="what ranks the list; its meaning: the method")
+    score: float | None = Field(
+        description="what ranks the list, highest first; the answer's method says what it is "
+                    "(the popular route: how many users rated the film)")  # fmt: skip
     because: Reason | None = Field(None, description="fold-in only: the liked film it is like")
+
+
+class ListedFilm(BaseModel):
+    """A film of the catalogue, as ``/movies`` lists it and ``/similar`` names its film."""
+
+    movie_id: int
+    title: str = Field(description="MovieLens title, with the year in brackets")
+    year: int | None
+    genres: list[str]
+    ratings: int = Field(description="how many users rated the film (in the bundle's data)")
 
 
 class Answer(BaseModel):
@@ -99,7 +112,7 @@ class Answer(BaseModel):
 
 
 class Similar(BaseModel):
-    movie: Film
+    movie: ListedFilm
     similarity: str
     films: list[Film]
 
@@ -191,16 +204,15 @@ def create_app(router: RoutedRecommender) -> FastAPI:
         """Films like ``movie`` (id, title, or the start of a title): rated by the same users
         more often than chance (pmi), or closest by the model's film vectors (cosine)."""
         row = demo.movie_row(movie)
-        itself = catalogue.films(np.array([row]), router.rated_by[[row]].astype(float))[0]
-        return {"movie": itself, "similarity": similarity,
+        return {"movie": catalogue.listed([row])[0], "similarity": similarity,
                 "films": catalogue.films(*demo.similar_rows(row, k, similarity))}
 
-    @app.get("/movies", response_model=list[Film])
+    @app.get("/movies", response_model=list[ListedFilm])
     async def movies(search: Annotated[str, Query(max_length=200)] = "",
                      limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20):  # fmt: skip
-        """Films whose title holds ``search`` (case aside), the most rated first (score: how
-        many users rated it); without ``search``, the most rated."""
-        return catalogue.films(*router.search(search, limit))
+        """Films whose title holds ``search`` (case aside), the most rated first (``ratings``:
+        how many users rated it); without ``search``, the most rated."""
+        return catalogue.listed(router.search(search, limit)[0].tolist())
 
     @app.get("/health", response_model=Health)
     async def health():
@@ -235,6 +247,7 @@ class Catalogue:
         self.titles = items["title"].tolist()
         self.years = [None if pd.isna(year) else int(year) for year in items["year"]]
         self.genres = items["genres"].tolist()
+        self.ratings = router.rated_by.tolist()
 
     def answer(self, recommendation: Recommendation) -> dict:
         """A ``Recommendation`` as the API's ``Answer``."""
@@ -242,6 +255,12 @@ class Catalogue:
                 "note": recommendation.note,
                 "films": self.films(recommendation.rows, recommendation.scores,
                                     recommendation.because)}  # fmt: skip
+
+    def listed(self, rows: list[int]) -> list[dict]:
+        """The API's ``ListedFilm``s of catalogue ``rows``, in their order."""
+        return [{"movie_id": self.ids[row], "title": self.titles[row], "year": self.years[row],
+                 "genres": self.genres[row], "ratings": self.ratings[row]}
+                for row in rows]  # fmt: skip
 
     def films(self, rows: np.ndarray, scores: np.ndarray,
               because: np.ndarray | None = None) -> list[dict]:  # fmt: skip

@@ -151,8 +151,9 @@ class RoutedRecommender:
         """The ``k`` films the most users rated (the route of last resort)."""
         check_k(k)
         rows = self.popular_order[:k]
-        return self._answer("popular", "the films the most users rated (score: raters)", rows,
-                            self.rated_by[rows].astype(np.float32), note=note)  # fmt: skip
+        method = "the films the most users rated (score: how many users rated the film)"
+        return self._answer("popular", method, rows, self.rated_by[rows].astype(np.float32),
+                            note=note)  # fmt: skip
 
     def _fold_in(self, liked: np.ndarray, k: int) -> Recommendation:
         if self.encoder is not None:
@@ -180,12 +181,12 @@ class RoutedRecommender:
 
     def search(self, text: str, limit: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the films whose title contains ``text`` (case and spacing aside), the most
-        rated first, at most ``limit``, and their raters. An empty ``text`` gives the most
-        rated films."""
+        rated first, at most ``limit``, and how many users rated each. An empty ``text`` gives
+        the most rated films."""
         key = normalise_title(text)
         hits = np.flatnonzero(np.char.find(self.demo.normalised_titles, key) >= 0)
         hits = hits[np.argsort(-self.rated_by[hits], kind="stable")][:limit]
-        return hits, self.rated_by[hits].astype(np.float32)
+        return hits, self.rated_by[hits]
 
 
 def check_demographics(demographics: Demographics, vocabularies: dict[str, list]) -> None:

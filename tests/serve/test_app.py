@@ -163,6 +163,8 @@ def test_similar_films_by_title_or_id(client, routers):
     assert response.status_code == 200
     similar = response.json()
     assert similar["movie"]["title"] == "Fargo (1996)" and similar["similarity"] == "pmi"
+    fargo = routers["als"].demo.movie_row(100)
+    assert similar["movie"]["ratings"] == routers["als"].rated_by[fargo]
     expected = routers["als"].demo.similar_items(100, k=5)["movie_id"].tolist()
     assert [f["movie_id"] for f in similar["films"]] == expected
     cosine = client.get("/similar/100", params={"similarity": "cosine", "k": 3}).json()
@@ -182,13 +184,27 @@ def test_an_unknown_film_is_a_404_with_suggestions(client, movie, detail):
     assert isinstance(response.json()["suggestions"], list)
 
 
-def test_movies_are_searched_by_title(client):
+def test_movies_are_searched_by_title(client, routers):
     found = client.get("/movies", params={"search": "fargo"}).json()
     assert [f["title"] for f in found] == ["Fargo (1996)"] and found[0]["year"] == 1996
+    fargo = routers["als"].demo.movie_row(100)
+    assert set(found[0]) == {"movie_id", "title", "year", "genres", "ratings"}
+    assert found[0]["ratings"] == routers["als"].rated_by[fargo]
     assert len(client.get("/movies", params={"search": "movie", "limit": 3}).json()) == 3
     assert client.get("/movies", params={"search": "no such film"}).json() == []
     assert client.get("/movies", params={"limit": 0}).status_code == 422
     assert client.get("/movies", params={"search": "x" * 201}).status_code == 422
+
+
+def test_the_most_rated_list_and_the_popular_route_say_they_count_ratings(client):
+    listed = client.get("/movies").json()
+    popular = client.post("/recommend", json={"k": 20}).json()
+    assert popular["route"] == "popular" and "how many users rated" in popular["method"]
+    assert [f["movie_id"] for f in listed] == [f["movie_id"] for f in popular["films"]]
+    assert [f["ratings"] for f in listed] == [f["score"] for f in popular["films"]]
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "how many users rated" in schemas["ListedFilm"]["properties"]["ratings"]["description"]
+    assert "popular route" in schemas["Film"]["properties"]["score"]["description"]
 
 
 def test_openapi_describes_every_endpoint_and_the_page_is_served(client):
