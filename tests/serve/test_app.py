@@ -216,6 +216,7 @@ def test_openapi_describes_every_endpoint_and_the_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="search"' in page.text and 'id="recommendations"' in page.text
+    assert '<link rel="icon" href="data:image/svg+xml,' in page.text  # no /favicon.ico 404
 
 
 @pytest.mark.parametrize("method, path", [
