@@ -217,6 +217,7 @@ def test_openapi_describes_every_endpoint_and_the_page_is_served(client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="search"' in page.text and 'id="recommendations"' in page.text
     assert '<link rel="icon" href="data:image/svg+xml,' in page.text  # no /favicon.ico 404
+    assert page.text.count("Nothing liked yet") == 1  # the empty box's one text, JS reuses it
 
 
 @pytest.mark.parametrize("method, path", [
