@@ -44,6 +44,12 @@ class Recommender(ABC):
         validation part (an iterative model: its best epoch count); none for the others."""
         return {}
 
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        """Bytes of this model's largest allocations when fitted on ``nnz`` interactions of
+        ``n_users x n_items``, by what they hold (``recsys.memory`` checks them before a fit);
+        models whose state is a few vectors per user and item need not say."""
+        return {}
+
     @abstractmethod
     def score(self, users: np.ndarray) -> np.ndarray:
         """``(len(users), n_items)`` float32 scores, higher is better, for user indices."""
@@ -185,25 +191,25 @@ def mask_excluded(scores: np.ndarray, excluded: sp.csr_matrix) -> None:
     scores[rows, excluded.indices] = -np.inf
 
 
+TOP_K_CHUNK = 64  # items per chunk of a row when ``top_k`` narrows the candidates
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores per row, best first.
 
     Ties are broken by the lower item index, so the order depends only on the row's scores.
     ``-inf`` scores come back as index ``-1``.
 
-    The ``k`` largest values come from ``torch.topk`` (a partial selection, about 5x faster
-    than ``np.partition`` on a row of 27k items); a row where that choice is ambiguous (the
-    k-th value is tied with an item left out) is ranked again by ``_top_k_exact``.
+    The ``k + 1`` largest values come from ``_largest``; where the ``(k + 1)``-th equals the
+    ``k``-th, which ``k`` items to keep is a tie that ``torch.topk`` settles as it likes, and
+    that row is ranked again by ``_chosen_exact``. No other full pass over the scores is made.
     """
-    import torch
-
     n_items = scores.shape[1]
     k = min(k, n_items)
-    values, candidates = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=False)
-    values, candidates = values.numpy(), candidates.numpy()  # (B, k) each
-    kth = values.min(axis=1)  # (B,)
-    ties_in_row = np.count_nonzero(scores == kth[:, None], axis=1)
-    ambiguous = np.flatnonzero(ties_in_row != np.count_nonzero(values == kth[:, None], axis=1))
+    probe = min(k + 1, n_items)
+    values, candidates = _largest(scores, probe)  # (B, k + 1), best first
+    ambiguous = np.flatnonzero(values[:, k - 1] == values[:, k]) if probe > k else []
+    values, candidates = values[:, :k], candidates[:, :k]
     if len(ambiguous):
         candidates[ambiguous], values[ambiguous] = _chosen_exact(scores[ambiguous], k)
     order = np.lexsort((candidates, -values), axis=1)  # score desc, then index
@@ -211,6 +217,40 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.take_along_axis(values, order, axis=1)
     items[np.isneginf(values)] = -1
     return items, values
+
+
+def _largest(scores: np.ndarray, probe: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, probe)`` values, largest first, and their columns: the row's ``probe`` largest
+    values (which of several tied items is returned is ``torch.topk``'s choice).
+
+    Each row is cut into chunks of ``TOP_K_CHUNK`` items; the ``probe`` chunks with the largest
+    maxima hold the ``probe`` largest values (an item outside them is at most the smallest of
+    those ``probe`` maxima, each a different item), so ``torch.topk`` runs over those chunks
+    and the last, short one: one pass to take the maxima instead of a selection over the whole
+    row, which halves the cost of ranking an ML-20M-sized catalogue
+    (``experiments/benchmark_ranking.py``). One torch thread: on 2 cores, a second one spent
+    more time contending with BLAS's threads, still spinning after the matmul, than it saved.
+    """
+    import torch
+
+    rows, n_items = scores.shape
+    chunks = n_items // TOP_K_CHUNK
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = torch.from_numpy(scores)
+        if chunks <= probe:  # a small catalogue: select over whole rows
+            values, columns = torch.topk(table, probe, dim=1)
+            return values.numpy(), columns.numpy()
+        whole = table[:, : chunks * TOP_K_CHUNK].reshape(rows, chunks, TOP_K_CHUNK)
+        best = torch.topk(whole.amax(dim=2), probe, dim=1).indices  # (B, probe) chunks
+        columns = (best[:, :, None] * TOP_K_CHUNK + torch.arange(TOP_K_CHUNK)).reshape(rows, -1)
+        tail = torch.arange(chunks * TOP_K_CHUNK, n_items).expand(rows, -1)
+        columns = torch.cat([columns, tail], dim=1)  # (B, probe * TOP_K_CHUNK + tail)
+        values, position = torch.topk(torch.gather(table, 1, columns), probe, dim=1)
+        return values.numpy(), torch.gather(columns, 1, position).numpy()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _chosen_exact(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

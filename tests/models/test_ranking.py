@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.models.base import top_k
+from recsys.models.base import TOP_K_CHUNK, top_k
 
 
 def naive_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,3 +30,25 @@ def test_top_k_is_the_definition_with_ties_and_excluded_items(k):
     np.testing.assert_array_equal(items, expected_items)
     np.testing.assert_array_equal(values, expected_values)
     assert items.dtype == np.int64 and values.dtype == np.float32
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_top_k_over_chunks_of_a_large_catalogue_is_the_definition(k):
+    # rows longer than (k + 1) chunks take the chunked path (TOP_K_CHUNK items a chunk, and a
+    # short last one): ties inside and across chunks, a tie at the k-th place, a winner in the
+    # short last chunk, whole chunks excluded, and a row with fewer than k items left
+    n_items = (k + 3) * TOP_K_CHUNK + 17
+    rng = np.random.default_rng(k)
+    scores = rng.integers(0, 50, size=(30, n_items)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = -np.inf
+    scores[0] = rng.standard_normal(n_items)
+    scores[1, -3:] = 100.0  # the best items in the short last chunk
+    scores[2, : 5 * TOP_K_CHUNK] = -np.inf  # whole chunks excluded
+    scores[3] = -np.inf
+    scores[3, :k // 2] = 1.0  # fewer than k items left
+    scores[4] = 0.0
+    scores[4, rng.choice(n_items, k - 1, replace=False)] = 1.0  # the k-th place is a tie of many
+    items, values = top_k(scores, k)
+    expected_items, expected_values = naive_top_k(scores, k)
+    np.testing.assert_array_equal(items, expected_items)
+    np.testing.assert_array_equal(values, expected_values)
