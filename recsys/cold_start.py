@@ -140,7 +140,7 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
     fitted = fit_selected(fresh_model(), split, cfg.eval_batch_size, cfg.objective,
-                          refit=refit)  # fmt: skip
+                          refit=refit, name=cfg.model_name, memory_gb=cfg.memory_gb)  # fmt: skip
     train = split.train.to_csr()
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip

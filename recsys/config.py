@@ -26,6 +26,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from recsys.data import Interactions, MovieLens, load_movielens, to_interactions
 from recsys.data.download import DATASETS, default_data_dir
 from recsys.data.features import DEMOGRAPHICS, item_features, user_features
+from recsys.data.synthetic import NAME as SYNTHETIC
+from recsys.data.synthetic import synthetic_movielens
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.metrics import METRICS
 from recsys.split import Split
@@ -121,6 +123,26 @@ class SplitData:
     split: Split
 
 
+def load_data(data_cfg: DictConfig) -> MovieLens:
+    """The release ``data_cfg`` names, verified and loaded, or ``data=synthetic``'s generated
+    data of the sizes it gives."""
+    if data_cfg.name == SYNTHETIC:
+        keys = ("users", "items", "interactions", "seed", "popularity_exponent",
+                "activity_sigma", "min_user_interactions", "taste")  # fmt: skip
+        return synthetic_movielens(**{key: data_cfg[key] for key in keys})
+    return load_movielens(data_cfg.dir or default_data_dir(), data_cfg.name)
+
+
+def data_source(data_cfg: DictConfig) -> str:
+    """Where a run's data came from, for its MLflow dataset input: a folder, or the generator's
+    settings."""
+    if data_cfg.name == SYNTHETIC:
+        sizes = " ".join(f"{key}={data_cfg[key]}" for key in ("users", "items", "interactions",
+                                                               "seed"))  # fmt: skip
+        return f"synthetic: {sizes}"
+    return str(Path(data_cfg.dir or default_data_dir(), data_cfg.name).absolute())
+
+
 def load_split(cfg: DictConfig) -> SplitData:
     """Data -> interactions -> split, as ``cfg`` says (used by train, export and experiments).
 
@@ -128,7 +150,7 @@ def load_split(cfg: DictConfig) -> SplitData:
     filters to nothing, and a split that leaves a part empty, are ``DataError``s.
     """
     splitter = build(cfg.split, "split")
-    data = load_movielens(cfg.data.dir, cfg.data.name)
+    data = load_data(cfg.data)
     interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
                                    cfg.data.min_rating)  # fmt: skip
     if len(interactions) == 0:
@@ -179,9 +201,12 @@ _RULES: list[_Rule] = [
     ("ks", "a list of positive integers, e.g. [5,10,20]",
      lambda v: v is not None and len(v) > 0 and all(_is_int(k, 1) for k in v)),
     ("eval_batch_size", "a positive integer", lambda v: _is_int(v, 1)),
+    ("memory_gb", "null (the memory available) or a positive number of GiB, e.g. 16",
+     lambda v: v is None or isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0),
     ("objective", f"val/METRIC@K with METRIC one of {', '.join(METRICS)}", _is_objective),
-    ("data.name", f"one of {', '.join(sorted(DATASETS))}", lambda v: v in DATASETS),
-    ("data.dir", "a folder path", lambda v: isinstance(v, str) and v != ""),
+    ("data.name", f"one of {', '.join(sorted([*DATASETS, SYNTHETIC]))}",
+     lambda v: v in DATASETS or v == SYNTHETIC),
+    ("data.dir", "a folder path", lambda v: v is None or isinstance(v, str) and v != ""),
     ("data.min_rating", "null (every rating is a positive) or a number, e.g. 4",
      lambda v: v is None or isinstance(v, numbers.Real) and not isinstance(v, bool)),
     ("protocol.name", "a name, e.g. msr", lambda v: isinstance(v, str) and v != ""),

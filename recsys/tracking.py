@@ -60,7 +60,8 @@ _BATCH = 100  # MLflow's log_batch takes at most 100 params / 1000 metrics per c
 _MAX_PARAM_LENGTH = 6000
 _MAX_RUN_NAME = 250  # MLflow's limit on a run name
 # config keys that describe the machine, not the experiment: logged as tags, not params
-MACHINE_KEYS = ("tracking.uri", "data.dir", "cache.enabled", "cache.dir", "cache.max_gb")
+MACHINE_KEYS = ("tracking.uri", "data.dir", "cache.enabled", "cache.dir", "cache.max_gb",
+                "memory_gb")
 
 
 def mlflow_key(name: str) -> str:

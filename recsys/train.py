@@ -31,9 +31,11 @@ from recsys.config import (
     check_config,
     check_ks,
     check_overrides,
+    data_source,
     load_split,
 )
 from recsys.errors import ConfigError, RecsysError, print_error
+from recsys.memory import check_fits, size_text
 from recsys.metrics import METRICS, Evaluation, evaluate
 from recsys.models.base import Recommender
 from recsys.rng import seed_everything
@@ -111,7 +113,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     on_epoch(epoch, record)  # the cached fit's curve, in this run too
             else:
                 fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
-                                      on_epoch, refit)  # fmt: skip
+                                      on_epoch, refit, name=cfg.model_name,
+                                      memory_gb=cfg.memory_gb)  # fmt: skip
                 if cache is not None:
                     cache.put(key, fitted)
             if tracker is not None:
@@ -189,11 +192,19 @@ class Fitted:
 
 
 def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndcg@10",
-                 on_epoch=None, refit: Refit | None = None) -> Fitted:  # fmt: skip
+                 on_epoch=None, refit: Refit | None = None, *, name: str | None = None,
+                 memory_gb: float | None = None) -> Fitted:  # fmt: skip
     """Fit on train (iterative models early-stop on the validation ``objective``); with
     ``refit`` (``overrides -> a fresh model``), train the chosen settings again on train +
-    validation (an iterative model for its best number of epochs)."""
+    validation (an iterative model for its best number of epochs).
+
+    A model that would need more than ``memory_gb`` (``None``: the memory available now) on
+    the larger of the two training matrices refuses before either fit (``ConfigError``).
+    """
     train, validation = split.train.to_csr(), split.validation.to_csr()
+    largest = train + validation if refit is not None else train
+    need = check_fits(model, name or type(model).__name__, largest, batch_size, memory_gb)
+    log.info("memory: about %s needed (%s)", size_text(need.total), need.describe())
     epochs = []
 
     def record(epoch: int, values: dict[str, float]) -> None:
@@ -300,7 +311,7 @@ def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Sp
         | package_versions()
         | hardware()
     )
-    source = str(Path(cfg.data.dir, cfg.data.name).absolute())
+    source = data_source(cfg.data)
     tracker.log_dataset(cfg.data.name, data_sha256[:16], source,
                         {"interactions": sum(split.sizes().values()), "users": split.train.n_users,
                          "items": split.train.n_items, "sha256": data_sha256}, "train")  # fmt: skip

@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from recsys.config import CONF_DIR, SplitData, build_model, check_config, load_split
 from recsys.errors import ConfigError
 from recsys.files import atomic_write_text
+from recsys.memory import check_fits
 from recsys.metrics import evaluate
 from recsys.rng import seed_everything
 from recsys.tracking import RunTracker, flatten, git_state, open_client, package_versions
@@ -268,6 +269,12 @@ def _validate(cfg: DictConfig, params: dict, seed: int, prepared: SplitData,
     seed_everything(seed)
     model = build_model(with_params(cfg.model, params), seed, prepared.data)
     train, validation = prepared.split.train.to_csr(), prepared.split.validation.to_csr()
+    try:
+        check_fits(model, cfg.model_name, train, cfg.eval_batch_size, cfg.memory_gb)
+    except ConfigError as error:  # settings too large for this machine: not a result
+        import optuna
+
+        raise optuna.TrialPruned(str(error)) from None
     validate = validation_metric(validation, train, cfg.objective, cfg.eval_batch_size)
     model.fit_validated(train, validate=validate, on_epoch=on_epoch)
     result = evaluate(model, validation, train, list(cfg.ks), batch_size=cfg.eval_batch_size)

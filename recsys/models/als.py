@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from recsys.memory import FLOAT32
 from recsys.models.base import FactorRecommender, check_positive
 
 FOLD_IN_BLOCK = 256  # users folded in at once
@@ -64,6 +65,11 @@ class ALSRecommender(FactorRecommender):
         self._user_vectors = np.asarray(model.user_factors, dtype=np.float32)
         self._item_vectors = np.asarray(model.item_factors, dtype=np.float32)
         return self
+
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        return {"user and item factors (float32, with implicit's copies)":
+                2 * (n_users + n_items) * self.factors * FLOAT32,
+                "confidence matrices, user- and item-major": 2 * nnz * (FLOAT32 + 4)}  # fmt: skip
 
     def fold_in(self, rows: sp.spmatrix) -> np.ndarray:
         """``(B, factors)`` user vectors of users known only by ``rows`` (not in training):

@@ -61,6 +61,9 @@ class BPRRecommender(TorchRecommender):
         self.init_std = check_positive("model.init_std", init_std)
         self.negatives = check_positive("model.negatives", negatives, integer=True)
 
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        return (n_users + n_items) * self.factors + n_items
+
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         return BPRModule(self.n_users, self.n_items, self.factors, self.init_std)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.memory import FLOAT64
 from recsys.models.base import Recommender, check_bool, check_positive, check_probability
 
 
@@ -25,8 +26,10 @@ class EASERecommender(Recommender):
     often are penalised more, which keeps the unconstrained ``B`` away from the identity. With
     ``dropout=0`` and ``zero_diagonal=true`` this is Steck's original EASE.
 
-    Memory and time grow with the catalogue: an ``n_items x n_items`` dense inverse (1682^2 floats
-    on ML-100K; about 2.9 GB in float32 for ML-20M's 27k items).
+    Memory and time grow with the catalogue: the fit holds four ``n_items x n_items`` float64
+    arrays at once during the inversion (the Gram matrix and numpy's work arrays: 90 MB on
+    ML-100K, 22 GiB for ML-20M's 27k items, 229 GiB for ML-32M's 87,585), which
+    ``memory_needed`` states, so a run refuses up front where they do not fit.
 
     Parameters
     ----------
@@ -54,16 +57,25 @@ class EASERecommender(Recommender):
         gram = (self._train.T @ self._train).toarray()  # (n_items, n_items)
         penalty = self.regularization + self.dropout / (1.0 - self.dropout) * np.diag(gram)
         gram[np.diag_indices_from(gram)] += penalty
-        precision = np.linalg.inv(gram)  # P
+        weights = np.linalg.inv(gram)  # P, turned into B in place (one n_items^2 array less)
+        del gram
         if self.zero_diagonal:
-            weights = -precision / np.diag(precision)[None, :]
+            weights /= -np.diag(weights)[None, :]  # -P_ij / P_jj
             weights[np.diag_indices_from(weights)] = 0.0
         else:
-            weights = -precision * penalty[None, :]  # I - P diagMat(penalty)
+            weights *= -penalty[None, :]  # I - P diagMat(penalty)
             weights[np.diag_indices_from(weights)] += 1.0
         self._weights = weights.astype(np.float32)
         self._train = self._train.astype(np.float32)
         return self
+
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        square = n_items * n_items
+        # measured: numpy's inv holds three n_items^2 float64 arrays beside the Gram matrix
+        # (LAPACK's copy of it, the system solved, the result)
+        return {"Gram matrix (n_items^2 float64)": square * FLOAT64,
+                "its inversion (3 more such arrays)": 3 * square * FLOAT64,
+                "training matrix in float64": nnz * 12}  # fmt: skip
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self._train[users] @ self._weights)  # (B, n_items)

@@ -68,6 +68,10 @@ class EnsembleRecommender(Recommender):
             raise ConfigError(f"model.weights must not all be 0, got {weights}")
         return values / values.sum()
 
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        return {f"{name}: {what}": size for name, member in self.members.items()
+                for what, size in member.memory_needed(n_users, n_items, nnz).items()}  # fmt: skip
+
     def fit(self, train: sp.csr_matrix) -> Self:
         return self.fit_validated(train)
 

@@ -27,6 +27,7 @@ from torch import nn
 from torch_geometric.nn import SAGEConv
 
 from recsys.errors import ConfigError
+from recsys.memory import FLOAT32, INT64
 from recsys.models.base import check_bool, check_choice, check_positive, check_probability
 from recsys.models.torch_base import (
     BatchLoss,
@@ -137,6 +138,12 @@ class GraphSAGERecommender(TorchRecommender):
             raise ConfigError(f"model.fanouts needs one entry per layer ({self.layers}), "
                               f"got {list(fanouts)}")  # fmt: skip
 
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        return (n_users + n_items) * self.dim + 2 * self.layers * self.dim * self.dim
+
+    def activation_memory(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        return graph_memory(n_users, n_items, nnz, self.dim, self.layers)
+
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         coo = train.tocoo()
         users = torch.from_numpy(coo.row.astype(np.int64))
@@ -178,6 +185,15 @@ class GraphSAGERecommender(TorchRecommender):
         graph = propagation_graph(self._edge_index, self.n_users + self.n_items, self.aggregation)
         vectors = self.module(None, graph)  # (n_users + n_items, d), the full training graph
         return vectors[: self.n_users], vectors[self.n_users :]
+
+
+def graph_memory(n_users: int, n_items: int, nnz: int, dim: int, layers: int) -> dict[str, int]:
+    """A full-graph model's step: the adjacency (an edge each way, int64 index and float32
+    weight, and as much again while it is built) and every layer's node vectors, kept for the
+    backward pass."""
+    return {"training graph (both directions, with its build)": 2 * 2 * nnz * (INT64 + FLOAT32),
+            f"node vectors of {layers + 1} layers, kept for backward":
+            2 * (layers + 1) * (n_users + n_items) * dim * FLOAT32}  # fmt: skip
 
 
 def propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str):

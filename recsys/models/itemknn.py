@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.memory import FLOAT32
 from recsys.models.base import Recommender, check_positive, top_k
 
 
@@ -53,6 +54,12 @@ class ItemKNNRecommender(Recommender):
         # row j of the stacked matrix holds j's neighbours i: score = X_u @ S
         self._similarity = sp.vstack(blocks).tocsr()
         return self
+
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        block = min(self.block_size, n_items)
+        return {"similarity blocks (sparse product, dense overlap and similarity)":
+                block * n_items * (12 + 2 * FLOAT32),
+                "kept neighbours": n_items * self.neighbors * 12}  # fmt: skip
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return (self._train[users] @ self._similarity).toarray()  # (B, n_items)

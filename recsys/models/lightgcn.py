@@ -27,7 +27,7 @@ from torch import nn
 from torch_geometric.nn.models import LightGCN
 
 from recsys.models.base import check_positive
-from recsys.models.graphsage import bipartite_edges, propagation_graph
+from recsys.models.graphsage import bipartite_edges, graph_memory, propagation_graph
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, embedding_l2
 
 
@@ -60,6 +60,12 @@ class LightGCNRecommender(TorchRecommender):
         self.regularization = check_positive("model.regularization", regularization,
                                              allow_zero=True)  # fmt: skip
         self.negatives = check_positive("model.negatives", negatives, integer=True)
+
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        return (n_users + n_items) * self.dim
+
+    def activation_memory(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        return graph_memory(n_users, n_items, nnz, self.dim, self.layers)
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         self._graph = normalized_adjacency(train).to(self.device)  # the training edges only

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.errors import ConfigError
+from recsys.memory import FLOAT32
 from recsys.models.base import NewUserParts, check_positive, check_probability
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, parameter_l2
 
@@ -116,6 +117,13 @@ class MultVAERecommender(TorchRecommender):
                                            allow_zero=True)  # fmt: skip
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
         self._rows: sp.csr_matrix | None = None
+
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        return 2 * n_items * (self.hidden + 1) + 3 * self.hidden * self.latent
+
+    def activation_memory(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        return {"a batch of dense rows (input, dropout, logits, their gradients)":
+                6 * min(self.trainer.batch_size, n_users) * n_items * FLOAT32}  # fmt: skip
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         self._rows = binary_rows(train)

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from recsys.errors import ConfigError
+from recsys.memory import FLOAT32, INT64
 from recsys.models.base import (
     FactorRecommender,
     Recommender,
@@ -180,6 +181,23 @@ class TorchRecommender(FactorRecommender):
     @abstractmethod
     def compute_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(n_users, d)`` and ``(n_items, d)`` vectors whose inner products are the scores."""
+
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        """Trainable parameters of the module for this catalogue (for ``memory_needed``)."""
+        return 0
+
+    def activation_memory(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        """Bytes of a step's large intermediate tensors beyond the parameters (a graph, a batch
+        of dense rows), by what they hold."""
+        return {}
+
+    def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
+        copies = 4 + (self.trainer.ema > 0)
+        return {"training examples (int64 pairs)": 2 * nnz * INT64,
+                f"parameters x{copies} (weights, gradients, Adam's two moments"
+                f"{', moving average' if copies > 4 else ''})":
+                copies * FLOAT32 * self.parameter_count(n_users, n_items)} \
+            | self.activation_memory(n_users, n_items, nnz)  # fmt: skip
 
     # -- the shared loop -----------------------------------------------------------------------
     def fit(self, train: sp.csr_matrix, validate: Validate | None = None,

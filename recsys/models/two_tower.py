@@ -110,6 +110,9 @@ class TwoTowerRecommender(TorchRecommender):
         self.id_dropout = check_probability("model.id_dropout", id_dropout)
         self.user_features, self.item_features = user_features, item_features
 
+    def parameter_count(self, n_users: int, n_items: int) -> int:
+        return (n_users + n_items + 2) * self.dim  # id embeddings: the large part
+
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         for name, features, n in (("user", self.user_features, self.n_users),
                                   ("item", self.item_features, self.n_items)):  # fmt: skip
