@@ -73,3 +73,11 @@ def test_memory_gb_must_be_a_positive_number(tmp_path, monkeypatch):
     cfg = compose_config(["memory_gb=-1", "tracking.enabled=false"])
     with pytest.raises(ConfigError, match="memory_gb=-1: expected null"):
         run(cfg)
+
+
+def test_neighbour_sampled_graphsage_does_not_count_full_graph_layers():
+    full = create_model("graphsage", seed=0).memory_needed(10_000, 5_000, 1_000_000)
+    sampled = create_model("graphsage", seed=0, overrides={"mode": "neighbor_sampled"})
+    parts = sampled.memory_needed(10_000, 5_000, 1_000_000)
+    assert set(full) - set(parts) == {"node vectors of 4 layers, kept for backward"}
+    assert sum(parts.values()) < sum(full.values())

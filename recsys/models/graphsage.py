@@ -142,7 +142,10 @@ class GraphSAGERecommender(TorchRecommender):
         return (n_users + n_items) * self.dim + 2 * self.layers * self.dim * self.dim
 
     def activation_memory(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
-        return graph_memory(n_users, n_items, nnz, self.dim, self.layers)
+        parts = graph_memory(n_users, n_items, nnz, self.dim, self.layers)
+        if self.mode == "neighbor_sampled":  # a step holds its sampled neighbourhood only
+            return {what: size for what, size in parts.items() if what.startswith("training")}
+        return parts
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
         coo = train.tocoo()
