@@ -27,7 +27,7 @@ from torch import nn
 from torch_geometric.nn import SAGEConv
 
 from recsys.errors import ConfigError
-from recsys.memory import FLOAT32, INT64
+from recsys.memory import FLOAT32
 from recsys.models.base import check_bool, check_choice, check_positive, check_probability
 from recsys.models.torch_base import (
     BatchLoss,
@@ -190,11 +190,15 @@ class GraphSAGERecommender(TorchRecommender):
         return vectors[: self.n_users], vectors[self.n_users :]
 
 
+GRAPH_BYTES = 128  # a training interaction's share of the graph while it is built (measured)
+
+
 def graph_memory(n_users: int, n_items: int, nnz: int, dim: int, layers: int) -> dict[str, int]:
-    """A full-graph model's step: the adjacency (an edge each way, int64 index and float32
-    weight, and as much again while it is built) and every layer's node vectors, kept for the
-    backward pass."""
-    return {"training graph (both directions, with its build)": 2 * 2 * nnz * (INT64 + FLOAT32),
+    """A full-graph model's step: the adjacency (an edge each way: int64 COO indices, float32
+    weights, the coalesced copy and the CSR, about ``GRAPH_BYTES`` an interaction at the peak of
+    the build, as ``experiments/benchmark_scale.py`` measured for LightGCN) and every layer's
+    node vectors, kept for the backward pass."""
+    return {"training graph (both directions, with its build)": nnz * GRAPH_BYTES,
             f"node vectors of {layers + 1} layers, kept for backward":
             2 * (layers + 1) * (n_users + n_items) * dim * FLOAT32}  # fmt: skip
 
