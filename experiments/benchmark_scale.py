@@ -21,7 +21,15 @@ configured, where its ``n_items^2`` arrays fit. Torch models train on all cores 
 false``); the times are one run each, on a shared machine: orders of magnitude, not decimals.
 
 Writes ``reports/scale.json``, ``reports/scale.md`` (the table and the log-log slopes of time
-against interactions per stage) and ``reports/figures/scale.png``/``.pdf``.
+against interactions per stage) and ``reports/figures/scale.png``/``.pdf`` (time, and the
+memory each stage adds, against interactions); ``--replot`` redraws both from the JSON.
+
+What the numbers showed on 2 cores (``reports/scale.md``): load, split, ALS's fit and every
+evaluation grow about linearly; evaluation adds a block's worth of memory at any size; EASE's
+fit depends on the catalogue alone; an epoch of BPR grows faster than the interactions, because
+a dense Adam step updates every user's and item's vector (a step costs ``users + items``, and
+an epoch has ``interactions / batch`` steps); LightGCN's epoch also propagates over the whole
+graph at every step, hence its slope near 2.
 """
 
 from __future__ import annotations
@@ -188,8 +196,11 @@ def figure(records: list[dict], out: Path) -> None:
         label = f"{stage} {model}".strip()
         style = "--" if stage == "evaluate" else "-"
         left.plot(x, [r["seconds"] for r in rows], style, marker="o", label=label)
-        right.plot(x, [r["peak_gib"] for r in rows], style, marker="o", label=label)
-    for axis, title in ((left, "wall time (s)"), (right, "peak resident memory (GiB)")):
+        right.plot(x, [r["rise_gib"] for r in rows], style, marker="o", label=label)
+    sizes = np.array(sorted({r["interactions"] for r in timed}), dtype=float)
+    left.plot(sizes, sizes / sizes[0], ":", color="grey", label="slope 1 (linear)")
+    for axis, title in ((left, "wall time (s)"),
+                        (right, "memory a stage adds at its peak (GiB)")):  # fmt: skip
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("interactions")
@@ -214,6 +225,8 @@ def main() -> None:
     parser.add_argument("--graph-max", type=float, default=4e6)
     parser.add_argument("--batch", type=int, default=1024, help="users ranked at once")
     parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw scale.md and the figure from <out>/scale.json, run nothing")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,6 +235,12 @@ def main() -> None:
         return
     from recsys.files import atomic_write_text
 
+    if args.replot:
+        saved = json.loads((args.out / "scale.json").read_text())
+        atomic_write_text(args.out / "scale.md",
+                          markdown(saved["records"], saved["slopes"], saved["command"]))
+        figure(saved["records"], args.out)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
     for n in args.sizes:
