@@ -243,12 +243,17 @@ def _largest(scores: np.ndarray, probe: int) -> tuple[np.ndarray, np.ndarray]:
             values, columns = torch.topk(table, probe, dim=1)
             return values.numpy(), columns.numpy()
         whole = table[:, : chunks * TOP_K_CHUNK].reshape(rows, chunks, TOP_K_CHUNK)
-        best = torch.topk(whole.amax(dim=2), probe, dim=1).indices  # (B, probe) chunks
-        columns = (best[:, :, None] * TOP_K_CHUNK + torch.arange(TOP_K_CHUNK)).reshape(rows, -1)
-        tail = torch.arange(chunks * TOP_K_CHUNK, n_items).expand(rows, -1)
-        columns = torch.cat([columns, tail], dim=1)  # (B, probe * TOP_K_CHUNK + tail)
-        values, position = torch.topk(torch.gather(table, 1, columns), probe, dim=1)
-        return values.numpy(), torch.gather(columns, 1, position).numpy()
+        best = torch.topk(whole.amax(dim=2), probe, dim=1, sorted=False).indices  # (B, probe)
+        chosen = torch.gather(whole, 1, best[:, :, None].expand(-1, -1, TOP_K_CHUNK))
+        candidates = torch.cat([chosen.reshape(rows, -1), table[:, chunks * TOP_K_CHUNK :]], 1)
+        values, position = torch.topk(candidates, probe, dim=1)  # (B, probe), best first
+        # a position in the chosen chunks -> its chunk's first column + the offset; past them,
+        # the short last chunk's columns
+        in_chunk = torch.gather(best, 1, (position // TOP_K_CHUNK).clamp(max=probe - 1))
+        columns = torch.where(position < probe * TOP_K_CHUNK,
+                              in_chunk * TOP_K_CHUNK + position % TOP_K_CHUNK,
+                              chunks * TOP_K_CHUNK + position - probe * TOP_K_CHUNK)  # fmt: skip
+        return values.numpy(), columns.numpy()
     finally:
         torch.set_num_threads(threads)
 
