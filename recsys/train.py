@@ -90,6 +90,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model = fresh_model()
     seed_everything(cfg.seed)  # after the build: seeds torch too if the model loaded it
     log.info("split %s: %s", split.fingerprint[:12], split.sizes())
+    # a model too large for this machine refuses before an MLflow run exists (a cached fit
+    # of it would not fit either: its state is what the check counts)
+    check_fit_memory(model, split, cfg.protocol.refit, cfg.eval_batch_size, cfg.model_name,
+                     cfg.memory_gb)  # fmt: skip
 
     tracker = None
     if cfg.tracking.enabled:
@@ -113,8 +117,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     on_epoch(epoch, record)  # the cached fit's curve, in this run too
             else:
                 fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
-                                      on_epoch, refit, name=cfg.model_name,
-                                      memory_gb=cfg.memory_gb)  # fmt: skip
+                                      on_epoch, refit, check_memory=False)  # fmt: skip
                 if cache is not None:
                     cache.put(key, fitted)
             if tracker is not None:
@@ -193,18 +196,18 @@ class Fitted:
 
 def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndcg@10",
                  on_epoch=None, refit: Refit | None = None, *, name: str | None = None,
-                 memory_gb: float | None = None) -> Fitted:  # fmt: skip
+                 memory_gb: float | None = None, check_memory: bool = True) -> Fitted:  # fmt: skip
     """Fit on train (iterative models early-stop on the validation ``objective``); with
     ``refit`` (``overrides -> a fresh model``), train the chosen settings again on train +
     validation (an iterative model for its best number of epochs).
 
-    A model that would need more than ``memory_gb`` (``None``: the memory available now) on
-    the larger of the two training matrices refuses before either fit (``ConfigError``).
+    With ``check_memory``, a model that would need more than ``memory_gb`` (``None``: the
+    memory available now) refuses before either fit (``check_fit_memory``).
     """
+    if check_memory:
+        check_fit_memory(model, split, refit is not None, batch_size,
+                         name or type(model).__name__, memory_gb)  # fmt: skip
     train, validation = split.train.to_csr(), split.validation.to_csr()
-    largest = train + validation if refit is not None else train
-    need = check_fits(model, name or type(model).__name__, largest, batch_size, memory_gb)
-    log.info("memory: about %s needed (%s)", size_text(need.total), need.describe())
     epochs = []
 
     def record(epoch: int, values: dict[str, float]) -> None:
@@ -225,6 +228,18 @@ def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndc
         metrics |= {key.replace("train/", "refit/"): value
                     for key, value in final.training_summary().items()}  # fmt: skip
     return Fitted(model, final, metrics, epochs)
+
+
+def check_fit_memory(model, split: Split, refit: bool, batch_size: int, name: str,
+                     memory_gb: float | None) -> None:  # fmt: skip
+    """``ConfigError`` if fitting ``model`` on the larger of its training matrices (train, or
+    train + validation for a refit) needs more than ``memory_gb`` beyond what is loaded
+    (``None``: the memory available now); else log the need."""
+    matrix = split.train.to_csr()
+    if refit:
+        matrix = matrix + split.validation.to_csr()
+    need = check_fits(model, name, matrix, batch_size, memory_gb)
+    log.info("memory: about %s needed (%s)", size_text(need.total), need.describe())
 
 
 def evaluate_fitted(fitted: Fitted, split: Split, ks: list[int], batch_size: int) -> RunResult:
@@ -306,7 +321,7 @@ def log_config(tracker: RunTracker, cfg: DictConfig, data_sha256: str, split: Sp
             "split.fingerprint": split.fingerprint,
             "command": rerun_command(),
         }
-        | {f"machine.{key}": str(resolved[key]) for key in MACHINE_KEYS}
+        | {f"machine.{key}": str(resolved[key]) for key in MACHINE_KEYS if key in resolved}
         | git_state()
         | package_versions()
         | hardware()
@@ -389,7 +404,8 @@ def rerun_command() -> str:
 def format_table(cfg: DictConfig, split: Split, result: RunResult, cached: bool = False) -> str:
     metrics = result.metrics
     header = f"{'part':<11}{'k':>3}" + "".join(f"{m:>10}" for m in (*METRICS, "coverage"))
-    refit = " (refit on train + validation)" if metrics.get("train/refit") else ""
+    refit = (f", refit on train + validation={metrics['time/refit_seconds']:.2f}s"
+             if metrics.get("train/refit") else "")  # fmt: skip
     refit += ", fitted models from the cache: nothing trained" if cached else ""
     lines = [
         f"{cfg.data.name}  protocol={cfg.protocol.name}  model={cfg.model_name}  seed={cfg.seed}"

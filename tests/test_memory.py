@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from mlflow.tracking import MlflowClient
 
 from recsys.config import compose_config, create_model, model_names
 from recsys.errors import ConfigError
@@ -81,3 +82,14 @@ def test_neighbour_sampled_graphsage_does_not_count_full_graph_layers():
     parts = sampled.memory_needed(10_000, 5_000, 1_000_000)
     assert set(full) - set(parts) == {"node vectors of 4 layers, kept for backward"}
     assert sum(parts.values()) < sum(full.values())
+
+
+def test_a_tracked_run_refuses_before_its_mlflow_run_exists(tmp_path, monkeypatch, mlflow_uri):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config(["data=synthetic", "data.users=300", "data.items=3000",
+                          "data.interactions=20000", "model=ease", "memory_gb=0.1",
+                          f"tracking.uri={mlflow_uri}", "cache.enabled=false"])  # fmt: skip
+    with pytest.raises(ConfigError, match="more than memory_gb=0.1"):
+        run(cfg)
+    client = MlflowClient(mlflow_uri)
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])

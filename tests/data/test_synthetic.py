@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from recsys.config import compose_config, data_source, load_split
 from recsys.data.synthetic import synthetic_movielens
@@ -69,3 +70,18 @@ def test_a_run_on_synthetic_data_trains_evaluates_and_names_its_source(tmp_path,
     metrics = run(cfg)
     assert metrics["test/ndcg@10"] > 0
     assert not list(tmp_path.iterdir()) or not (tmp_path / "data").exists()  # nothing downloaded
+
+
+def test_a_tracked_run_on_synthetic_data_logs_its_generator_as_the_source(tmp_path, monkeypatch,
+                                                                         mlflow_uri):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    run(compose_config(["data=synthetic", "data.users=300", "data.items=500",
+                        "data.interactions=20000", "model=popular", f"tracking.uri={mlflow_uri}",
+                        "cache.enabled=false"]))  # fmt: skip
+    client = MlflowClient(mlflow_uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "synthetic"]
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED"
+    assert "machine.data.dir" not in logged.data.tags  # no folder: nothing was read
+    (dataset,) = [d.dataset for d in logged.inputs.dataset_inputs if d.dataset.name == "synthetic"]
+    assert dataset.source == "synthetic: users=300 items=500 interactions=20000 seed=0"
