@@ -47,7 +47,7 @@ from recsys.metrics import evaluate, ranking_metrics
 from recsys.models.base import mask_excluded, top_k
 from recsys.models.popular import PopularRecommender
 from recsys.report import confidence_interval
-from recsys.train import fit_selected, model_factory
+from recsys.train import check_fit_memory, fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
@@ -139,8 +139,11 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
     fresh_model = model_factory(cfg, prepared.data)
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
-    fitted = fit_selected(fresh_model(), split, cfg.eval_batch_size, cfg.objective,
-                          refit=refit, name=cfg.model_name, memory_gb=cfg.memory_gb)  # fmt: skip
+    model = fresh_model()
+    check_fit_memory(model, split, cfg.protocol.refit, cfg.eval_batch_size, cfg.model_name,
+                     cfg.memory_gb)  # fmt: skip
+    fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
+                          refit=refit)  # fmt: skip
     train = split.train.to_csr()
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip

@@ -117,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     on_epoch(epoch, record)  # the cached fit's curve, in this run too
             else:
                 fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
-                                      on_epoch, refit, check_memory=False)  # fmt: skip
+                                      on_epoch, refit)  # fmt: skip
                 if cache is not None:
                     cache.put(key, fitted)
             if tracker is not None:
@@ -195,18 +195,11 @@ class Fitted:
 
 
 def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndcg@10",
-                 on_epoch=None, refit: Refit | None = None, *, name: str | None = None,
-                 memory_gb: float | None = None, check_memory: bool = True) -> Fitted:  # fmt: skip
+                 on_epoch=None, refit: Refit | None = None) -> Fitted:  # fmt: skip
     """Fit on train (iterative models early-stop on the validation ``objective``); with
     ``refit`` (``overrides -> a fresh model``), train the chosen settings again on train +
-    validation (an iterative model for its best number of epochs).
-
-    With ``check_memory``, a model that would need more than ``memory_gb`` (``None``: the
-    memory available now) refuses before either fit (``check_fit_memory``).
-    """
-    if check_memory:
-        check_fit_memory(model, split, refit is not None, batch_size,
-                         name or type(model).__name__, memory_gb)  # fmt: skip
+    validation (an iterative model for its best number of epochs). Callers check the memory
+    first (``check_fit_memory``)."""
     train, validation = split.train.to_csr(), split.validation.to_csr()
     epochs = []
 
