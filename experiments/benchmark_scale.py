@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.memory import GIB
+
 MODELS = {
     "als": ["model.factors=64", "model.iterations=15"],
     "ease": [],
@@ -54,7 +56,6 @@ MODELS = {
                  "model.trainer.ema=0", "model.trainer.patience=0"],
 }  # fmt: skip
 TORCH = ["model.trainer.deterministic=false", "model.trainer.progress=false"]
-GIB = 2**30
 
 
 # -- one size, in its own process -----------------------------------------------------------
