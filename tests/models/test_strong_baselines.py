@@ -12,7 +12,8 @@ from tests.models.contract import ModelContract
 
 class TestEASE(ModelContract):
     model_name = "ease"
-    overrides = {"regularization": 50.0, "dropout": 0.0, "zero_diagonal": True}  # plain EASE
+    overrides = {"regularization": 50.0, "dropout": 0.0, "zero_diagonal": True,
+                 "user_weight": 0.0}  # plain EASE
     ndcg_bounds = (0.40, 1.0)
     ml100k_ndcg = (0.46, 1.0)
 
@@ -23,11 +24,15 @@ class TestEASE(ModelContract):
         b = np.eye(x.shape[1]) - p / np.diag(p)  # Steck's B = I - P diagMat(1/diag(P))
         np.testing.assert_allclose(fitted.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
 
-    @pytest.mark.parametrize("zero_diagonal", [True, False])
-    def test_dropout_minimises_the_expected_denoising_loss(self, zero_diagonal):
-        # Steck (2020): E ||X - (X o M / (1-p)) B||^2 + lam ||B||^2 over every dropout mask M of a
-        # 3 x 3 matrix (2^9 masks, each entry kept with probability 1-p), computed by enumeration
+    @pytest.mark.parametrize(("zero_diagonal", "gamma"), [(True, 0.0), (False, 0.0),
+                                                           (True, 0.7), (False, 0.7)])
+    def test_dropout_minimises_the_expected_denoising_loss(self, zero_diagonal, gamma):
+        # Steck (2020): E ||W^1/2 (X - (X o M / (1-p)) B)||^2 + lam ||B||^2 over every dropout
+        # mask M of a 3 x 3 matrix (2^9 masks, each entry kept with probability 1-p), computed by
+        # enumeration; user u's error weighs w_u = n_u^-gamma, scaled so sum_u w_u n_u = nnz
         x = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=np.float64)
+        counts = x.sum(axis=1)  # n_u = 2, 3, 2
+        w = counts**-gamma * counts.sum() / (counts**-gamma @ counts)
         p, lam = 0.3, 0.5
         masks = np.array(list(itertools.product([0, 1], repeat=9)), dtype=np.float64)
         masks = masks.reshape(-1, 3, 3)  # (512, 3, 3)
@@ -35,10 +40,11 @@ class TestEASE(ModelContract):
 
         def expected_loss(b):
             noisy = x * masks / (1 - p)  # (512, 3, 3)
-            errors = ((x - noisy @ b) ** 2).sum(axis=(1, 2))
+            errors = (w[:, None] * (x - noisy @ b) ** 2).sum(axis=(1, 2))
             return weights @ errors + lam * (b**2).sum()
 
-        model = self.make_model(0, regularization=lam, dropout=p, zero_diagonal=zero_diagonal)
+        model = self.make_model(0, regularization=lam, dropout=p, zero_diagonal=zero_diagonal,
+                                user_weight=gamma)  # fmt: skip
         b = model.fit(sp.csr_matrix(x))._weights.astype(np.float64)
         assert np.allclose(np.diag(b), 0) == zero_diagonal
         rng = np.random.default_rng(0)
@@ -47,6 +53,19 @@ class TestEASE(ModelContract):
             if zero_diagonal:
                 np.fill_diagonal(step, 0)
             assert expected_loss(b + step) > expected_loss(b) - 1e-9
+
+    def test_user_weights_match_a_loop_over_users(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        x = train.toarray().astype(np.float64)
+        gamma = 0.5
+        weights = np.array([max(row.sum(), 1.0) ** -gamma for row in x])
+        weights *= x.sum() / (weights @ x.sum(axis=1))
+        gram = sum(w * np.outer(row, row) for w, row in zip(weights, x))  # sum_u w_u x_u x_u^T
+        assert np.trace(gram) == pytest.approx(x.sum())  # lambda keeps its scale
+        b = np.linalg.solve(gram + 50.0 * np.eye(len(gram)), gram)  # (G + lam I)^-1 G
+        model = self.make_model(0, dropout=0.0, zero_diagonal=False, user_weight=gamma)
+        model.fit(train)
+        np.testing.assert_allclose(model.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
 
     def test_without_constraint_or_dropout_the_penalty_is_plain_ridge(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
@@ -93,6 +112,7 @@ class TestItemKNN(ModelContract):
 @pytest.mark.parametrize(("model", "overrides"), [("ease", {"regularization": 0}),
                                                   ("ease", {"dropout": 1.0}),
                                                   ("ease", {"zero_diagonal": "no"}),
+                                                  ("ease", {"user_weight": -0.5}),
                                                   ("itemknn", {"neighbors": 0}),
                                                   ("itemknn", {"shrinkage": -1})])
 def test_bad_hyperparameters(model, overrides):
