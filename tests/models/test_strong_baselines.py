@@ -60,7 +60,8 @@ class TestEASE(ModelContract):
         gamma = 0.5
         weights = np.array([max(row.sum(), 1.0) ** -gamma for row in x])
         weights *= x.sum() / (weights @ x.sum(axis=1))
-        gram = sum(w * np.outer(row, row) for w, row in zip(weights, x))  # sum_u w_u x_u x_u^T
+        gram = sum(w * np.outer(row, row)  # sum_u w_u x_u x_u^T
+                   for w, row in zip(weights, x, strict=True))
         assert np.trace(gram) == pytest.approx(x.sum())  # lambda keeps its scale
         b = np.linalg.solve(gram + 50.0 * np.eye(len(gram)), gram)  # (G + lam I)^-1 G
         model = self.make_model(0, dropout=0.0, zero_diagonal=False, user_weight=gamma)
