@@ -3,7 +3,7 @@ few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
 
     python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae]
                                 [--seeds 1 2 3 4 5] [--data-dir data] [--out reports]
-                                [--readme README.md]
+                                [--readme README.md] [--update]
                                 [OVERRIDE ...]
 
 For each seed, the ``cold_users`` split holds 10 % of the users out with all their ratings.
@@ -23,6 +23,10 @@ count (users with no rating beyond it are left out, and counted). Items a route 
 are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds),
 ``cold_start.json`` (every seed's value of every metric, with the split fingerprints) and
 ``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``.
+
+``--update`` trains only ``--models`` and keeps every other model's rows from the existing
+``cold_start.json`` (a model whose default changed, without hours of the others again); it is
+refused unless the kept rows are of the same seeds and the same splits (their fingerprints).
 """
 
 from __future__ import annotations
@@ -231,6 +235,28 @@ def figure(results: pd.DataFrame):
     return fig
 
 
+def updated(results: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The rows of ``path`` (a ``cold_start.json``) with those of the models in ``results``
+    replaced by ``results``' (in place; new models last). ``ConfigError`` unless the kept rows
+    are of the same seeds and splits as ``results``."""
+    try:
+        kept = pd.DataFrame(json.loads(path.read_text())["rows"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--update needs the table to update, {path}, which cannot be read "
+                          f"({error}): run without --update") from error  # fmt: skip
+    fresh = dict(zip(results["seed"], results["fingerprint"], strict=True))
+    old = kept.groupby("seed")["fingerprint"].first().to_dict()
+    if old != fresh:
+        raise ConfigError(f"--update: {path} holds seeds {sorted(old)} of other splits than "
+                          f"this run's seeds {sorted(fresh)} (other data, split or seeds): "
+                          f"run without --update to rebuild every model's rows")  # fmt: skip
+    models = list(dict.fromkeys([*kept["model"], *results["model"]]))
+    new = set(results["model"])
+    frames = [results[results["model"] == m] if m in new else kept[kept["model"] == m]
+              for m in models]  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
 def write(results: pd.DataFrame, out: Path, readme: Path | None) -> None:
     """``cold_start.md``, ``cold_start.json``, ``figures/cold_start.png|pdf`` into ``out``, and
     the README's generated ``cold-start`` section when ``readme`` is given."""
@@ -262,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the table into this README's cold-start section")
+    parser.add_argument("--update", action="store_true",
+                        help="train only --models; keep the other models' rows of the existing "
+                             "cold_start.json in --out (same seeds and splits only)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides for every run, e.g. model.trainer.epochs=5 "
                              "(a model.* one reaches the models that have the key)")
@@ -283,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
                       .to_string(index=False, header=not frames), flush=True)  # fmt: skip
                 frames.append(frame)
-        write(pd.concat(frames, ignore_index=True), args.out, args.readme)
+        results = pd.concat(frames, ignore_index=True)
+        if args.update:
+            results = updated(results, args.out / "cold_start.json")
+        write(results, args.out, args.readme)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

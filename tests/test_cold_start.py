@@ -109,6 +109,29 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
 
 
+def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys):
+    out = tmp_path / "reports"
+    common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
+    assert cold_start.main(["--models", "ease", "popular", "--seeds", "1", "2", *common]) == 0
+    before = json.loads((out / "cold_start.json").read_text())["rows"]
+    code = cold_start.main(["--models", "ease", "--seeds", "1", "2", "--update", *common,
+                            "model.regularization=5000"])  # fmt: skip
+    assert code == 0
+    after = json.loads((out / "cold_start.json").read_text())["rows"]
+    assert [r for r in after if r["model"] == "popular"] == [
+        r for r in before if r["model"] == "popular"]  # kept as they were
+    assert [r["model"] for r in after] == [r["model"] for r in before]  # in their places
+    ease = [(r["ndcg@10"], r["fingerprint"]) for r in after if r["model"] == "ease"]
+    assert ease != [(r["ndcg@10"], r["fingerprint"]) for r in before if r["model"] == "ease"]
+    capsys.readouterr()
+    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    code = cold_start.main(["--models", "ease", "--seeds", "1", "--update", *common])
+    assert code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "other splits" in error[0] and "without --update" in error[0]
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+
+
 def test_a_model_without_a_cold_route_is_one_line(synthetic_data, tmp_path, capsys):
     code = cold_start.main(["--models", "ease", "bpr", "--seeds", "1", "--data-dir",
                             str(synthetic_data), "--out", str(tmp_path / "out"),
