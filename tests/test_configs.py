@@ -116,3 +116,12 @@ def test_benchmark_sweeps_every_model_over_five_seeds():
     cfg = hydra_config("experiment=benchmark")
     assert cfg.hydra.sweeper.params.model == "glob(*)"  # every file of conf/model/
     assert cfg.hydra.sweeper.params.seed == "1,2,3,4,5"
+
+
+def test_the_protocols_experiment_sweeps_every_protocol_that_train_runs():
+    # recsys.train refuses a protocol with revealed counts (cold_users: recsys.cold_start's)
+    swept = hydra_config("experiment=protocols").hydra.sweeper.params.protocol.split(",")
+    presets = sorted(p.stem for p in (CONF_DIR / "protocol").glob("*.yaml"))
+    trainable = [p for p in presets if compose_config([f"protocol={p}"]).protocol.get("revealed")
+                 is None]  # fmt: skip
+    assert sorted(swept) == trainable and "cold_users" in presets
