@@ -50,7 +50,8 @@ def runs_of(uri: str) -> list:
                                   "mean model.factors?"),
     ("model.factors=64", "unknown key 'model.factors' in `model.factors=64`; model has no "
                          "settings to change"),
-    ("model=ease model.factors=64", "model has dropout, regularization, zero_diagonal"),
+    ("model=ease model.factors=64", "model has dropout, regularization, user_weight, "
+                                     "zero_diagonal"),
     ("sed=3", "did you mean seed?"),
     ("model=alss", "unknown model 'alss' in `model=alss`: choose one of als, bpr"),
     ("seed=-1", "seed=-1: expected an integer from 0 to 2**32 - 1"),
