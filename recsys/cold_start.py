@@ -26,7 +26,8 @@ are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI o
 
 ``--update`` trains only ``--models`` and keeps every other model's rows from the existing
 ``cold_start.json`` (a model whose default changed, without hours of the others again); it is
-refused unless the kept rows are of the same seeds and the same splits (their fingerprints).
+refused unless the kept rows are of the same seeds (checked before training) and the same
+splits (their fingerprints).
 """
 
 from __future__ import annotations
@@ -235,21 +236,29 @@ def figure(results: pd.DataFrame):
     return fig
 
 
-def updated(results: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """The rows of ``path`` (a ``cold_start.json``) with those of the models in ``results``
-    replaced by ``results``' (in place; new models last). ``ConfigError`` unless the kept rows
-    are of the same seeds and splits as ``results``."""
+def kept_rows(path: Path, seeds: list[int]) -> pd.DataFrame:
+    """The rows of ``path`` (a ``cold_start.json``) for ``--update``, checked before any
+    training to be of ``seeds`` (``ConfigError`` otherwise)."""
     try:
         kept = pd.DataFrame(json.loads(path.read_text())["rows"])
+        old = sorted(kept["seed"].unique().tolist())
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"--update needs the table to update, {path}, which cannot be read "
                           f"({error}): run without --update") from error  # fmt: skip
-    fresh = dict(zip(results["seed"], results["fingerprint"], strict=True))
-    old = kept.groupby("seed")["fingerprint"].first().to_dict()
-    if old != fresh:
-        raise ConfigError(f"--update: {path} holds seeds {sorted(old)} of other splits than "
-                          f"this run's seeds {sorted(fresh)} (other data, split or seeds): "
+    if old != sorted(seeds):
+        raise ConfigError(f"--update: {path} holds seeds {old}, not this run's {sorted(seeds)}: "
                           f"run without --update to rebuild every model's rows")  # fmt: skip
+    return kept
+
+
+def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``kept`` (the rows of ``path``) with those of the models in ``results`` replaced by
+    ``results``' (in place; new models last). ``ConfigError`` unless they share the splits."""
+    fresh = dict(zip(results["seed"], results["fingerprint"], strict=True))
+    if kept.groupby("seed")["fingerprint"].first().to_dict() != fresh:
+        raise ConfigError(f"--update: {path} was built on other splits than this run's (other "
+                          f"data or split settings): run without --update to rebuild every "
+                          f"model's rows")  # fmt: skip
     models = list(dict.fromkeys([*kept["model"], *results["model"]]))
     new = set(results["model"])
     frames = [results[results["model"] == m] if m in new else kept[kept["model"] == m]
@@ -305,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme is not None:
             replace_section(args.readme.read_text(), "cold-start", "")  # fails before training
         check_models(args.models)
+        table = args.out / "cold_start.json"
+        kept = kept_rows(table, args.seeds) if args.update else None  # fails before training
         frames = []
         for name in args.models:
             for seed in args.seeds:
@@ -313,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                       .to_string(index=False, header=not frames), flush=True)  # fmt: skip
                 frames.append(frame)
         results = pd.concat(frames, ignore_index=True)
-        if args.update:
-            results = updated(results, args.out / "cold_start.json")
+        if kept is not None:
+            results = updated(results, kept, table)
         write(results, args.out, args.readme)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -128,7 +128,11 @@ def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys)
     code = cold_start.main(["--models", "ease", "--seeds", "1", "--update", *common])
     assert code == 1
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "other splits" in error[0] and "without --update" in error[0]
+    assert len(error) == 1 and "not this run's [1]" in error[0] and "without --update" in error[0]
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+    code = cold_start.main(["--models", "ease", "--seeds", "1", "2", "--update", *common,
+                            "split.user_ratio=0.2"])  # fmt: skip
+    assert code == 1 and "other splits" in capsys.readouterr().err
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
 
 
