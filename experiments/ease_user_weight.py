@@ -23,12 +23,14 @@ from recsys.train import run
 
 
 def ndcg(weight: float, seeds: list[int], part: str, overrides: list[str]) -> np.ndarray:
-    """``(len(seeds),)`` NDCG@10 of ``part`` (val or test) with this user weight."""
+    """``(len(seeds),)`` NDCG@10 of ``part`` (val or test) with this user weight; validation
+    needs no refit (it judges the model fitted on the training part)."""
+    refit = "true" if part == "test" else "false"
     values = []
     for seed in seeds:
         cfg = compose_config(["model=ease", f"model.user_weight={weight}", f"seed={seed}",
-                              "tracking.enabled=false", "cache.enabled=false",
-                              *overrides])  # fmt: skip
+                              f"protocol.refit={refit}", "tracking.enabled=false",
+                              "cache.enabled=false", *overrides])  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own table
             values.append(run(cfg)[f"{part}/ndcg@10"])
     return np.array(values)

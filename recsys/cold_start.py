@@ -254,8 +254,10 @@ def kept_rows(path: Path, seeds: list[int]) -> pd.DataFrame:
 def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``kept`` (the rows of ``path``) with those of the models in ``results`` replaced by
     ``results``' (in place; new models last). ``ConfigError`` unless they share the splits."""
-    fresh = dict(zip(results["seed"], results["fingerprint"], strict=True))
-    if kept.groupby("seed")["fingerprint"].first().to_dict() != fresh:
+    def fingerprints(rows: pd.DataFrame) -> dict[int, str]:
+        return rows.groupby("seed")["fingerprint"].first().to_dict()
+
+    if fingerprints(kept) != fingerprints(results):
         raise ConfigError(f"--update: {path} was built on other splits than this run's (other "
                           f"data or split settings): run without --update to rebuild every "
                           f"model's rows")  # fmt: skip
