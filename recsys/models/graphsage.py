@@ -49,8 +49,7 @@ class SAGEEncoder(nn.Module):
         self.embedding = nn.Embedding(n_nodes, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
         self.convs = nn.ModuleList(
-            SAGEConv(dim, dim, aggr="mean" if aggregation == "mean" else "sum",
-                     root_weight=root_weight, bias=False)
+            SAGEConv(dim, dim, aggr="sum", root_weight=root_weight, bias=False)
             for _ in range(layers)
         )
         for conv in self.convs:  # start as plain neighbour averaging (LightGCN-like)
@@ -61,14 +60,15 @@ class SAGEEncoder(nn.Module):
         self.activation = activation
         self.combine = combine
 
-    def forward(self, node_ids: torch.Tensor | None, edge_index: torch.Tensor) -> torch.Tensor:
+    def forward(self, node_ids: torch.Tensor | None, graph: torch.Tensor) -> torch.Tensor:
         """``(n, dim)`` vectors of the nodes ``node_ids`` (all nodes if ``None``), with
-        ``edge_index`` over their local positions: a ``(2, E)`` index (mean aggregation) or
-        a weighted sparse adjacency (see ``propagation_graph``)."""
+        ``graph`` over their local positions: the weighted sparse adjacency of
+        ``propagation_graph``, whose weights make the convolutions' sum a mean or GCN's
+        symmetric sum."""
         x = self.embedding.weight if node_ids is None else self.embedding(node_ids)  # (n, d)
         layers = [x]
         for conv in self.convs:
-            x = conv(x, edge_index)  # (n, d)
+            x = conv(x, graph)  # (n, d)
             if self.activation == "relu":
                 x = F.relu(x)
             x = F.dropout(x, self.dropout, self.training)
@@ -204,14 +204,16 @@ def graph_memory(n_users: int, n_items: int, nnz: int, dim: int, layers: int) ->
 
 
 def propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str):
-    """What the convolutions propagate over: the edge index itself for ``mean``; for
-    ``symmetric``, the sparse ``(n, n)`` adjacency (row = target) with values
-    ``1 / sqrt(deg(source) deg(target))``."""
-    if aggregation == "mean":
-        return edge_index
+    """What the convolutions sum over: the sparse ``(n, n)`` adjacency (row = target) with
+    values ``1 / deg(target)`` for ``mean`` (the sum over a row is the neighbours' mean) and
+    ``1 / sqrt(deg(source) deg(target))`` for ``symmetric``. A sparse CSR product is several
+    times faster on CPU than PyG's scatter over an edge index (graphsage_classic: ~5x an epoch)."""
     source, target = edge_index
     degree = torch.bincount(target, minlength=n_nodes).float().clamp(min=1)  # (n,)
-    weight = degree[source].rsqrt() * degree[target].rsqrt()  # (E,)
+    if aggregation == "mean":
+        weight = degree.reciprocal()[target]  # (E,)
+    else:
+        weight = degree[source].rsqrt() * degree[target].rsqrt()  # (E,)
     adjacency = torch.sparse_coo_tensor(torch.stack([target, source]), weight,
                                         (n_nodes, n_nodes), check_invariants=False)  # fmt: skip
     with warnings.catch_warnings():  # "sparse CSR support is in beta": it is what PyG uses
