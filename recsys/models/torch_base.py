@@ -18,8 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
+import functools
 import logging
 import math
+import os
+import platform
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +50,29 @@ log = logging.getLogger(__name__)
 Validate = Callable[[Recommender], float]
 OnEpoch = Callable[[int, dict[str, float]], None]
 DEVICES = ("auto", "cpu", "cuda")
+
+
+# glibc's mallopt parameters, and the size below which freed blocks stay with the process
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_BLOCK_BYTES = 64 * 2**20
+
+
+@functools.cache
+def keep_freed_blocks() -> bool:
+    """Have glibc keep freed blocks under ``KEPT_BLOCK_BYTES`` for reuse (once per process).
+
+    glibc serves a block above its mmap threshold (at most 32 MiB by default) from fresh pages
+    and unmaps it when freed, so a training step that allocates such a tensor page-faults it in
+    again at every step: BPR's ``(B, n, d)`` gather of negatives is exactly 32 MiB at its
+    defaults, and its epoch spent a third of its time in the kernel. Raising the threshold (and
+    the trim threshold above it) reuses the memory instead; it changes no number, only time
+    (``experiments/benchmark_models.py``). Not glibc, or ``MALLOC_MMAP_THRESHOLD_`` already set
+    by the user: nothing is changed. Returns whether the setting was applied."""
+    if platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_BYTES)
+                and libc.mallopt(M_TRIM_THRESHOLD, 2 * KEPT_BLOCK_BYTES))  # fmt: skip
 
 
 def resolve_device(device: str) -> torch.device:
@@ -206,6 +233,7 @@ class TorchRecommender(FactorRecommender):
         weights and stop early."""
         self.n_users, self.n_items = train.shape
         self.device = resolve_device(self.trainer.device)
+        keep_freed_blocks()
         forked = [self.device] if self.device.type == "cuda" else []
         threads = torch.get_num_threads()
         if self.trainer.deterministic and self.device.type == "cpu":
