@@ -9,7 +9,13 @@ from recsys.data.features import user_features
 from recsys.errors import ConfigError
 from recsys.metrics import evaluate
 from recsys.models.base import NewUserParts, top_k
-from recsys.models.graphsage import bipartite_edges, propagation_graph, sample_neighborhood
+from recsys.models.graphsage import (
+    SAGEEncoder,
+    bipartite_edges,
+    map_drift,
+    propagation_graph,
+    sample_neighborhood,
+)
 from recsys.models.lightgcn import normalized_adjacency
 from recsys.models.multvae import (
     DECODER_OUT,
@@ -144,6 +150,35 @@ def test_mean_aggregation_is_a_sum_over_the_row_normalised_adjacency(root_weight
     with torch.no_grad():
         np.testing.assert_allclose(summed(x, graph).numpy(), conv(x, edges).numpy(),
                                    rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_map_drift_is_the_squared_distance_of_the_maps_from_where_they_start():
+    for root_weight in (False, True):
+        encoder = SAGEEncoder(5, 3, layers=2, dropout=0.0, activation="none", combine="mean",
+                              root_weight=root_weight, aggregation="symmetric")  # fmt: skip
+        assert map_drift(encoder.convs).item() == 0.0  # identity neighbour maps, zero root maps
+        with torch.no_grad():
+            encoder.convs[1].lin_l.weight[0, 0] = 3.0  # 2 away from the identity's 1
+            encoder.convs[1].lin_l.weight[0, 1] = -1.0
+            if root_weight:
+                encoder.convs[0].lin_r.weight[2, 1] = 0.5
+        assert map_drift(encoder.convs).item() == pytest.approx(4 + 1 + root_weight * 0.25)
+
+
+def test_map_decay_adds_its_penalty_to_the_batch(synthetic_matrices):
+    train = synthetic_matrices[0]
+    model = create_model("graphsage", seed=0, overrides=TestGraphSAGE.overrides | {
+        "map_decay": 0.5, "trainer": {"epochs": 1, **CPU}}).fit(train)  # fmt: skip
+    free = create_model("graphsage", seed=0, overrides=TestGraphSAGE.overrides | {
+        "map_decay": 0.0, "trainer": {"epochs": 1, **CPU}}).fit(train)  # fmt: skip
+    free.module.load_state_dict(model.module.state_dict())  # the same weights, no penalty
+    users, items = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    penalised = model.batch_loss(users, items, torch.Generator().manual_seed(1))
+    plain = free.batch_loss(users, items, torch.Generator().manual_seed(1))
+    assert penalised.loss.item() == pytest.approx(plain.loss.item())
+    assert map_drift(model.module.convs).item() > 0  # one epoch moved the maps
+    assert (penalised.penalty - plain.penalty).item() == pytest.approx(
+        0.5 * map_drift(model.module.convs).item(), rel=1e-5)
 
 
 def test_neighbour_sampled_graphsage_learns_the_taste_groups(synthetic_matrices):
