@@ -117,7 +117,7 @@ class TestGraphSAGE(ModelContract):
     overrides = {"dim": 16, "layers": 2, "fanouts": [10, 10],
                  "trainer": {"epochs": 15, "batch_size": 512, "min_epochs": 0, **CPU}}  # fmt: skip
     ndcg_bounds = (0.35, 1.0)
-    ml100k_ndcg = (0.42, 1.0)
+    ml100k_ndcg = (0.44, 1.0)  # msr seeds 1-5 measured 0.459-0.461
     ml100k_quick = {"trainer": {"epochs": 3, "min_epochs": 0, "progress": False}}
     ml100k_quick_ndcg = (0.25, 1.0)
 
@@ -126,7 +126,7 @@ class TestGraphSAGEClassic(ModelContract):
     model_name = "graphsage_classic"
     overrides = TestGraphSAGE.overrides
     ndcg_bounds = (0.2, 1.0)
-    ml100k_ndcg = (0.36, 1.0)  # msr seed 1 measured 0.394 (the tuned variant: 0.431)
+    ml100k_ndcg = (0.36, 1.0)  # msr seed 1 measured 0.382 (the tuned variant: 0.459)
     ml100k_quick = TestGraphSAGE.ml100k_quick
     ml100k_quick_ndcg = (0.1, 1.0)
 
