@@ -425,8 +425,9 @@ class TestMultVAE(ModelContract):
         # the same draws, by hand: dropout mask over the rows, then the reparameterisation noise
         generator = torch.Generator().manual_seed(3)
         rows = torch.from_numpy(train[[4, 0, 9]].toarray()).float()  # (3, n_items)
-        keep = torch.rand(rows.shape, generator=generator) >= 0.5
-        inputs = rows / rows.norm(dim=1, keepdim=True) * keep / 0.5
+        p = model.dropout  # the default's input dropout
+        keep = torch.rand(rows.shape, generator=generator) >= p
+        inputs = rows / rows.norm(dim=1, keepdim=True) * keep / (1 - p)
         noise = torch.randn(3, 16, generator=generator)
         m = model.module.requires_grad_(False)
         mu, log_var = m.encoder(inputs).chunk(2, dim=1)  # (3, 16) each
