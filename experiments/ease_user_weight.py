@@ -1,6 +1,6 @@
 """EASE's user weight: validation and test NDCG@10 for each ``model.user_weight``.
 
-    python experiments/ease_user_weight.py [--weights 0 0.1 0.2 0.35 0.5 0.75 1] [OVERRIDE ...]
+    python experiments/ease_user_weight.py [--weights 0 0.1 0.2 0.35 0.5 0.75 1] [-- OVERRIDE ...]
 
 Every other setting is conf/model/ease.yaml's (or an override's, e.g. ``model.regularization=150
 model.dropout=0.669``, the defaults before user weights). Validation: fitted on the training part

@@ -4,7 +4,7 @@ choice at a time switched to the classic one.
 
     python experiments/graphsage_ablation.py [--seeds 1 2 3] [--data-dir data]
                                              [--tracking-uri sqlite:///mlflow.db] [--out reports]
-                                             [OVERRIDE ...]
+                                             [-- OVERRIDE ...]   (after --: --seeds takes a list)
 
 Each variant is a real ``recsys.train`` run on the default protocol (msr, refit), logged to the
 MLflow experiment ``<data>-<protocol>-graphsage-ablation``. Prints and writes
