@@ -157,6 +157,10 @@ class GraphSAGERecommender(TorchRecommender):
         graph = _symmetric_csr(users.numpy(), items.numpy(), self.n_users, self.n_items)
         self._indptr = torch.from_numpy(graph.indptr.astype(np.int64)).to(self.device)
         self._indices = torch.from_numpy(graph.indices.astype(np.int64)).to(self.device)
+        # the full training graph, built once: what scoring propagates over, and every
+        # full-batch step's graph when no edge is dropped
+        self._graph = propagation_graph(self._edge_index, self.n_users + self.n_items,
+                                        self.aggregation)  # fmt: skip
         return SAGEEncoder(self.n_users + self.n_items, self.dim, self.layers, self.dropout,
                            self.activation, self.combine, self.root_weight,
                            self.aggregation)  # fmt: skip
@@ -176,8 +180,10 @@ class GraphSAGERecommender(TorchRecommender):
     def _encode(self, seeds: torch.Tensor, generator: torch.Generator):
         """Output and input vectors of the ``seeds`` nodes for one training step."""
         if self.mode == "full_batch":
-            edges = drop_edges(self._edge_index, self.edge_dropout, generator)
-            graph = propagation_graph(edges, self.n_users + self.n_items, self.aggregation)
+            graph = self._graph
+            if self.edge_dropout:
+                edges = drop_edges(self._edge_index, self.edge_dropout, generator)
+                graph = propagation_graph(edges, self.n_users + self.n_items, self.aggregation)
             return self.module(None, graph)[seeds], self.module.embedding(seeds)
         node_ids, edges, positions = sample_neighborhood(
             seeds, self._indptr, self._indices, self.fanouts, generator
@@ -187,8 +193,7 @@ class GraphSAGERecommender(TorchRecommender):
         return self.module(node_ids, graph)[positions], self.module.embedding(seeds)
 
     def compute_embeddings(self):
-        graph = propagation_graph(self._edge_index, self.n_users + self.n_items, self.aggregation)
-        vectors = self.module(None, graph)  # (n_users + n_items, d), the full training graph
+        vectors = self.module(None, self._graph)  # (n_users + n_items, d), the full training graph
         return vectors[: self.n_users], vectors[self.n_users :]
 
 

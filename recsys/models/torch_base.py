@@ -71,8 +71,11 @@ def keep_freed_blocks() -> bool:
     if platform.libc_ver()[0] != "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     libc = ctypes.CDLL(None)
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_BYTES)
-                and libc.mallopt(M_TRIM_THRESHOLD, 2 * KEPT_BLOCK_BYTES))  # fmt: skip
+    applied = bool(libc.mallopt(M_MMAP_THRESHOLD, KEPT_BLOCK_BYTES)
+                   and libc.mallopt(M_TRIM_THRESHOLD, 2 * KEPT_BLOCK_BYTES))  # fmt: skip
+    log.debug("glibc keeps freed blocks under %d MiB for reuse: %s", KEPT_BLOCK_BYTES >> 20,
+              applied)  # fmt: skip
+    return applied
 
 
 def resolve_device(device: str) -> torch.device:
