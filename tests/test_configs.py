@@ -4,6 +4,7 @@ import dataclasses
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -42,6 +43,10 @@ def test_every_model_config_builds(name):
             assert list(built) == list(value)
             for member, member_node in value.items():
                 assert type(built[member]).__name__ == member_node["_target_"].rsplit(".")[-1]
+            continue
+        if key == "weights" and isinstance(value, dict):  # kept normalised, in member order
+            given = np.array([value[member] for member in model.members])
+            np.testing.assert_allclose(model.weights, given / given.sum())
             continue
         assert getattr(model, key) == value, key  # the YAML value is what the model got
 

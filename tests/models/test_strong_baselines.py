@@ -125,34 +125,57 @@ class TestEnsemble(ModelContract):
     model_name = "ensemble"
     overrides = {"members": {"ease": {"regularization": 50.0, "dropout": 0.0,
                                       "zero_diagonal": True},
-                             "als": {"factors": 8}}}  # fmt: skip
+                             "als": {"factors": 8},
+                             "multvae": {"hidden": 64, "latent": 16, "anneal_steps": 50,
+                                         "trainer": {"epochs": 30, "batch_size": 20,
+                                                     "lr": 0.003, "device": "cpu",
+                                                     "progress": False, "ema": 0.0}}}}  # fmt: skip
     ndcg_bounds = (0.40, 1.0)
     ml100k_ndcg = (0.47, 1.0)
 
     def test_scores_are_the_weighted_standardised_member_scores(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
-        model = self.make_model(0, weights={"ease": 3.0, "als": 1.0}).fit(train)
+        model = self.make_model(0, weights={"ease": 4.0, "als": 1.0, "multvae": 3.0}).fit(train)
         users = np.arange(6)
         by_hand = 0.0
-        for name, weight in (("ease", 0.75), ("als", 0.25)):  # weights normalised to sum 1
+        for name, weight in (("ease", 0.5), ("als", 0.125), ("multvae", 0.375)):  # sum 1
             raw = model.members[name].score(users).astype(np.float64)  # a row at a time
-            z = np.array([(row - row.mean()) / row.std() for row in raw])
-            by_hand = by_hand + weight * z
+            z = []
+            for user, row in zip(users, raw, strict=True):
+                unseen = row[train[user].toarray().ravel() == 0]  # mean and spread over these
+                z.append((row - unseen.mean()) / unseen.std())
+            by_hand = by_hand + weight * np.array(z)
         np.testing.assert_allclose(model.score(users), by_hand, rtol=1e-4, atol=1e-4)
+
+    def test_standardising_leaves_out_the_given_entries(self):
+        from recsys.models.ensemble import standardised
+
+        scores = np.array([[9.0, 1.0, 2.0, 3.0], [5.0, 5.0, 5.0, 7.0], [1.0, 2.0, 3.0, 4.0]])
+        left_out = sp.csr_matrix([[1, 0, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1]], dtype=np.float32)
+        z = standardised(scores, left_out)
+        # row 0 over (1, 2, 3): mean 2, std sqrt(2/3); the left-out 9 with the same two
+        np.testing.assert_allclose(z[0], (scores[0] - 2) / np.sqrt(2 / 3), rtol=1e-6)
+        assert (z[1] == 0).all()  # no spread over (5, 5, 5): zeros, the left-out 7 too
+        assert (z[2] == 0).all()  # nothing left to count
+        np.testing.assert_allclose(standardised(scores)[2], (scores[2] - 2.5) / np.sqrt(1.25),
+                                   rtol=1e-6)  # fmt: skip
 
     def test_weights_are_the_best_validation_point_of_the_grid(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
         seen = []
 
-        def validate(model):  # a made-up objective that peaks at ease 0.7, als 0.3
-            seen.append(model.weights.copy())  # closed-form members never call it
-            return -abs(model.weights[0] - 0.7)
+        def validate(model):  # made up: peaks at ease 0.5, als 0.25, multvae 0.25
+            if not hasattr(model, "members"):  # Mult-VAE early-stopping
+                return 0.0
+            seen.append(model.weights.copy())
+            return -np.abs(model.weights - [0.5, 0.25, 0.25]).sum()
 
-        model = self.make_model(0, weights=None, weight_step=0.1)
+        model = self.make_model(0, weights=None, weight_step=0.25)
         model.fit_validated(train, validate=validate)
-        assert len(seen) == 11 and np.allclose(seen[0], [0.5, 0.5])  # equal weights first
-        np.testing.assert_allclose(model.weights, [0.7, 0.3])
-        assert model.refit_overrides()["weights"] == pytest.approx({"ease": 0.7, "als": 0.3})
+        assert len(seen) == 15  # C(4 + 2, 2) points; 1/3 is off this grid
+        np.testing.assert_allclose(model.weights, [0.5, 0.25, 0.25])
+        assert model.refit_overrides()["weights"] == pytest.approx(
+            {"ease": 0.5, "als": 0.25, "multvae": 0.25})
 
     def test_simplex_grid_covers_every_point_once(self):
         from recsys.models.ensemble import simplex_grid
@@ -162,9 +185,18 @@ class TestEnsemble(ModelContract):
         assert all(np.isclose(w.sum(), 1) and (w >= 0).all() for w in grid)
         assert len({tuple(np.round(w, 6)) for w in grid}) == 15
 
+    @pytest.mark.parametrize("weights", [{"a": 1.0}, {"a": 1.0, "b": 1.0, "c": 1.0}])
+    def test_weights_must_name_every_member_and_no_other(self, weights):
+        from recsys.models.ensemble import EnsembleRecommender
+        from recsys.models.popular import PopularRecommender
+
+        members = {"a": PopularRecommender, "b": PopularRecommender}
+        with pytest.raises(ConfigError, match=r"a non-negative weight for each of \['a', 'b'\]"):
+            EnsembleRecommender(members, weights=weights, weight_step=0.5, seed=0)
+
     @pytest.mark.parametrize(("overrides", "message"), [
-        ({"weights": {"ease": 1.0}}, "a non-negative weight for each of"),
-        ({"weights": {"ease": -1.0, "als": 2.0}}, "a non-negative weight for each of"),
+        ({"weights": {"ease": 0.0, "als": 0.0, "multvae": 0.0}}, "must not all be 0"),
+        ({"weights": {"ease": -1.0}}, "a non-negative weight for each of"),
         ({"weight_step": 0.3}, "must divide 1"),
     ])  # fmt: skip
     def test_bad_settings_are_config_errors(self, overrides, message):
