@@ -34,8 +34,15 @@ ITERATIVE = {"als"}  # closed-form by configuration, but BLAS-dependent (see the
 
 
 def closed_form(name: str) -> bool:
-    node = compose_config([f"model={name}"]).model
-    return "trainer" not in node and name not in ITERATIVE
+    return _closed_form(name, compose_config([f"model={name}"]).model)
+
+
+def _closed_form(name: str, node) -> bool:
+    """No trainer, not BLAS-iterative, and (an ensemble) every member closed-form too: members
+    are keyed by their model's name."""
+    members = node.get("members") or {}
+    return ("trainer" not in node and name not in ITERATIVE
+            and all(_closed_form(key, member) for key, member in members.items()))  # fmt: skip
 
 
 def results(names: list[str] | None = None) -> dict:
