@@ -185,6 +185,14 @@ class NewUserParts:
                               f"run again, or export it again") from None
 
 
+def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """``matrix`` as a float32 CSR matrix with every stored positive value set to 1."""
+    rows = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    rows.data = (rows.data > 0).astype(np.float32)
+    rows.eliminate_zeros()
+    return rows
+
+
 def mask_excluded(scores: np.ndarray, excluded: sp.csr_matrix) -> None:
     """Set ``scores[r, i] = -inf`` in place wherever ``excluded[r, i]`` is non-zero."""
     rows = np.repeat(np.arange(excluded.shape[0]), np.diff(excluded.indptr))

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import ConfigError
-from recsys.models.base import Recommender, check_positive
+from recsys.models.base import Recommender, binary_rows, check_positive
 
 
 class EnsembleRecommender(Recommender):
@@ -88,7 +88,7 @@ class EnsembleRecommender(Recommender):
 
     def fit_validated(self, train: sp.csr_matrix, validate=None, on_epoch=None) -> Self:
         self.n_users, self.n_items = train.shape
-        self.seen = _binary(train)  # each user's training items: left out of standardising
+        self.seen = binary_rows(train)  # each user's training items: left out of standardising
         for member in self.members.values():
             member.fit_validated(train, validate=validate)
         if self.weights is None:
@@ -147,15 +147,6 @@ def standardised(scores: np.ndarray, left_out: sp.csr_matrix | None = None) -> n
                       - _row_sums(left_out.multiply(squares))) / safe)
     spread = np.where(count > 0, spread, 0.0)[:, None].astype(np.float32)
     return np.divide(centred, spread, out=np.zeros_like(scores), where=spread > 0)
-
-
-def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """``matrix``'s stored non-zeros as 1s (CSR, float32, duplicates summed first)."""
-    binary = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    binary.sum_duplicates()
-    binary.eliminate_zeros()
-    binary.data[:] = 1.0
-    return binary
 
 
 def _row_sums(matrix: sp.spmatrix) -> np.ndarray:

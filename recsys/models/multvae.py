@@ -24,7 +24,7 @@ from torch import nn
 
 from recsys.errors import ConfigError
 from recsys.memory import FLOAT32
-from recsys.models.base import NewUserParts, check_positive, check_probability
+from recsys.models.base import NewUserParts, binary_rows, check_positive, check_probability
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, parameter_l2
 
 ENCODE_BATCH = 1024  # users encoded at once when scoring (bounds memory at 1024 x n_items)
@@ -232,10 +232,3 @@ class VAEFoldIn:
         dense = torch.from_numpy(binary_rows(rows).toarray())  # (B, n_items)
         return self.module.user_vectors(dense).numpy()
 
-
-def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """``matrix`` as a float32 CSR matrix with every stored positive value set to 1."""
-    rows = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    rows.data = (rows.data > 0).astype(np.float32)
-    rows.eliminate_zeros()
-    return rows
