@@ -16,8 +16,8 @@ tuned on their validation parts, so those favour the member whose study fitted t
 default seeds 100-104 are seen by no study and by no benchmark run.
 
 ``--test``: the same grid on the ``msr`` test part of seeds 1-5 (members refit on train +
-validation). This tunes on test: it is a ceiling of what any weights of these members reach,
-for the discussion, never a default.
+validation, as the protocol says). This tunes on test: it is a ceiling of what any weights of
+these members reach, for the discussion, never a default.
 """
 
 from __future__ import annotations
@@ -50,15 +50,17 @@ def grid_values(seed: int, test: bool, step: float, overrides: list[str]):
     model.weights = grid[0]  # fixed: the members fit once, the grid is scored below
     train, validation = split.train.to_csr(), split.validation.to_csr()
     if test:
-        final = fit_selected(model, split, cfg.eval_batch_size, cfg.objective, refit=fresh).final
+        refit = fresh if cfg.protocol.refit else None
+        final = fit_selected(model, split, cfg.eval_batch_size, cfg.objective, refit=refit).final
         truth, seen = split.test.to_csr(), train + validation
 
         def value(ensemble):
             return evaluate(ensemble, truth, seen, [10], batch_size=cfg.eval_batch_size
                             ).summary["ndcg@10"]  # fmt: skip
     else:
+        final = model.fit_validated(train, validate=validation_metric(
+            validation, train, cfg.objective, cfg.eval_batch_size))  # members early-stop
         value = validation_metric(validation, train, "val/ndcg@10", cfg.eval_batch_size)
-        final = model.fit_validated(train, validate=value)
     values = []
     for weights in grid:
         final.weights = weights
@@ -88,7 +90,8 @@ def main() -> None:
     print(f"\n| weights | mean {part} NDCG@10 | per seed ({', '.join(map(str, seeds))}) |")
     print("| --- | --- | --- |")
     alone = [i for i, w in enumerate(grid) if w.max() == 1]
-    for i in [*np.argsort(-mean, kind="stable")[: args.top], 0, *alone]:  # 0: equal weights
+    best = list(np.argsort(-mean, kind="stable")[: args.top])
+    for i in best + [i for i in [0, *alone] if i not in best]:  # 0: equal weights
         row = " ".join(f"{v:.4f}" for v in table[i])
         print(f"| {_weights(names, grid[i])} | {mean[i]:.4f} | {row} |")
 

@@ -186,8 +186,10 @@ class NewUserParts:
 
 
 def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """``matrix`` as a float32 CSR matrix with every stored positive value set to 1."""
+    """``matrix`` as a float32 CSR matrix with every stored positive value set to 1 (an entry
+    stored twice is summed first, so it is 1 too)."""
     rows = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    rows.sum_duplicates()
     rows.data = (rows.data > 0).astype(np.float32)
     rows.eliminate_zeros()
     return rows

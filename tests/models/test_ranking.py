@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from recsys.models.base import TOP_K_CHUNK, top_k
+from recsys.models.base import TOP_K_CHUNK, binary_rows, top_k
 
 
 def naive_top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,3 +53,13 @@ def test_top_k_over_chunks_of_a_large_catalogue_is_the_definition(k):
     expected_items, expected_values = naive_top_k(scores, k)
     np.testing.assert_array_equal(items, expected_items)
     np.testing.assert_array_equal(values, expected_values)
+
+
+def test_binary_rows_are_ones_where_a_value_is_positive_even_when_stored_twice():
+    # item 0 of row 0 is stored twice (1 + 1), item 2 holds 4, row 1's item 1 an explicit 0
+    matrix = sp.csr_matrix(([1.0, 1.0, 4.0, 0.0], [0, 0, 2, 1], [0, 3, 4]), shape=(2, 3))
+    assert matrix.toarray()[0, 0] == 2  # stored twice, as built
+    rows = binary_rows(matrix)
+    assert rows.dtype == np.float32
+    np.testing.assert_array_equal(rows.toarray(), [[1, 0, 1], [0, 0, 0]])
+    assert rows.nnz == 2

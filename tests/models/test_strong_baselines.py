@@ -160,6 +160,31 @@ class TestEnsemble(ModelContract):
         np.testing.assert_allclose(standardised(scores)[2], (scores[2] - 2.5) / np.sqrt(1.25),
                                    rtol=1e-6)  # fmt: skip
 
+    def test_standardising_is_exact_when_left_out_scores_are_far_from_the_rest(self):
+        # 400 left-out scores near 3e4 beside 1,282 counted ones of spread ~1: summing all and
+        # subtracting the left-out part would cancel catastrophically
+        from recsys.models.ensemble import standardised
+
+        rng = np.random.default_rng(0)
+        scores = rng.normal(size=(1, 1682)).astype(np.float32)
+        scores[0, :400] += 3e4
+        left_out = sp.csr_matrix((np.ones(400), (np.zeros(400), np.arange(400))), shape=(1, 1682))
+        rest = scores[0, 400:].astype(np.float64)
+        expected = (scores[0, 400:] - rest.mean()) / rest.std()
+        np.testing.assert_allclose(standardised(scores, left_out)[0, 400:], expected, rtol=1e-5,
+                                   atol=1e-5)  # fmt: skip
+
+    def test_catalogue_standardising_counts_the_seen_items_too(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        model = self.make_model(0, standardise_over="catalogue").fit(train)
+        users = np.arange(3)
+        by_hand = 0.0
+        for name, weight in zip(model.members, model.weights, strict=True):
+            raw = model.members[name].score(users).astype(np.float64)
+            by_hand = by_hand + weight * (raw - raw.mean(1, keepdims=True)) / raw.std(
+                1, keepdims=True)  # fmt: skip
+        np.testing.assert_allclose(model.score(users), by_hand, rtol=1e-4, atol=1e-4)
+
     def test_weights_are_the_best_validation_point_of_the_grid(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
         seen = []
@@ -192,12 +217,14 @@ class TestEnsemble(ModelContract):
 
         members = {"a": PopularRecommender, "b": PopularRecommender}
         with pytest.raises(ConfigError, match=r"a non-negative weight for each of \['a', 'b'\]"):
-            EnsembleRecommender(members, weights=weights, weight_step=0.5, seed=0)
+            EnsembleRecommender(members, weights=weights, weight_step=0.5,
+                                standardise_over="unseen", seed=0)  # fmt: skip
 
     @pytest.mark.parametrize(("overrides", "message"), [
         ({"weights": {"ease": 0.0, "als": 0.0, "multvae": 0.0}}, "must not all be 0"),
         ({"weights": {"ease": -1.0}}, "a non-negative weight for each of"),
         ({"weight_step": 0.3}, "must divide 1"),
+        ({"standardise_over": "all"}, "standardise_over"),
     ])  # fmt: skip
     def test_bad_settings_are_config_errors(self, overrides, message):
         with pytest.raises(ConfigError, match=message):
