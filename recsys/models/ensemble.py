@@ -132,9 +132,11 @@ class EnsembleRecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         blended = np.zeros((len(users), self.n_items), dtype=np.float32)
         seen = self.seen[users] if self.standardise_over == "unseen" else None
+        counted = _counted(blended.shape, seen)  # once for every member
         for weight, member in zip(self.weights, self.members.values(), strict=True):
             if weight > 0:
-                blended += np.float32(weight) * standardised(member.score(users), seen)
+                scores = np.asarray(member.score(users), dtype=np.float32)
+                blended += np.float32(weight) * _standardised_over(scores, counted)
         return blended
 
 
@@ -144,9 +146,19 @@ def standardised(scores: np.ndarray, left_out: sp.spmatrix | None = None) -> np.
     ``None``: none). Rows with no spread there, or nothing left to count, are 0; left-out
     entries are standardised with the rest's mean and spread."""
     scores = np.asarray(scores, dtype=np.float32)
-    counted = np.ones(scores.shape, dtype=bool)
+    return _standardised_over(scores, _counted(scores.shape, left_out))
+
+
+def _counted(shape: tuple[int, int], left_out: sp.spmatrix | None) -> np.ndarray:
+    """``shape`` booleans, False where ``left_out`` stores a non-zero."""
+    counted = np.ones(shape, dtype=bool)
     if left_out is not None:
         counted[sp.csr_matrix(left_out).nonzero()] = False
+    return counted
+
+
+def _standardised_over(scores: np.ndarray, counted: np.ndarray) -> np.ndarray:
+    """``standardised`` with the entries to count given as a boolean mask."""
     count = np.maximum(counted.sum(axis=1, keepdims=True), 1)
     mean = scores.sum(axis=1, where=counted, dtype=np.float64, keepdims=True) / count
     centred = scores - mean.astype(np.float32)
