@@ -153,7 +153,13 @@ def fail_killed_trials(study) -> None:
     are tried again; a trial another live process is running keeps beating and is left alone."""
     import optuna
 
-    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if running:
+        # Optuna fails only a trial whose heartbeat went stale: one whose process was killed
+        # between creating it and its first beat has none, and would stay RUNNING for ever. A
+        # beat now gives every running trial a clock; a live process beats on over it
+        for trial in running:
+            study._storage.record_heartbeat(trial._trial_id)
         log.warning("trials marked RUNNING: waiting %d s to tell killed ones from live ones",
                     GRACE_SECONDS)  # fmt: skip
         time.sleep(GRACE_SECONDS + HEARTBEAT_SECONDS)

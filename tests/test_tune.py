@@ -156,6 +156,25 @@ def test_a_killed_study_resumes(synthetic_data, tmp_path):
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # ask(), not optimize()
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_and_a_live_one_is_not(
+        tmp_path, monkeypatch):  # fmt: skip
+    # Optuna fails only trials whose heartbeat went stale; a process killed between creating a
+    # trial and its first beat leaves one with no heartbeat at all (what CI caught, by chance)
+    monkeypatch.setattr(tune, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(tune, "GRACE_SECONDS", 1)
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=tune.storage(url))
+    killed = study.ask()  # RUNNING, never beat: its process died right here
+    live = study.ask()
+    beating = optuna.storages._heartbeat.get_heartbeat_thread(live._trial_id, study._storage)
+    with beating:  # another process still running its trial
+        tune.fail_killed_trials(study)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {killed.number: optuna.trial.TrialState.FAIL,
+                      live.number: optuna.trial.TrialState.RUNNING}  # fmt: skip
+
+
 def _count(storage: str, name: str, state: str) -> int:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
