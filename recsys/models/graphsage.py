@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import SAGEConv
+from torch_geometric.nn import LGConv, SAGEConv
 
 from recsys.errors import ConfigError
 from recsys.memory import FLOAT32
@@ -39,6 +39,50 @@ from recsys.models.torch_base import (
 MODES = ("full_batch", "neighbor_sampled")
 
 
+class _GraphProduct(torch.autograd.Function):
+    """``A @ x`` for a sparse CSR ``A`` whose transpose ``A^T`` is already built: the backward
+    pass's ``A^T @ grad`` uses it. Autograd's own backward of ``torch.sparse.mm`` transposes ``A``
+    into a new CSR (a sort of every edge) at every layer of every step: half of LightGCN's epoch."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, adjacency: torch.Tensor, transposed: torch.Tensor):
+        ctx.transposed = transposed
+        return torch.sparse.mm(adjacency, x)  # what PyG's spmm computes for a sum
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return torch.sparse.mm(ctx.transposed, grad), None, None
+
+
+def graph_product(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adjacency @ x`` (a sum over each target's neighbours), differentiable in ``x``; with
+    the transpose that ``propagation_graph`` attached, the backward pass reuses it."""
+    if getattr(adjacency, "symmetric", False):
+        return _GraphProduct.apply(x, adjacency, adjacency)
+    transposed = getattr(adjacency, "transposed", None)
+    if transposed is None:  # a graph from elsewhere (or moved): autograd transposes it
+        return torch.sparse.mm(adjacency, x)
+    return _GraphProduct.apply(x, adjacency, transposed)
+
+
+class GraphLGConv(LGConv):
+    """PyG's ``LGConv`` (weights already in the graph: ``normalize=False``), its sum over a
+    sparse graph through ``graph_product``."""
+
+    def __init__(self):
+        super().__init__(normalize=False)
+
+    def message_and_aggregate(self, adj_t, x: torch.Tensor) -> torch.Tensor:
+        return graph_product(adj_t, x)
+
+
+class GraphSAGEConv(SAGEConv):
+    """PyG's ``SAGEConv``, its sum over a sparse graph through ``graph_product``."""
+
+    def message_and_aggregate(self, adj_t, x) -> torch.Tensor:
+        return graph_product(adj_t, x[0])
+
+
 class SAGEEncoder(nn.Module):
     """ID embeddings -> ``layers`` SAGEConv (mean aggregation) -> mean or last layer."""
 
@@ -48,7 +92,7 @@ class SAGEEncoder(nn.Module):
         self.embedding = nn.Embedding(n_nodes, dim)
         nn.init.normal_(self.embedding.weight, std=0.1)
         self.convs = nn.ModuleList(
-            SAGEConv(dim, dim, aggr="sum", root_weight=root_weight, bias=False)
+            GraphSAGEConv(dim, dim, aggr="sum", root_weight=root_weight, bias=False)
             for _ in range(layers)
         )
         for conv in self.convs:  # start as plain neighbour averaging (LightGCN-like)
@@ -153,15 +197,19 @@ class GraphSAGERecommender(TorchRecommender):
         coo = train.tocoo()
         users = torch.from_numpy(coo.row.astype(np.int64))
         items = torch.from_numpy(coo.col.astype(np.int64))
-        self._edge_index = bipartite_edges(users, items, self.n_users).to(self.device)
+        n_nodes = self.n_users + self.n_items
+        edges = bipartite_edges(users, items, self.n_users).to(self.device)  # (2, 2E)
+        # the graph's edges in its CSR order, and each one's interaction: edge dropout keeps
+        # or drops an interaction's two edges together, and the order saves a sort a step
+        order = torch.argsort(edges[1] * n_nodes + edges[0])  # by target, then source
+        self._graph_edges, self._graph_interactions = edges[:, order], order % len(users)
         graph = _symmetric_csr(users.numpy(), items.numpy(), self.n_users, self.n_items)
         self._indptr = torch.from_numpy(graph.indptr.astype(np.int64)).to(self.device)
         self._indices = torch.from_numpy(graph.indices.astype(np.int64)).to(self.device)
         # the full training graph, built once: what scoring propagates over, and every
         # full-batch step's graph when no edge is dropped
-        self._graph = propagation_graph(self._edge_index, self.n_users + self.n_items,
-                                        self.aggregation)  # fmt: skip
-        return SAGEEncoder(self.n_users + self.n_items, self.dim, self.layers, self.dropout,
+        self._graph = propagation_graph(edges, n_nodes, self.aggregation, undirected=True)
+        return SAGEEncoder(n_nodes, self.dim, self.layers, self.dropout,
                            self.activation, self.combine, self.root_weight,
                            self.aggregation)  # fmt: skip
 
@@ -181,9 +229,12 @@ class GraphSAGERecommender(TorchRecommender):
         """Output and input vectors of the ``seeds`` nodes for one training step."""
         if self.mode == "full_batch":
             graph = self._graph
-            if self.edge_dropout:
-                edges = drop_edges(self._edge_index, self.edge_dropout, generator)
-                graph = propagation_graph(edges, self.n_users + self.n_items, self.aggregation)
+            if self.edge_dropout:  # drop_edges's draw, applied to the graph's sorted edges
+                kept = torch.rand(len(self._graph_edges[0]) // 2, generator=generator) \
+                    >= self.edge_dropout  # (E,) an interaction's two edges together
+                edges = self._graph_edges[:, kept.to(self.device)[self._graph_interactions]]
+                graph = sorted_propagation_graph(edges, self.n_users + self.n_items,
+                                                 self.aggregation)  # fmt: skip
             return self.module(None, graph)[seeds], self.module.embedding(seeds)
         node_ids, edges, positions = sample_neighborhood(
             seeds, self._indptr, self._indices, self.fanouts, generator
@@ -223,22 +274,57 @@ def graph_memory(n_users: int, n_items: int, nnz: int, dim: int, layers: int) ->
             2 * (layers + 1) * (n_users + n_items) * dim * FLOAT32}  # fmt: skip
 
 
-def propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str):
+def propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str,
+                      undirected: bool = False):  # fmt: skip
     """What the convolutions sum over: the sparse ``(n, n)`` adjacency (row = target) with
     values ``1 / deg(target)`` for ``mean`` (the sum over a row is the neighbours' mean) and
-    ``1 / sqrt(deg(source) deg(target))`` for ``symmetric``. A sparse CSR product is several
-    times faster on CPU than PyG's scatter over an edge index (graphsage_classic: 4.6x an epoch)."""
+    ``1 / sqrt(deg(source) deg(target))`` for ``symmetric``; an edge given twice counts twice.
+    A sparse CSR product is several times faster on CPU than PyG's scatter over an edge index
+    (graphsage_classic: 4.6x an epoch). ``undirected``: every edge is there both ways
+    (``bipartite_edges``, ``drop_edges`` paired). The graph carries what ``graph_product``
+    needs for its backward pass."""
     source, target = edge_index
-    degree = torch.bincount(target, minlength=n_nodes).float().clamp(min=1)  # (n,)
-    if aggregation == "mean":
-        weight = degree.reciprocal()[target]  # (E,)
-    else:
-        weight = degree[source].rsqrt() * degree[target].rsqrt()  # (E,)
-    adjacency = torch.sparse_coo_tensor(torch.stack([target, source]), weight,
+    adjacency = torch.sparse_coo_tensor(torch.stack([target, source]),
+                                        edge_weights(edge_index, n_nodes, aggregation),
                                         (n_nodes, n_nodes), check_invariants=False)  # fmt: skip
     with warnings.catch_warnings():  # "sparse CSR support is in beta": it is what PyG uses
         warnings.simplefilter("ignore", UserWarning)
-        return adjacency.coalesce().to_sparse_csr()
+        return _with_transpose(adjacency.coalesce().to_sparse_csr(), aggregation, undirected)
+
+
+def sorted_propagation_graph(edge_index: torch.Tensor, n_nodes: int, aggregation: str):
+    """``propagation_graph(edge_index, ..., undirected=True)`` of undirected edges already in
+    its CSR order (by target, then source; none twice), built without sorting them again: what
+    edge dropout needs at every step."""
+    source, target = edge_index
+    rows = torch.zeros(n_nodes + 1, dtype=torch.int64, device=source.device)
+    rows[1:] = torch.cumsum(torch.bincount(target, minlength=n_nodes), dim=0)  # (n + 1,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        graph = torch.sparse_csr_tensor(rows, source, edge_weights(edge_index, n_nodes,
+                                                                   aggregation),
+                                        (n_nodes, n_nodes))  # fmt: skip
+        return _with_transpose(graph, aggregation, undirected=True)
+
+
+def edge_weights(edge_index: torch.Tensor, n_nodes: int, aggregation: str) -> torch.Tensor:
+    """``(E,)`` weight of each edge ``source -> target``: ``1 / deg(target)`` (``mean``) or
+    ``1 / sqrt(deg(source) deg(target))`` (``symmetric``), degrees counted over targets."""
+    source, target = edge_index
+    degree = torch.bincount(target, minlength=n_nodes).float().clamp(min=1)  # (n,)
+    if aggregation == "mean":
+        return degree.reciprocal()[target]  # (E,)
+    return degree[source].rsqrt() * degree[target].rsqrt()  # (E,)
+
+
+def _with_transpose(graph: torch.Tensor, aggregation: str, undirected: bool) -> torch.Tensor:
+    """``graph`` marked for ``graph_product``'s backward pass: the symmetric weights over an
+    undirected graph make ``A^T = A`` exactly; otherwise (the mean's ``1 / deg(target)``)
+    ``A^T`` is built once here, not once a layer and step."""
+    graph.symmetric = aggregation == "symmetric" and undirected
+    if not graph.symmetric:
+        graph.transposed = graph.t().to_sparse_csr()
+    return graph
 
 
 def bipartite_edges(users: torch.Tensor, items: torch.Tensor, n_users: int) -> torch.Tensor:

@@ -15,6 +15,8 @@ else from it. Its ``recommendation_loss`` is not used: the trainer takes the los
 apart (``BatchLoss``), and the L2 is ``embedding_l2``'s, as for BPR-MF and GraphSAGE.
 The graph is normalised once (``normalized_adjacency``), not by ``LGConv`` at every layer and
 step: message passing over a sparse CSR matrix is ~10x faster on CPU than over an edge index.
+Its layers are ``GraphLGConv``: PyG's ``LGConv``, whose backward pass reuses the (symmetric)
+graph instead of having autograd transpose it at every layer and step (half of an epoch).
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ from torch import nn
 from torch_geometric.nn.models import LightGCN
 
 from recsys.models.base import check_positive
-from recsys.models.graphsage import bipartite_edges, graph_memory, propagation_graph
+from recsys.models.graphsage import (
+    GraphLGConv,
+    bipartite_edges,
+    graph_memory,
+    propagation_graph,
+)
 from recsys.models.torch_base import BatchLoss, TorchRecommender, TrainerConfig, embedding_l2
 
 
@@ -68,8 +75,10 @@ class LightGCNRecommender(TorchRecommender):
         return graph_memory(n_users, n_items, nnz, self.dim, self.layers)
 
     def build_module(self, train: sp.csr_matrix) -> nn.Module:
-        self._graph = normalized_adjacency(train).to(self.device)  # the training edges only
-        return LightGCN(self.n_users + self.n_items, self.dim, self.layers, normalize=False)
+        self._graph = normalized_adjacency(train, self.device)  # the training edges only
+        module = LightGCN(self.n_users + self.n_items, self.dim, self.layers)
+        module.convs = nn.ModuleList(GraphLGConv() for _ in range(self.layers))  # no weights
+        return module
 
     def batch_loss(self, users, items, generator) -> BatchLoss:
         n = self.negatives
@@ -90,13 +99,16 @@ class LightGCNRecommender(TorchRecommender):
         return nodes[: self.n_users], nodes[self.n_users :]
 
 
-def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
+def normalized_adjacency(train: sp.csr_matrix,
+                         device: torch.device | str = "cpu") -> torch.Tensor:  # fmt: skip
     """``D^-1/2 A D^-1/2`` of the user-item graph of ``train``, a sparse CSR tensor.
 
     Parameters
     ----------
     train
         ``(n_users, n_items)`` interactions; each is an edge user <-> item.
+    device
+        Where the graph is built and kept.
 
     Returns
     -------
@@ -107,5 +119,5 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     coo = train.tocoo()
     users = torch.from_numpy(coo.row.astype(np.int64))
     items = torch.from_numpy(coo.col.astype(np.int64))
-    edges = bipartite_edges(users, items, train.shape[0])  # (2, 2E)
-    return propagation_graph(edges, sum(train.shape), "symmetric")
+    edges = bipartite_edges(users, items, train.shape[0]).to(device)  # (2, 2E)
+    return propagation_graph(edges, sum(train.shape), "symmetric", undirected=True)

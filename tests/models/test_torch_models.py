@@ -12,9 +12,12 @@ from recsys.models.base import NewUserParts, top_k
 from recsys.models.graphsage import (
     SAGEEncoder,
     bipartite_edges,
+    drop_edges,
+    graph_product,
     map_drift,
     propagation_graph,
     sample_neighborhood,
+    sorted_propagation_graph,
 )
 from recsys.models.lightgcn import normalized_adjacency
 from recsys.models.multvae import (
@@ -150,6 +153,49 @@ def test_mean_aggregation_is_a_sum_over_the_row_normalised_adjacency(root_weight
     with torch.no_grad():
         np.testing.assert_allclose(summed(x, graph).numpy(), conv(x, edges).numpy(),
                                    rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "symmetric"])
+@pytest.mark.parametrize("undirected", [False, True])
+def test_graph_product_has_autograds_gradient_without_transposing_at_every_step(aggregation,
+                                                                                 undirected):
+    rng = np.random.default_rng(3)
+    train = sp.random(7, 9, density=0.4, format="csr", random_state=4)
+    coo = train.tocoo()
+    edges = bipartite_edges(torch.from_numpy(coo.row.astype(np.int64)),
+                            torch.from_numpy(coo.col.astype(np.int64)), 7)  # fmt: skip
+    if not undirected:  # a sampled neighbourhood: some edges one way only, one given twice
+        edges = torch.cat([edges[:, ::2], edges[:, :1]], dim=1)
+    graph = propagation_graph(edges, 16, aggregation, undirected=undirected)
+    assert graph.symmetric == (aggregation == "symmetric" and undirected)
+    if graph.symmetric:
+        torch.testing.assert_close(graph.to_dense(), graph.to_dense().T, rtol=0, atol=0)
+    x = torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32, requires_grad=True)
+    weights = torch.tensor(rng.normal(size=(16, 3)), dtype=torch.float32)
+    (graph_product(graph, x) * weights).sum().backward()
+    ours, x.grad = x.grad, None
+    (torch.sparse.mm(graph, x) * weights).sum().backward()  # autograd's own backward pass
+    torch.testing.assert_close(ours, x.grad, rtol=0, atol=0)
+    dense = graph.to_dense().numpy()
+    np.testing.assert_allclose(ours.numpy(), dense.T @ weights.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "symmetric"])
+def test_edge_dropout_on_the_sorted_edges_builds_the_graph_drop_edges_would(aggregation):
+    train = sp.random(30, 40, density=0.2, format="csr", random_state=5)
+    coo = train.tocoo()
+    edges = bipartite_edges(torch.from_numpy(coo.row.astype(np.int64)),
+                            torch.from_numpy(coo.col.astype(np.int64)), 30)  # fmt: skip
+    expected = propagation_graph(drop_edges(edges, 0.4, torch.Generator().manual_seed(8)), 70,
+                                 aggregation, undirected=True)  # fmt: skip
+    order = torch.argsort(edges[1] * 70 + edges[0])  # as GraphSAGERecommender sorts them
+    kept = torch.rand(train.nnz, generator=torch.Generator().manual_seed(8)) >= 0.4
+    graph = sorted_propagation_graph(edges[:, order][:, kept[order % train.nnz]], 70,
+                                     aggregation)  # fmt: skip
+    for part in ("crow_indices", "col_indices", "values"):
+        torch.testing.assert_close(getattr(graph, part)(), getattr(expected, part)(), rtol=0,
+                                   atol=0)  # fmt: skip
+    assert graph.symmetric == expected.symmetric == (aggregation == "symmetric")
 
 
 def test_map_drift_is_the_squared_distance_of_the_maps_from_where_they_start():
