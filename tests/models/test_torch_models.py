@@ -9,6 +9,7 @@ from recsys.data.features import user_features
 from recsys.errors import ConfigError
 from recsys.metrics import evaluate
 from recsys.models.base import NewUserParts, top_k
+from recsys.models.bpr import negative_products
 from recsys.models.graphsage import (
     SAGEEncoder,
     bipartite_edges,
@@ -73,6 +74,23 @@ class TestBPR(ModelContract):
                 l2 += float(m.item.weight[j] @ m.item.weight[j]) / 6  # each negative: 1/n
         assert float(loss.loss) == pytest.approx(float(torch.stack(expected).mean()), rel=1e-5)
         assert float(loss.penalty) == pytest.approx(model.regularization * l2, rel=1e-5)
+
+    def test_negative_products_and_their_gradients_are_autograds(self):
+        rng = torch.Generator().manual_seed(0)
+        users = torch.randn(6, 4, generator=rng, requires_grad=True)
+        table = torch.randn(6, 4, generator=rng, requires_grad=True)  # row 5: never drawn
+        negatives = torch.tensor([[0, 0, 3], [4, 1, 0], [2, 2, 2], [3, 4, 1], [0, 1, 2],
+                                  [4, 4, 0]])  # an item twice in a row, and in many rows
+        weights = torch.randn(6, 3, generator=rng)
+        ours = negative_products(users, table, negatives)
+        naive = torch.stack([torch.stack([users[b] @ table[j] for j in negatives[b]])
+                             for b in range(6)])  # fmt: skip
+        torch.testing.assert_close(ours, naive)
+        expected = torch.autograd.grad((naive * weights).sum(), [users, table])
+        got = torch.autograd.grad((ours * weights).sum(), [users, table])
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b)
+        assert not got[1][5].any() and got[1][:5].abs().sum(dim=1).min() > 0
 
     def test_early_stopping_restores_the_best_epoch(self, synthetic_matrices):
         train, validation, _ = synthetic_matrices
@@ -375,6 +393,27 @@ class TestTwoTower(ModelContract):
                              data=synthetic_movielens())  # fmt: skip
         with pytest.raises(ConfigError, match="user features"):
             model.fit(train)
+
+    def test_a_batch_runs_the_tower_once_per_distinct_row_with_the_same_result(self, fitted,
+                                                                               monkeypatch):
+        # many rows dropped: a user twice in a batch, once each way
+        monkeypatch.setattr(fitted, "id_dropout", 0.5)
+        users = torch.tensor([3, 1, 3, 3, 0, 1, 3, 2, 0, 3])
+        tower = fitted.module.user
+        vectors = fitted._encode(tower, users, fitted._user_inputs,
+                                 torch.Generator().manual_seed(4))  # fmt: skip
+        again = torch.Generator().manual_seed(4)  # the draws _encode made: row by row now
+        dropped = torch.rand(len(users), generator=again) < 0.5
+        assert 0 < dropped.sum() < len(users)
+        ids = (users + 1).masked_fill(dropped, 0)
+        features = {name: value[users] for name, value in fitted._user_inputs.items()}
+        expected = tower(ids, features)
+        torch.testing.assert_close(vectors, expected, rtol=1e-5, atol=1e-6)
+        weights = torch.randn(expected.shape, generator=torch.Generator().manual_seed(0))
+        ours = torch.autograd.grad((vectors * weights).sum(), list(tower.parameters()))
+        rowwise = torch.autograd.grad((expected * weights).sum(), list(tower.parameters()))
+        for a, b in zip(ours, rowwise, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
     def test_the_user_tower_rebuilt_from_its_parts_gives_the_models_vectors(self, fitted,
                                                                            tmp_path):  # fmt: skip
