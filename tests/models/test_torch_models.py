@@ -394,6 +394,22 @@ class TestTwoTower(ModelContract):
         with pytest.raises(ConfigError, match="user features"):
             model.fit(train)
 
+    def test_a_tower_is_the_mlp_of_its_concatenated_parts(self, fitted):
+        for tower, inputs in ((fitted.module.item, fitted._item_inputs),
+                              (fitted.module.user, fitted._user_inputs)):  # fmt: skip
+            index = torch.tensor([0, 5, 2, 5, 9])
+            ids = torch.tensor([1, 6, 0, 6, 10])  # the third one's ID "unknown"
+            features = {name: value[index] for name, value in inputs.items()}
+            parts = [tower.id(ids)] + [layer(features[name])
+                                       for name, layer in tower.categorical.items()]  # fmt: skip
+            if tower.multi_hot is not None:
+                parts.append(tower.multi_hot(features["multi_hot"]))
+            if tower.tokens is not None:
+                parts.append(tower.tokens(features["tokens"]))
+            assert tower.mlp[0].in_features == sum(p.shape[1] for p in parts)
+            expected = torch.nn.functional.normalize(tower.mlp(torch.cat(parts, dim=-1)), dim=-1)
+            torch.testing.assert_close(tower(ids, features), expected, rtol=1e-5, atol=1e-6)
+
     def test_a_batch_runs_the_tower_once_per_distinct_row_with_the_same_result(self, fitted,
                                                                                monkeypatch):
         # many rows dropped: a user twice in a batch, once each way
