@@ -18,6 +18,8 @@ demographics needs: ``new_user_parts`` gives it as plain arrays (what the export
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -76,6 +78,15 @@ class Tower(nn.Module):
         if self.tokens is not None:
             hidden = hidden + F.linear(self.tokens(features["tokens"]), next(blocks))
         return F.normalize(self.mlp[1:](hidden), dim=-1)  # (B, d)
+
+
+class Distinct(NamedTuple):
+    """A batch's tower outputs once per distinct entity: ``vectors`` ``(m, d)``, ``rows``
+    ``(B,)`` (row ``b`` of the batch is ``vectors[rows[b]]``), ``entities`` ``(m,)`` indices."""
+
+    vectors: torch.Tensor
+    rows: torch.Tensor
+    entities: torch.Tensor
 
 
 class TwoTowerModule(nn.Module):
@@ -137,47 +148,60 @@ class TwoTowerRecommender(TorchRecommender):
         return TwoTowerModule(self.n_users, self.n_items, self.user_features,
                               self.item_features, self.dim)  # fmt: skip
 
-    def _encode(self, tower: Tower, index: torch.Tensor, inputs, generator=None):
-        """Tower output for entity indices ``index``; IDs dropped at random in training.
+    def _encode(self, tower: Tower, index: torch.Tensor, inputs) -> torch.Tensor:
+        """``(B, d)`` tower outputs of the entities ``index``, by their IDs."""
+        return tower(index + 1, {name: value[index] for name, value in inputs.items()})
 
-        A training batch names many users and items more than once (at 1024 interactions of
-        ML-100K, about 500 distinct users and 560 items): the tower runs once per distinct
-        (entity, ID dropped or not) and its outputs are gathered back, the same vectors for
-        half the work. The gather's backward pass sums a repeated row's gradients before the
-        tower's, so the weights differ from a row-by-row pass in the last bits only."""
+    def _encode_batch(self, tower: Tower, index: torch.Tensor, inputs,
+                      generator: torch.Generator) -> Distinct:  # fmt: skip
+        """A training batch's tower outputs, IDs dropped at random (to "unknown", 0).
+
+        A batch names many users and items more than once (at 1024 interactions of ML-100K,
+        about 500 distinct users and 560 items): the tower runs once per distinct (entity,
+        ID dropped or not), and ``rows`` says which one each row of the batch is."""
         ids = index + 1  # 0 is "unknown"
-        if generator is None:
-            return tower(ids, {name: value[index] for name, value in inputs.items()})
         if self.id_dropout > 0:
             drop = torch.rand(len(ids), generator=generator).to(ids.device) < self.id_dropout
             ids = ids.masked_fill(drop, 0)
         keys, rows = torch.unique(2 * index + (ids == 0), return_inverse=True)  # (m,), (B,)
-        distinct = keys // 2  # (m,) entity indices
-        distinct_ids = (distinct + 1).masked_fill(keys % 2 == 1, 0)
-        vectors = tower(distinct_ids, {name: value[distinct] for name, value in inputs.items()})
-        return vectors[rows]  # (B, d)
+        entities = keys // 2  # (m,)
+        distinct_ids = (entities + 1).masked_fill(keys % 2 == 1, 0)
+        vectors = tower(distinct_ids, {name: value[entities] for name, value in inputs.items()})
+        return Distinct(vectors, rows, entities)
 
     def batch_loss(self, users, items, generator) -> BatchLoss:
-        u = self._encode(self.module.user, users, self._user_inputs, generator)  # (B, d)
-        i = self._encode(self.module.item, items, self._item_inputs, generator)  # (B, d)
+        u = self._encode_batch(self.module.user, users, self._user_inputs, generator)
+        i = self._encode_batch(self.module.item, items, self._item_inputs, generator)
         if self.loss == "sampled_softmax":
             loss = self._sampled_softmax(u, i, items)
         else:
             negatives = torch.randint(self.n_items, (len(users),), generator=generator)
-            j = self._encode(self.module.item, negatives.to(self.device), self._item_inputs,
-                             generator)  # fmt: skip
-            margin = ((u * i).sum(-1) - (u * j).sum(-1)) / self.temperature  # (B,)
+            j = self._encode_batch(self.module.item, negatives.to(self.device),
+                                   self._item_inputs, generator)  # fmt: skip
+            u_b, i_b, j_b = (part.vectors[part.rows] for part in (u, i, j))  # (B, d) each
+            margin = ((u_b * i_b).sum(-1) - (u_b * j_b).sum(-1)) / self.temperature  # (B,)
             loss = -F.logsigmoid(margin).mean()
         if not self.weight_decay:
             return BatchLoss(loss, torch.zeros((), device=loss.device))
         return BatchLoss(loss, self.weight_decay * parameter_l2(self.module.parameters()))
 
-    def _sampled_softmax(self, u, i, items) -> torch.Tensor:
-        logits = u @ i.T / self.temperature - self._log_q[items][None, :]  # (B, B)
-        duplicate = items[None, :] == items[:, None]  # the same item elsewhere in the batch
-        duplicate.fill_diagonal_(False)
-        logits = logits.masked_fill(duplicate, float("-inf"))
-        return F.cross_entropy(logits, torch.arange(len(items), device=logits.device))
+    def _sampled_softmax(self, u: Distinct, i: Distinct, items: torch.Tensor) -> torch.Tensor:
+        """In-batch softmax: row ``b``'s positive is its item, its negatives the batch's other
+        items (an item the batch holds ``c`` times counts ``c`` times; another row with the same
+        item is left out), every logit ``u . i / T - log q(item)``.
+
+        Over the distinct items of the batch, that is a softmax whose logits carry ``log c``:
+        ``log 1`` for the row's own (item, dropped) version, ``log 0 = -inf`` for the other
+        versions of its item. The same loss as over the ``(B, B)`` matrix of every pair, from a
+        ``(users, items)`` product of the distinct ones (about a quarter of the multiply-adds)."""
+        scores = u.vectors @ i.vectors.T / self.temperature \
+            - self._log_q[i.entities][None, :]  # (m_users, m_items)
+        logits = scores[u.rows]  # (B, m_items)
+        counts = torch.bincount(i.rows, minlength=len(i.entities)).to(logits.dtype)  # (m_items,)
+        weight = counts.expand_as(logits).masked_fill(items[:, None] == i.entities[None, :], 0)
+        positive = torch.arange(len(items), device=logits.device)
+        weight = weight.index_put((positive, i.rows), torch.ones((), device=logits.device))
+        return F.cross_entropy(logits + weight.log(), i.rows)
 
     def compute_embeddings(self):
         users = torch.arange(self.n_users, device=self.device)

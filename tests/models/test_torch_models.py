@@ -394,6 +394,26 @@ class TestTwoTower(ModelContract):
         with pytest.raises(ConfigError, match="user features"):
             model.fit(train)
 
+    def test_the_softmax_over_distinct_items_is_the_one_over_every_pair_of_the_batch(
+            self, fitted, monkeypatch):  # fmt: skip
+        monkeypatch.setattr(fitted, "id_dropout", 0.4)  # an item twice, once with its ID dropped
+        users = torch.tensor([0, 1, 2, 0, 3, 1, 4, 2, 5, 0])
+        items = torch.tensor([7, 7, 3, 3, 9, 2, 7, 1, 3, 8])
+        generator = torch.Generator().manual_seed(2)
+        u = fitted._encode_batch(fitted.module.user, users, fitted._user_inputs, generator)
+        i = fitted._encode_batch(fitted.module.item, items, fitted._item_inputs, generator)
+        assert len(i.vectors) > len(set(items.tolist()))  # some item in both versions
+        loss = fitted._sampled_softmax(u, i, items)
+        # row by row over the (B, B) pairs: the row's own item elsewhere is left out
+        logits = u.vectors[u.rows] @ i.vectors[i.rows].T / fitted.temperature \
+            - fitted._log_q[items][None, :]  # (B, B)
+        losses = []
+        for b in range(len(items)):
+            others = [c for c in range(len(items)) if c == b or items[c] != items[b]]
+            row = logits[b, others]
+            losses.append(torch.logsumexp(row, 0) - logits[b, b])
+        torch.testing.assert_close(loss, torch.stack(losses).mean(), rtol=1e-5, atol=1e-6)
+
     def test_a_tower_is_the_mlp_of_its_concatenated_parts(self, fitted):
         for tower, inputs in ((fitted.module.item, fitted._item_inputs),
                               (fitted.module.user, fitted._user_inputs)):  # fmt: skip
@@ -416,9 +436,11 @@ class TestTwoTower(ModelContract):
         monkeypatch.setattr(fitted, "id_dropout", 0.5)
         users = torch.tensor([3, 1, 3, 3, 0, 1, 3, 2, 0, 3])
         tower = fitted.module.user
-        vectors = fitted._encode(tower, users, fitted._user_inputs,
-                                 torch.Generator().manual_seed(4))  # fmt: skip
-        again = torch.Generator().manual_seed(4)  # the draws _encode made: row by row now
+        distinct = fitted._encode_batch(tower, users, fitted._user_inputs,
+                                        torch.Generator().manual_seed(4))  # fmt: skip
+        assert len(distinct.vectors) < len(users)
+        vectors = distinct.vectors[distinct.rows]
+        again = torch.Generator().manual_seed(4)  # the draws it made: row by row now
         dropped = torch.rand(len(users), generator=again) < 0.5
         assert 0 < dropped.sum() < len(users)
         ids = (users + 1).masked_fill(dropped, 0)
