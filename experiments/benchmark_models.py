@@ -7,10 +7,10 @@ Extra Hydra overrides (after ``--``) apply to every model listed (``seed=7``;
 ``model.trainer.device=cuda`` with ``--models bpr two_tower graphsage``, the models that have a
 trainer). Runs through the same ``run`` as ``python -m recsys.train``, without MLflow logging and
 without the cache of fitted models (a cached fit would time nothing). ``--jobs`` models train at
-a time, each in its own process (a torch model trains on one thread): the last line is the wall
-time of them all, which is what "all models train in N minutes on this many cores" measures,
-and the sum of the models' own times. ``total s`` includes loading the data, the refit on train
-+ validation and the evaluation.
+a time, each in its own process (a torch model trains on one thread), the longest first (by
+``reports/report.json``): the last line is the wall time of them all, which is what "all models
+train in N minutes on this many cores" measures, and the sum of the models' own times.
+``total s`` includes loading the data, the refit on train + validation and the evaluation.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
 from recsys.config import compose_config, model_names
 from recsys.train import run
+
+REPORT = Path(__file__).resolve().parents[1] / "reports" / "report.json"
 
 
 def train_one(model: str, data_dir: str, overrides: list[str]) -> dict:
@@ -38,6 +42,18 @@ def train_one(model: str, data_dir: str, overrides: list[str]) -> dict:
             "total": time.perf_counter() - start,
             "epochs": "" if epochs is None else f"{int(epochs)}/{int(metrics['train/epochs_run'])}",
             "ndcg": metrics["test/ndcg@10"]}  # fmt: skip
+
+
+def longest_first(models: list[str], report: Path = REPORT) -> list[str]:
+    """``models`` in the order that keeps ``--jobs`` workers busy to the end: the longest
+    first, by the mean fit seconds of the benchmark that ``report`` was built from (a pool
+    that starts the longest model last waits for it alone); a model the report does not
+    time first of all, its time unknown. Without a readable report: as given."""
+    try:
+        seconds = json.loads(report.read_text())["fit_seconds"]
+    except (OSError, ValueError, KeyError):
+        return list(models)
+    return sorted(models, key=lambda model: -seconds.get(model, float("inf")))
 
 
 def main() -> None:
@@ -56,7 +72,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         runs = [pool.submit(train_one, model, args.data_dir, args.overrides)
-                for model in args.models]  # fmt: skip
+                for model in longest_first(args.models)]  # fmt: skip
         for done in as_completed(runs):  # as each finishes
             row = done.result()
             summed += row["total"]

@@ -467,9 +467,12 @@ def readme_section(runs: Runs, k: int, alpha: float, test: str) -> str:
 
 def report_record(runs: Runs) -> dict:
     """``report.json``: what the folder's report was built from (no timestamps, so the same
-    runs rebuild the same file)."""
+    runs rebuild the same file), and each model's mean fit seconds (what
+    ``experiments/benchmark_models.py`` schedules the longest first by)."""
+    seconds = runs.table.groupby("model")["time/fit_seconds"].mean()
     return {"experiment": runs.experiment, "protocol": runs.protocol,
-            "runs": sorted(runs.table["run_id"]), "models": runs.models}  # fmt: skip
+            "runs": sorted(runs.table["run_id"]), "models": runs.models,
+            "fit_seconds": {m: round(float(seconds[m]), 1) for m in runs.models}}  # fmt: skip
 
 
 def check_output_folder(out: Path, runs: Runs, force: bool) -> None:

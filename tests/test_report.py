@@ -93,6 +93,8 @@ def test_report_tables_latex_figures_and_protocol(written, runs):
         assert {f"{name}.png", f"{name}.pdf"} <= figures
     record = json.loads((written.parent / "report.json").read_text())
     assert record["experiment"] == "bench" and record["protocol"] == runs.protocol
+    seconds = runs.table.groupby("model")["time/fit_seconds"].mean()
+    assert record["fit_seconds"] == {m: round(seconds[m], 1) for m in runs.models}
 
 
 def test_the_same_runs_rebuild_the_same_report(written, runs):
