@@ -76,7 +76,7 @@ def test_trainer_settings_have_no_python_defaults():
 
 def test_trainer_group_can_be_swapped_and_overridden():
     cfg = compose_config(["model=bpr", "model.trainer.epochs=3"])
-    assert cfg.model.trainer.epochs == 3 and cfg.model.trainer.patience == 30  # bpr's own
+    assert cfg.model.trainer.epochs == 3 and cfg.model.trainer.patience == 15  # bpr's own
 
 
 @pytest.mark.parametrize("name", model_names())
