@@ -388,7 +388,7 @@ def main_table(runs: Runs, k: int, alpha: float, test: str) -> MainTable:
     cells = metric_table(runs, [f"{m}@{k}" for m in MAIN_METRICS], alpha, test)
     cells |= metric_table(runs, [f"coverage@{k}"], alpha, test, per_user_tests=False)
     grouped = runs.table.groupby("model")
-    extra = {"Fit (s)": {m: f"{grouped['time/fit_seconds'].mean()[m]:.1f}" for m in runs.models}}
+    extra = {"Fit (s)": {m: f"{seconds:.1f}" for m, seconds in fit_seconds(runs).items()}}
     if "train/best_epoch" in runs.table:
         best, run = grouped["train/best_epoch"].mean(), grouped["train/epochs_run"].mean()
         extra["Epochs (best / run)"] = {m: "" if np.isnan(best[m]) else f"{best[m]:.0f} / "
@@ -469,10 +469,15 @@ def report_record(runs: Runs) -> dict:
     """``report.json``: what the folder's report was built from (no timestamps, so the same
     runs rebuild the same file), and each model's mean fit seconds (what
     ``experiments/benchmark_models.py`` schedules the longest first by)."""
-    seconds = runs.table.groupby("model")["time/fit_seconds"].mean()
     return {"experiment": runs.experiment, "protocol": runs.protocol,
             "runs": sorted(runs.table["run_id"]), "models": runs.models,
-            "fit_seconds": {m: round(float(seconds[m]), 1) for m in runs.models}}  # fmt: skip
+            "fit_seconds": {m: round(s, 1) for m, s in fit_seconds(runs).items()}}  # fmt: skip
+
+
+def fit_seconds(runs: Runs) -> dict[str, float]:
+    """Each model's mean ``time/fit_seconds`` over its runs, in ``runs.models`` order."""
+    means = runs.table.groupby("model")["time/fit_seconds"].mean()
+    return {m: float(means[m]) for m in runs.models}
 
 
 def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
