@@ -32,8 +32,12 @@ splits (their fingerprints).
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +47,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.cli import ArgumentParser, positive_int
-from recsys.config import check_overrides, compose_config, load_split, model_class
+from recsys.config import build, check_overrides, compose_config, load_split, model_class
 from recsys.data.features import user_features
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
@@ -56,6 +60,9 @@ from recsys.train import check_fit_memory, fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
+INNER = 1  # mixed into the run's seed for the split that chooses cold-start settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,9 +138,73 @@ def check_models(names: list[str]) -> None:
                               f"score_new_users or score_fold_in): leave it out of --models")
 
 
-def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> pd.DataFrame:
+def route_metrics(model, cold: ColdUsers, r: int, data,
+                  ks: list[int]) -> tuple[str, dict[str, np.ndarray]] | None:  # fmt: skip
+    """``(route, per-user metrics at ks)`` of the model's way to score the ``cold`` users with
+    ``r`` ratings revealed (items revealed are not recommended back), or ``None`` if it has none
+    at that count."""
+    scored = route_scores(model, cold, r, data)
+    if scored is None:
+        return None
+    route, scores = scored
+    scores = np.array(scores, dtype=np.float32)  # a copy: masking writes into it
+    mask_excluded(scores, cold.revealed[r])
+    ranking = top_k(scores, max(ks))[0]
+    return route, ranking_metrics(ranking, cold.targets, ks)
+
+
+def cold_objective(model, cold: ColdUsers, revealed: list[int], data) -> float:
+    """Mean NDCG@K of the ``cold`` users over the ``revealed`` counts the model scores at."""
+    values = []
+    for r in revealed:
+        measured = route_metrics(model, cold, r, data, [K])
+        if measured is not None:
+            values.append(measured[1][f"ndcg@{K}"].mean())
+    return float(np.mean(values))
+
+
+def candidates(cfg) -> list[dict]:
+    """The settings ``protocol.choose`` offers this model (the keys its config has): every
+    combination of the model's own value and the listed ones, its own settings first."""
+    grid = {key: list(dict.fromkeys([cfg.model[key], *values]))
+            for key, values in cfg.protocol.get("choose", {}).items() if key in cfg.model}
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def choose_settings(cfg, prepared, fresh_model) -> dict:
+    """The model's settings of ``protocol.choose``, chosen for cold start on users held out of
+    the training part: ``{"chosen": {key: value}, "candidates": [{key: value, "objective":
+    cold NDCG@K}, ...]}`` (empty without settings to choose).
+
+    The users that are not test users (all their train and validation rows) are split again
+    by the protocol's own splitter, with a seed derived from the run's: a share of them held
+    out whole, the rest's validation carve-out for early stopping. Each candidate is fitted on
+    that inner training part and judged by ``cold_objective`` on the inner held-out users; the
+    best (the model's own settings on a tie) is chosen. The test users are never looked at."""
+    settings = candidates(cfg)
+    if len(settings) <= 1:
+        return {}
+    test_users = np.zeros(prepared.interactions.n_users, dtype=bool)
+    test_users[prepared.split.test.user] = True
+    others = prepared.interactions.subset(~test_users[prepared.interactions.user])
+    inner = build(cfg.split, "split")(others, seed=np.random.default_rng([cfg.seed, INNER]))
+    cold = cold_users(inner.test, list(cfg.protocol.revealed))
+    judged = []
+    for setting in settings:
+        fitted = fit_selected(fresh_model(setting), inner, cfg.eval_batch_size, cfg.objective)
+        objective = cold_objective(fitted.model, cold, list(cfg.protocol.revealed),
+                                   prepared.data)  # fmt: skip
+        log.info("cold start: %s on held-out training users: NDCG@%d %.4f", setting, K, objective)
+        judged.append(setting | {"objective": objective})
+    best = max(range(len(judged)), key=lambda i: (judged[i]["objective"], -i))
+    return {"chosen": settings[best], "candidates": judged}
+
+
+def evaluate_seed(name: str, seed: int, overrides: list[str],
+                  ks: list[int]) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """One model on one seed's ``cold_users`` split: a row per (route, revealed count) with
-    the mean of every metric over the held-out users."""
+    the mean of every metric over the held-out users, and the settings chosen for cold start
+    (``choose_settings``: ``{}`` for a model with none to choose)."""
     arguments = ["protocol=cold_users", f"model={name}", f"seed={seed}",
                  *model_overrides(name, overrides)]  # fmt: skip
     check_overrides(arguments)
@@ -141,7 +212,12 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
     prepared = load_split(cfg)
     split = prepared.split
 
-    fresh_model = model_factory(cfg, prepared.data)
+    chosen_model = model_factory(cfg, prepared.data)
+    choice = choose_settings(cfg, prepared, chosen_model)
+
+    def fresh_model(overrides: dict | None = None):
+        return chosen_model(choice.get("chosen", {}) | (overrides or {}))
+
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
     model = fresh_model()
@@ -155,20 +231,18 @@ def evaluate_seed(name: str, seed: int, overrides: list[str], ks: list[int]) -> 
     cold = cold_users(split.test, list(cfg.protocol.revealed))
     rows = []
     for r in cfg.protocol.revealed:
-        scored = route_scores(fitted.final, cold, r, prepared.data)
-        if scored is None:
+        measured = route_metrics(fitted.final, cold, r, prepared.data, ks)
+        if measured is None:
             continue
-        route, scores = scored
-        scores = np.array(scores, dtype=np.float32)  # a copy: masking writes into it
-        mask_excluded(scores, cold.revealed[r])
-        ranking = top_k(scores, max(ks))[0]
-        metrics = ranking_metrics(ranking, cold.targets, ks)
+        route, metrics = measured
         rows.append({"model": name, "route": route, "revealed": r, "seed": seed,
                      "users": len(cold.users), "left_out": cold.left_out,
                      "fingerprint": split.fingerprint,
                      f"val/ndcg@{K}": validation.summary[f"ndcg@{K}"]}
                     | {m: float(v.mean()) for m, v in metrics.items()})  # fmt: skip
-    return pd.DataFrame(rows)
+    if choice:
+        choice = {"model": name, "seed": seed} | choice
+    return pd.DataFrame(rows), choice
 
 
 def model_overrides(name: str, overrides: list[str]) -> list[str]:
@@ -185,8 +259,9 @@ def summary_table(results: pd.DataFrame, metric: str = f"ndcg@{K}") -> pd.DataFr
     return grouped.agg(mean="mean", half_width=confidence_interval, seeds="count").reset_index()
 
 
-def markdown(results: pd.DataFrame) -> str:
-    """The table: one row per model and route, one column per revealed count."""
+def markdown(results: pd.DataFrame, choices: list[dict] = ()) -> str:
+    """The table: one row per model and route, one column per revealed count; then a note on
+    the protocol and on the settings each model chose for cold start (``choices``)."""
     table = summary_table(results)
     counts = sorted(results["revealed"].unique())
     seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
@@ -206,7 +281,22 @@ def markdown(results: pd.DataFrame) -> str:
             f"first *r* ratings in time are revealed; every column is judged on the same "
             f"items, the ratings after the largest *r*. Generated by "
             f"`python -m recsys.cold_start`.")  # fmt: skip
-    return "\n".join(lines) + "\n\n" + note
+    return "\n".join(lines) + "\n\n" + note + chosen_note(choices)
+
+
+def chosen_note(choices: list[dict]) -> str:
+    """A sentence per model that chose settings for cold start: the values of each seed."""
+    text = ""
+    for model, runs in itertools.groupby(sorted(choices, key=lambda c: (c["model"], c["seed"])),
+                                         key=lambda c: c["model"]):  # fmt: skip
+        runs = list(runs)
+        settings = "; ".join(
+            f"{key} " + ", ".join(f"{run['chosen'][key]:g}" for run in runs)
+            for key in runs[0]["chosen"])  # fmt: skip
+        seeds = ", ".join(str(run["seed"]) for run in runs)
+        text += (f" {model} chose, per seed ({seeds}), on users held out of that seed's "
+                 f"training part (`protocol.choose`, never the test users): {settings}.")
+    return text
 
 
 def _cell(mean: float, half_width: float) -> str:
@@ -268,10 +358,29 @@ def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFra
     return pd.concat(frames, ignore_index=True)
 
 
-def write(results: pd.DataFrame, out: Path, readme: Path | None) -> None:
-    """``cold_start.md``, ``cold_start.json``, ``figures/cold_start.png|pdf`` into ``out``, and
-    the README's generated ``cold-start`` section when ``readme`` is given."""
-    text = markdown(results)
+def evaluated(runs: list[tuple[str, int]], overrides: list[str], ks: list[int], jobs: int):
+    """``evaluate_seed`` of each ``(model, seed)`` of ``runs``, in order, ``jobs`` at a time
+    (each in a spawned process: a forked one would inherit torch's state)."""
+    if jobs == 1:
+        yield from (evaluate_seed(name, seed, overrides, ks) for name, seed in runs)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(evaluate_seed, *zip(*runs, strict=True),
+                            itertools.repeat(overrides), itertools.repeat(ks))  # fmt: skip
+
+
+def kept_choices(path: Path) -> list[dict]:
+    """The settings chosen for cold start that ``path`` (a ``cold_start.json``) records."""
+    return json.loads(path.read_text()).get("choices", [])
+
+
+def write(results: pd.DataFrame, out: Path, readme: Path | None,
+          choices: list[dict] | None = None) -> None:  # fmt: skip
+    """``cold_start.md``, ``cold_start.json`` (rows, and the settings chosen for cold start),
+    ``figures/cold_start.png|pdf`` into ``out``, and the README's generated ``cold-start``
+    section when ``readme`` is given."""
+    choices = choices or []
+    text = markdown(results, choices)
     readme_text = None if readme is None else replace_section(readme.read_text(), "cold-start",
                                                               text)  # fmt: skip
     fig = figure(results)
@@ -281,7 +390,8 @@ def write(results: pd.DataFrame, out: Path, readme: Path | None) -> None:
     plt.close(fig)
     atomic_write_text(out / "cold_start.md", "# Cold start\n\n" + text
                       + "\n\n![cold start](figures/cold_start.png)\n")  # fmt: skip
-    record = {"protocol": "cold_users", "rows": results.to_dict(orient="records")}
+    record = {"protocol": "cold_users", "rows": results.to_dict(orient="records"),
+              "choices": choices}  # fmt: skip
     atomic_write_text(out / "cold_start.json", json.dumps(record, indent=1) + "\n")
     if readme_text is not None:
         atomic_write_text(readme, readme_text)
@@ -302,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update", action="store_true",
                         help="train only --models; keep the other models' rows of the existing "
                              "cold_start.json in --out (same seeds and splits only)")
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help="(model, seed) runs at a time, each in its own process (a torch "
+                             "model trains on one thread)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides for every run, e.g. model.trainer.epochs=5 "
                              "(a model.* one reaches the models that have the key)")
@@ -318,17 +431,22 @@ def main(argv: list[str] | None = None) -> int:
         check_models(args.models)
         table = args.out / "cold_start.json"
         kept = kept_rows(table, args.seeds) if args.update else None  # fails before training
-        frames = []
-        for name in args.models:
-            for seed in args.seeds:
-                frame = evaluate_seed(name, seed, overrides, args.ks)
-                print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
-                      .to_string(index=False, header=not frames), flush=True)  # fmt: skip
-                frames.append(frame)
+        runs = [(name, seed) for name in args.models for seed in args.seeds]
+        frames, choices = [], []
+        for (name, seed), (frame, choice) in zip(runs, evaluated(runs, overrides, args.ks,
+                                                                 args.jobs), strict=True):
+            print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
+                  .to_string(index=False, header=not frames), flush=True)  # fmt: skip
+            if choice:
+                print(f"{name}, seed {seed}: chose {choice['chosen']} on held-out training "
+                      f"users", flush=True)  # fmt: skip
+                choices.append(choice)
+            frames.append(frame)
         results = pd.concat(frames, ignore_index=True)
         if kept is not None:
             results = updated(results, kept, table)
-        write(results, args.out, args.readme)
+            choices = [c for c in kept_choices(table) if c["model"] not in args.models] + choices
+        write(results, args.out, args.readme, choices)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

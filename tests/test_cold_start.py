@@ -4,16 +4,17 @@ against their formulas, and the tool end to end on the synthetic release."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from recsys import cold_start
-from recsys.config import compose_config, create_model
+from recsys.config import compose_config, create_model, load_split
 from recsys.data import Interactions
 from recsys.errors import ConfigError
-from recsys.train import run
+from recsys.train import model_factory, run
 from tests.conftest import SYNTHETIC, synthetic_split
 
 
@@ -82,6 +83,55 @@ def test_item_item_fold_in_of_a_training_row_is_its_score(name):
                                rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
+def cold_config(synthetic_data, *overrides):
+    return compose_config(["protocol=cold_users", f"data.dir={synthetic_data}",
+                           f"data.name={SYNTHETIC}", "tracking.enabled=false", "seed=3",
+                           *overrides])  # fmt: skip
+
+
+def test_candidates_are_the_model_own_setting_first_then_the_protocol_grid(synthetic_data):
+    cfg = cold_config(synthetic_data, "model=two_tower", "model.id_dropout=0.25",
+                      "+protocol.choose.temperature=[0.1]")  # fmt: skip
+    assert cold_start.candidates(cfg) == [
+        {"id_dropout": 0.25, "temperature": t} for t in (cfg.model.temperature, 0.1)] + [
+        {"id_dropout": d, "temperature": t} for d in (0.1, 0.5)
+        for t in (cfg.model.temperature, 0.1)]  # own value once, first  # fmt: skip
+    assert cold_start.candidates(cold_config(synthetic_data, "model=ease")) == [{}]
+
+
+def test_settings_are_chosen_on_training_users_held_out_never_on_test_users(
+        synthetic_data, monkeypatch):  # fmt: skip
+    cfg = cold_config(synthetic_data, "model=two_tower")
+    prepared = load_split(cfg)
+    test_users = set(prepared.split.test.user.tolist())
+    seen = []
+
+    def fit_selected(model, split, *args, **kwargs):  # records what each candidate sees
+        seen.append((model.id_dropout, split))
+        return SimpleNamespace(model=model)
+
+    objective = {0.1: 0.30, 0.25: 0.32, 0.5: 0.32, cfg.model.id_dropout: 0.31}
+    monkeypatch.setattr(cold_start, "fit_selected", fit_selected)
+    monkeypatch.setattr(cold_start, "cold_objective", lambda model, *a: objective[model.id_dropout])
+    choice = cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))
+    assert choice["chosen"] == {"id_dropout": 0.25}  # the best; on a tie the earlier candidate
+    assert [c["id_dropout"] for c in choice["candidates"]] == [cfg.model.id_dropout, 0.1, 0.25,
+                                                               0.5]  # fmt: skip
+    assert [c["objective"] for c in choice["candidates"]] == [0.31, 0.30, 0.32, 0.32]
+    inner = seen[0][1]
+    assert all(split is inner for _, split in seen)  # one inner split for every candidate
+    inner_users = [set(part.user.tolist()) for part in (inner.train, inner.validation, inner.test)]
+    assert not set().union(*inner_users) & test_users  # the test users are never seen
+    assert inner_users[2] and not inner_users[2] & (inner_users[0] | inner_users[1])
+    others = prepared.split.train.to_csr() + prepared.split.validation.to_csr()
+    assert (inner.train.to_csr() + inner.validation.to_csr() + inner.test.to_csr()
+            != others).nnz == 0  # every rating of the other users, split again  # fmt: skip
+    assert cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))[
+        "candidates"] == choice["candidates"]  # the inner split is seeded  # fmt: skip
+    ease = cold_config(synthetic_data, "model=ease")
+    assert cold_start.choose_settings(ease, prepared, model_factory(ease, prepared.data)) == {}
+
+
 def test_train_refuses_the_cold_users_protocol(synthetic_data):
     cfg = compose_config(["protocol=cold_users", f"data.dir={synthetic_data}",
                           f"data.name={SYNTHETIC}", "tracking.enabled=false"])  # fmt: skip
@@ -107,6 +157,26 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
         ("popular", "popular"), ("ease", "fold-in"), ("two_tower", "demographics")}
     assert {r["seed"] for r in rows} == {1, 2} and all(0 <= r["ndcg@10"] <= 1 for r in rows)
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
+    choices = json.loads((out / "cold_start.json").read_text())["choices"]
+    assert [(c["model"], c["seed"]) for c in choices] == [("two_tower", 1), ("two_tower", 2)]
+    assert all(len(c["candidates"]) == 4 and c["chosen"]["id_dropout"] in (0.0161, 0.1, 0.25, 0.5)
+               for c in choices)  # fmt: skip
+    assert "two_tower chose, per seed (1, 2), on users held out" in table
+    code = cold_start.main(["--models", "popular", "--seeds", "1", "2", "--update",
+                            "--data-dir", str(synthetic_data), "--out", str(out),
+                            f"data.name={SYNTHETIC}"])  # fmt: skip
+    assert code == 0
+    record = json.loads((out / "cold_start.json").read_text())
+    assert record["rows"] == rows and record["choices"] == choices  # other models' choices kept
+
+
+def test_runs_in_processes_give_the_rows_of_one_process(ml100k_dir, tmp_path):
+    # spawned processes see no monkeypatch, so no synthetic release: ML-100K's popular list
+    common = ["--models", "popular", "--seeds", "1", "2", "--data-dir", str(ml100k_dir)]
+    assert cold_start.main([*common, "--out", str(tmp_path / "one")]) == 0
+    assert cold_start.main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    assert (tmp_path / "one" / "cold_start.json").read_text() == (
+        tmp_path / "two" / "cold_start.json").read_text()  # fmt: skip
 
 
 def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys):
