@@ -51,7 +51,7 @@ report: $(BIN)/.installed
 
 # users never seen in training, 5 seeds: reports/cold_start.md, its figure and the README's table
 cold-start: $(BIN)/.installed
-	$(BIN)/python -m recsys.cold_start --readme README.md
+	$(BIN)/python -m recsys.cold_start --readme README.md --jobs 2
 
 # the closed-form models under every protocol x 5 seeds, and the README's protocol table
 protocols: $(BIN)/.installed

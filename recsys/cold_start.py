@@ -3,13 +3,15 @@ few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
 
     python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae]
                                 [--seeds 1 2 3 4 5] [--data-dir data] [--out reports]
-                                [--readme README.md] [--update]
+                                [--readme README.md] [--update] [--jobs 2]
                                 [OVERRIDE ...]
 
 For each seed, the ``cold_users`` split holds 10 % of the users out with all their ratings.
 Every model is fitted as ``recsys.train`` fits it (settings and epochs chosen on the other
-users' validation carve-out, then refit on all their ratings). Each held-out user is then
-scored by every route a model offers:
+users' validation carve-out, then refit on all their ratings), except for the settings of
+``protocol.choose`` it has: those only new users can judge, so they are chosen on users held
+out of the training part (``choose_settings``). Each held-out user is then scored by every
+route a model offers:
 
 - ``popular``: the training popularity list, the same for everyone;
 - ``demographics``: the two-tower user tower from age, gender, occupation and zip alone;
@@ -22,7 +24,8 @@ Every route at every count is judged on the same items: the user's ratings after
 count (users with no rating beyond it are left out, and counted). Items a route was told about
 are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds),
 ``cold_start.json`` (every seed's value of every metric, with the split fingerprints) and
-``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``.
+``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``;
+``cold_start.json`` also records each seed's chosen settings and every candidate's score.
 
 ``--update`` trains only ``--models`` and keeps every other model's rows from the existing
 ``cold_start.json`` (a model whose default changed, without hours of the others again); it is
@@ -291,7 +294,8 @@ def chosen_note(choices: list[dict]) -> str:
                                          key=lambda c: c["model"]):  # fmt: skip
         runs = list(runs)
         settings = "; ".join(
-            f"{key} " + ", ".join(f"{run['chosen'][key]:g}" for run in runs)
+            f"{key} " + ", ".join("null (the model's own)" if run["chosen"][key] is None
+                                  else f"{run['chosen'][key]:g}" for run in runs)
             for key in runs[0]["chosen"])  # fmt: skip
         seeds = ", ".join(str(run["seed"]) for run in runs)
         text += (f" {model} chose, per seed ({seeds}), on users held out of that seed's "

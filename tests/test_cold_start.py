@@ -90,33 +90,35 @@ def cold_config(synthetic_data, *overrides):
 
 
 def test_candidates_are_the_model_own_setting_first_then_the_protocol_grid(synthetic_data):
-    cfg = cold_config(synthetic_data, "model=two_tower", "model.id_dropout=0.25",
+    cfg = cold_config(synthetic_data, "model=two_tower", "model.user_id_dropout=0.25",
+                      "protocol.choose.user_id_dropout=[0.1,0.25,0.5]",
                       "+protocol.choose.temperature=[0.1]")  # fmt: skip
     assert cold_start.candidates(cfg) == [
-        {"id_dropout": 0.25, "temperature": t} for t in (cfg.model.temperature, 0.1)] + [
-        {"id_dropout": d, "temperature": t} for d in (0.1, 0.5)
+        {"user_id_dropout": 0.25, "temperature": t} for t in (cfg.model.temperature, 0.1)] + [
+        {"user_id_dropout": d, "temperature": t} for d in (0.1, 0.5)
         for t in (cfg.model.temperature, 0.1)]  # own value once, first  # fmt: skip
     assert cold_start.candidates(cold_config(synthetic_data, "model=ease")) == [{}]
 
 
 def test_settings_are_chosen_on_training_users_held_out_never_on_test_users(
         synthetic_data, monkeypatch):  # fmt: skip
-    cfg = cold_config(synthetic_data, "model=two_tower")
+    cfg = cold_config(synthetic_data, "model=two_tower",
+                      "protocol.choose.user_id_dropout=[0.1,0.25,0.5]")  # fmt: skip
     prepared = load_split(cfg)
     test_users = set(prepared.split.test.user.tolist())
     seen = []
 
     def fit_selected(model, split, *args, **kwargs):  # records what each candidate sees
-        seen.append((model.id_dropout, split))
+        seen.append((model.user_id_dropout, split))
         return SimpleNamespace(model=model)
 
-    objective = {0.1: 0.30, 0.25: 0.32, 0.5: 0.32, cfg.model.id_dropout: 0.31}
+    objective = {None: 0.31, 0.1: 0.30, 0.25: 0.32, 0.5: 0.32}  # None: the model's own
     monkeypatch.setattr(cold_start, "fit_selected", fit_selected)
-    monkeypatch.setattr(cold_start, "cold_objective", lambda model, *a: objective[model.id_dropout])
+    monkeypatch.setattr(cold_start, "cold_objective",
+                        lambda model, *a: objective[model.user_id_dropout])  # fmt: skip
     choice = cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))
-    assert choice["chosen"] == {"id_dropout": 0.25}  # the best; on a tie the earlier candidate
-    assert [c["id_dropout"] for c in choice["candidates"]] == [cfg.model.id_dropout, 0.1, 0.25,
-                                                               0.5]  # fmt: skip
+    assert choice["chosen"] == {"user_id_dropout": 0.25}  # the best; on a tie the earlier one
+    assert [c["user_id_dropout"] for c in choice["candidates"]] == [None, 0.1, 0.25, 0.5]
     assert [c["objective"] for c in choice["candidates"]] == [0.31, 0.30, 0.32, 0.32]
     inner = seen[0][1]
     assert all(split is inner for _, split in seen)  # one inner split for every candidate
@@ -159,8 +161,9 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
     choices = json.loads((out / "cold_start.json").read_text())["choices"]
     assert [(c["model"], c["seed"]) for c in choices] == [("two_tower", 1), ("two_tower", 2)]
-    assert all(len(c["candidates"]) == 4 and c["chosen"]["id_dropout"] in (0.0161, 0.1, 0.25, 0.5)
-               for c in choices)  # fmt: skip
+    grid = compose_config(["protocol=cold_users"]).protocol.choose.user_id_dropout
+    assert all([c["user_id_dropout"] for c in choice["candidates"]] == [None, *grid]
+               and choice["chosen"]["user_id_dropout"] in (None, *grid) for choice in choices)
     assert "two_tower chose, per seed (1, 2), on users held out" in table
     code = cold_start.main(["--models", "popular", "--seeds", "1", "2", "--update",
                             "--data-dir", str(synthetic_data), "--out", str(out),

@@ -111,7 +111,13 @@ class TwoTowerRecommender(TorchRecommender):
     temperature
         Softmax temperature on the cosine scores.
     id_dropout
-        Probability of replacing an ID by "unknown" during training.
+        Probability of replacing an ID by "unknown" during training, in both towers unless
+        ``user_id_dropout`` is given.
+    user_id_dropout
+        The user tower's own probability (``None``: ``id_dropout``). The rows trained as the
+        "unknown" user are what the demographics path learns from, while the item tower's
+        dropout makes every item vector, which warm and new users alike are scored against,
+        partly a features-only one: cold start chooses this one alone.
     weight_decay
         Weight of an L2 penalty on every parameter, added to the loss (coupled L2: Adam then
         rescales it per parameter; not AdamW's decoupled weight decay).
@@ -122,14 +128,16 @@ class TwoTowerRecommender(TorchRecommender):
     uses_side_features = True
 
     def __init__(self, user_features: Features, item_features: Features, dim: int, loss: str,
-                 temperature: float, id_dropout: float, weight_decay: float,
-                 trainer: TrainerConfig, seed: int):  # fmt: skip
+                 temperature: float, id_dropout: float, user_id_dropout: float | None,
+                 weight_decay: float, trainer: TrainerConfig, seed: int):  # fmt: skip
         super().__init__(trainer, seed)
         self.dim = check_positive("model.dim", dim, integer=True)
         self.temperature = check_positive("model.temperature", temperature)
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
         self.loss = check_choice("model.loss", loss, LOSSES)
         self.id_dropout = check_probability("model.id_dropout", id_dropout)
+        self.user_id_dropout = None if user_id_dropout is None else \
+            check_probability("model.user_id_dropout", user_id_dropout)
         self.user_features, self.item_features = user_features, item_features
 
     def parameter_count(self, n_users: int, n_items: int) -> int:
@@ -152,16 +160,17 @@ class TwoTowerRecommender(TorchRecommender):
         """``(B, d)`` tower outputs of the entities ``index``, by their IDs."""
         return tower(index + 1, {name: value[index] for name, value in inputs.items()})
 
-    def _encode_batch(self, tower: Tower, index: torch.Tensor, inputs,
-                      generator: torch.Generator) -> Distinct:  # fmt: skip
-        """A training batch's tower outputs, IDs dropped at random (to "unknown", 0).
+    def _encode_batch(self, tower: Tower, index: torch.Tensor, inputs, generator: torch.Generator,
+                      dropout: float) -> Distinct:  # fmt: skip
+        """A training batch's tower outputs, IDs dropped at random (to "unknown", 0) with
+        probability ``dropout``.
 
         A batch names many users and items more than once (at 1024 interactions of ML-100K,
         about 500 distinct users and 560 items): the tower runs once per distinct (entity,
         ID dropped or not), and ``rows`` says which one each row of the batch is."""
         ids = index + 1  # 0 is "unknown"
-        if self.id_dropout > 0:
-            drop = torch.rand(len(ids), generator=generator).to(ids.device) < self.id_dropout
+        if dropout > 0:
+            drop = torch.rand(len(ids), generator=generator).to(ids.device) < dropout
             ids = ids.masked_fill(drop, 0)
         keys, rows = torch.unique(2 * index + (ids == 0), return_inverse=True)  # (m,), (B,)
         entities = keys // 2  # (m,)
@@ -170,14 +179,17 @@ class TwoTowerRecommender(TorchRecommender):
         return Distinct(vectors, rows, entities)
 
     def batch_loss(self, users, items, generator) -> BatchLoss:
-        u = self._encode_batch(self.module.user, users, self._user_inputs, generator)
-        i = self._encode_batch(self.module.item, items, self._item_inputs, generator)
+        user_rate = self.id_dropout if self.user_id_dropout is None else self.user_id_dropout
+        u = self._encode_batch(self.module.user, users, self._user_inputs, generator,
+                               user_rate)  # fmt: skip
+        i = self._encode_batch(self.module.item, items, self._item_inputs, generator,
+                               self.id_dropout)  # fmt: skip
         if self.loss == "sampled_softmax":
             loss = self._sampled_softmax(u, i, items)
         else:
             negatives = torch.randint(self.n_items, (len(users),), generator=generator)
             j = self._encode_batch(self.module.item, negatives.to(self.device),
-                                   self._item_inputs, generator)  # fmt: skip
+                                   self._item_inputs, generator, self.id_dropout)  # fmt: skip
             u_b, i_b, j_b = (part.vectors[part.rows] for part in (u, i, j))  # (B, d) each
             margin = ((u_b * i_b).sum(-1) - (u_b * j_b).sum(-1)) / self.temperature  # (B,)
             loss = -F.logsigmoid(margin).mean()

@@ -386,6 +386,28 @@ class TestTwoTower(ModelContract):
         assert overlap < 1.0
         assert len({tuple(row) for row in top.tolist()}) > 1  # features make lists differ
 
+    def test_user_id_dropout_drops_user_ids_and_leaves_the_items_at_id_dropout(
+            self, synthetic_matrices, monkeypatch):  # fmt: skip
+        train, _, _ = synthetic_matrices
+        model = self.make_model(0, id_dropout=0.0, user_id_dropout=0.5,
+                                trainer={"epochs": 1})  # fmt: skip
+        rates = {}
+        encode = model._encode_batch
+
+        def recorded(tower, index, inputs, generator, dropout):
+            rates[tower is model.module.user] = dropout
+            return encode(tower, index, inputs, generator, dropout)
+
+        monkeypatch.setattr(model, "_encode_batch", recorded)
+        model.fit(train)
+        assert rates == {True: 0.5, False: 0.0}  # user tower, item tower
+        model = self.make_model(0, id_dropout=0.3, trainer={"epochs": 1})  # user rate null
+        monkeypatch.setattr(model, "_encode_batch", recorded)
+        model.fit(train)
+        assert rates == {True: 0.3, False: 0.3}  # id_dropout in both towers
+        with pytest.raises(ConfigError, match="model.user_id_dropout"):
+            self.make_model(0, user_id_dropout=1.5)
+
     def test_needs_features_for_every_user(self, fitted, synthetic_matrices):
         train, _, _ = synthetic_matrices
         model = create_model("two_tower", seed=0, overrides={"trainer": {"epochs": 1, **CPU}},
@@ -396,12 +418,11 @@ class TestTwoTower(ModelContract):
 
     def test_the_softmax_over_distinct_items_is_the_one_over_every_pair_of_the_batch(
             self, fitted, monkeypatch):  # fmt: skip
-        monkeypatch.setattr(fitted, "id_dropout", 0.4)  # an item twice, once with its ID dropped
         users = torch.tensor([0, 1, 2, 0, 3, 1, 4, 2, 5, 0])
         items = torch.tensor([7, 7, 3, 3, 9, 2, 7, 1, 3, 8])
-        generator = torch.Generator().manual_seed(2)
-        u = fitted._encode_batch(fitted.module.user, users, fitted._user_inputs, generator)
-        i = fitted._encode_batch(fitted.module.item, items, fitted._item_inputs, generator)
+        generator = torch.Generator().manual_seed(2)  # dropout 0.4: an item twice, both ways
+        u = fitted._encode_batch(fitted.module.user, users, fitted._user_inputs, generator, 0.4)
+        i = fitted._encode_batch(fitted.module.item, items, fitted._item_inputs, generator, 0.4)
         assert len(i.vectors) > len(set(items.tolist()))  # some item in both versions
         loss = fitted._sampled_softmax(u, i, items)
         # row by row over the (B, B) pairs: the row's own item elsewhere is left out
@@ -430,14 +451,12 @@ class TestTwoTower(ModelContract):
             expected = torch.nn.functional.normalize(tower.mlp(torch.cat(parts, dim=-1)), dim=-1)
             torch.testing.assert_close(tower(ids, features), expected, rtol=1e-5, atol=1e-6)
 
-    def test_a_batch_runs_the_tower_once_per_distinct_row_with_the_same_result(self, fitted,
-                                                                               monkeypatch):
-        # many rows dropped: a user twice in a batch, once each way
-        monkeypatch.setattr(fitted, "id_dropout", 0.5)
+    def test_a_batch_runs_the_tower_once_per_distinct_row_with_the_same_result(self, fitted):
+        # many rows dropped (0.5): a user twice in a batch, once each way
         users = torch.tensor([3, 1, 3, 3, 0, 1, 3, 2, 0, 3])
         tower = fitted.module.user
         distinct = fitted._encode_batch(tower, users, fitted._user_inputs,
-                                        torch.Generator().manual_seed(4))  # fmt: skip
+                                        torch.Generator().manual_seed(4), 0.5)  # fmt: skip
         assert len(distinct.vectors) < len(users)
         vectors = distinct.vectors[distinct.rows]
         again = torch.Generator().manual_seed(4)  # the draws it made: row by row now
