@@ -215,17 +215,18 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     prepared = load_split(cfg)
     split = prepared.split
 
-    chosen_model = model_factory(cfg, prepared.data)
-    choice = choose_settings(cfg, prepared, chosen_model)
+    configured = model_factory(cfg, prepared.data)
+    # before any fit, on the configured settings
+    check_fit_memory(configured(), split, cfg.protocol.refit, cfg.eval_batch_size,
+                     cfg.model_name, cfg.memory_gb)  # fmt: skip
+    choice = choose_settings(cfg, prepared, configured)
 
     def fresh_model(overrides: dict | None = None):
-        return chosen_model(choice.get("chosen", {}) | (overrides or {}))
+        return configured(choice.get("chosen", {}) | (overrides or {}))
 
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
     model = fresh_model()
-    check_fit_memory(model, split, cfg.protocol.refit, cfg.eval_batch_size, cfg.model_name,
-                     cfg.memory_gb)  # fmt: skip
     fitted = fit_selected(model, split, cfg.eval_batch_size, cfg.objective,
                           refit=refit)  # fmt: skip
     train = split.train.to_csr()
@@ -262,7 +263,7 @@ def summary_table(results: pd.DataFrame, metric: str = f"ndcg@{K}") -> pd.DataFr
     return grouped.agg(mean="mean", half_width=confidence_interval, seeds="count").reset_index()
 
 
-def markdown(results: pd.DataFrame, choices: list[dict] = ()) -> str:
+def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
     """The table: one row per model and route, one column per revealed count; then a note on
     the protocol and on the settings each model chose for cold start (``choices``)."""
     table = summary_table(results)
@@ -378,12 +379,11 @@ def kept_choices(path: Path) -> list[dict]:
     return json.loads(path.read_text()).get("choices", [])
 
 
-def write(results: pd.DataFrame, out: Path, readme: Path | None,
-          choices: list[dict] | None = None) -> None:  # fmt: skip
+def write(results: pd.DataFrame, choices: list[dict], out: Path,
+          readme: Path | None) -> None:  # fmt: skip
     """``cold_start.md``, ``cold_start.json`` (rows, and the settings chosen for cold start),
     ``figures/cold_start.png|pdf`` into ``out``, and the README's generated ``cold-start``
     section when ``readme`` is given."""
-    choices = choices or []
     text = markdown(results, choices)
     readme_text = None if readme is None else replace_section(readme.read_text(), "cold-start",
                                                               text)  # fmt: skip
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         if kept is not None:
             results = updated(results, kept, table)
             choices = [c for c in kept_choices(table) if c["model"] not in args.models] + choices
-        write(results, args.out, args.readme, choices)
+        write(results, choices, args.out, args.readme)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
