@@ -9,7 +9,11 @@ negatives.
 
 ID dropout replaces an ID by the "unknown" ID 0 during training, so the towers learn to work
 from features alone: a user (or item) never seen in training is scored from its features
-(``score_new_users``).
+(``score_new_users``), with the "unknown" ID. The user tower may drop at its own rate
+(``user_id_dropout``). Measured on users never seen (``python -m recsys.cold_start``, which
+chooses that rate on users held out of training), every seed chose no user dropout at all:
+the "unknown" row stays as initialised, and a new user's vector comes from the feature blocks,
+trained on every row beside the users' IDs (experiments/README.md, "Cold start").
 
 The user tower alone, with the feature vocabularies, is what scoring a new user from
 demographics needs: ``new_user_parts`` gives it as plain arrays (what the export carries) and
