@@ -27,19 +27,19 @@ are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI o
 ``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``;
 ``cold_start.json`` also records each seed's chosen settings and every candidate's score.
 
-``--update`` trains only ``--models`` and keeps every other model's rows from the existing
-``cold_start.json`` (a model whose default changed, without hours of the others again); it is
-refused unless the kept rows are of the same seeds (checked before training) and the same
-splits (their fingerprints).
+``--update`` trains only ``--models`` and keeps every other model's rows (and chosen settings)
+from the existing ``cold_start.json`` (a model whose default changed, without hours of the
+others again); it is refused unless the kept rows are of the same seeds (checked before
+training) and the same splits (their fingerprints).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 import multiprocessing
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,7 @@ from recsys.cli import ArgumentParser, positive_int
 from recsys.config import build, check_overrides, compose_config, load_split, model_class
 from recsys.data.features import user_features
 from recsys.docs import replace_section
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.files import atomic_path, atomic_write_text
 from recsys.metrics import evaluate, ranking_metrics
 from recsys.models.base import mask_excluded, top_k
@@ -64,8 +64,6 @@ from recsys.train import check_fit_memory, fit_selected, model_factory
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
 INNER = 1  # mixed into the run's seed for the split that chooses cold-start settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +161,9 @@ def cold_objective(model, cold: ColdUsers, revealed: list[int], data) -> float:
         measured = route_metrics(model, cold, r, data, [K])
         if measured is not None:
             values.append(measured[1][f"ndcg@{K}"].mean())
+    if not values:
+        raise ConfigError(f"{type(model).__name__} scores new users at none of the revealed "
+                          f"counts {revealed}: it has nothing to choose settings by")  # fmt: skip
     return float(np.mean(values))
 
 
@@ -192,12 +193,16 @@ def choose_settings(cfg, prepared, fresh_model) -> dict:
     others = prepared.interactions.subset(~test_users[prepared.interactions.user])
     inner = build(cfg.split, "split")(others, seed=np.random.default_rng([cfg.seed, INNER]))
     cold = cold_users(inner.test, list(cfg.protocol.revealed))
+    if len(cold.users) == 0:
+        raise DataError(f"choosing {', '.join(cfg.protocol.choose)} for cold start: none of the "
+                        f"users held out of the training part has more than "
+                        f"{max(cfg.protocol.revealed)} ratings to judge by: raise "
+                        f"split.user_ratio or use more data")  # fmt: skip
     judged = []
     for setting in settings:
         fitted = fit_selected(fresh_model(setting), inner, cfg.eval_batch_size, cfg.objective)
         objective = cold_objective(fitted.model, cold, list(cfg.protocol.revealed),
                                    prepared.data)  # fmt: skip
-        log.info("cold start: %s on held-out training users: NDCG@%d %.4f", setting, K, objective)
         judged.append(setting | {"objective": objective})
     best = max(range(len(judged)), key=lambda i: (judged[i]["objective"], -i))
     return {"chosen": settings[best], "candidates": judged}
@@ -220,9 +225,10 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     check_fit_memory(configured(), split, cfg.protocol.refit, cfg.eval_batch_size,
                      cfg.model_name, cfg.memory_gb)  # fmt: skip
     choice = choose_settings(cfg, prepared, configured)
+    chosen = choice.get("chosen", {})
 
     def fresh_model(overrides: dict | None = None):
-        return configured(choice.get("chosen", {}) | (overrides or {}))
+        return configured(chosen | (overrides or {}))
 
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
@@ -294,14 +300,19 @@ def chosen_note(choices: list[dict]) -> str:
     for model, runs in itertools.groupby(sorted(choices, key=lambda c: (c["model"], c["seed"])),
                                          key=lambda c: c["model"]):  # fmt: skip
         runs = list(runs)
-        settings = "; ".join(
-            f"{key} " + ", ".join("null (the model's own)" if run["chosen"][key] is None
-                                  else f"{run['chosen'][key]:g}" for run in runs)
-            for key in runs[0]["chosen"])  # fmt: skip
+        settings = "; ".join(f"{key} " + ", ".join(_value(run["chosen"][key]) for run in runs)
+                             for key in runs[0]["chosen"])  # fmt: skip
         seeds = ", ".join(str(run["seed"]) for run in runs)
         text += (f" {model} chose, per seed ({seeds}), on users held out of that seed's "
                  f"training part (`protocol.choose`, never the test users): {settings}.")
     return text
+
+
+def _value(value) -> str:
+    """A chosen setting as the note prints it: ``null``, a number by ``:g``, else as is."""
+    if value is None:
+        return "null"
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 def _cell(mean: float, half_width: float) -> str:
@@ -363,7 +374,8 @@ def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFra
     return pd.concat(frames, ignore_index=True)
 
 
-def evaluated(runs: list[tuple[str, int]], overrides: list[str], ks: list[int], jobs: int):
+def evaluated(runs: list[tuple[str, int]], overrides: list[str], ks: list[int],
+              jobs: int) -> Iterator[tuple[pd.DataFrame, dict]]:  # fmt: skip
     """``evaluate_seed`` of each ``(model, seed)`` of ``runs``, in order, ``jobs`` at a time
     (each in a spawned process: a forked one would inherit torch's state)."""
     if jobs == 1:
@@ -375,8 +387,13 @@ def evaluated(runs: list[tuple[str, int]], overrides: list[str], ks: list[int], 
 
 
 def kept_choices(path: Path) -> list[dict]:
-    """The settings chosen for cold start that ``path`` (a ``cold_start.json``) records."""
-    return json.loads(path.read_text()).get("choices", [])
+    """The settings chosen for cold start that ``path`` (a ``cold_start.json``, which
+    ``kept_rows`` has read) records, for ``--update``; ``ConfigError`` if they are malformed."""
+    choices = json.loads(path.read_text()).get("choices", [])
+    if not all(isinstance(c, dict) and {"model", "seed", "chosen"} <= set(c) for c in choices):
+        raise ConfigError(f"--update: the choices recorded in {path} are malformed: run without "
+                          f"--update to rebuild every model's rows")  # fmt: skip
+    return choices
 
 
 def write(results: pd.DataFrame, choices: list[dict], out: Path,
@@ -414,11 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the table into this README's cold-start section")
     parser.add_argument("--update", action="store_true",
-                        help="train only --models; keep the other models' rows of the existing "
-                             "cold_start.json in --out (same seeds and splits only)")
+                        help="train only --models; keep the other models' rows and chosen "
+                             "settings of the existing cold_start.json in --out (same seeds "
+                             "and splits only)")
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="(model, seed) runs at a time, each in its own process (a torch "
-                             "model trains on one thread)")
+                             "model trains on one CPU thread; ALS and EASE use every core, and "
+                             "each process checks the free memory on its own)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides for every run, e.g. model.trainer.epochs=5 "
                              "(a model.* one reaches the models that have the key)")
@@ -435,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         check_models(args.models)
         table = args.out / "cold_start.json"
         kept = kept_rows(table, args.seeds) if args.update else None  # fails before training
+        kept_choice = [] if kept is None else [c for c in kept_choices(table)
+                                               if c["model"] not in args.models]  # fmt: skip
         runs = [(name, seed) for name in args.models for seed in args.seeds]
         frames, choices = [], []
         for (name, seed), (frame, choice) in zip(runs, evaluated(runs, overrides, args.ks,
@@ -449,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         results = pd.concat(frames, ignore_index=True)
         if kept is not None:
             results = updated(results, kept, table)
-            choices = [c for c in kept_choices(table) if c["model"] not in args.models] + choices
+            choices = kept_choice + choices
         write(results, choices, args.out, args.readme)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -106,16 +106,20 @@ def test_settings_are_chosen_on_training_users_held_out_never_on_test_users(
                       "protocol.choose.user_id_dropout=[0.1,0.25,0.5]")  # fmt: skip
     prepared = load_split(cfg)
     test_users = set(prepared.split.test.user.tolist())
-    seen = []
+    seen, judged_on = [], []
 
     def fit_selected(model, split, *args, **kwargs):  # records what each candidate sees
         seen.append((model.user_id_dropout, split))
         return SimpleNamespace(model=model)
 
     objective = {None: 0.31, 0.1: 0.30, 0.25: 0.32, 0.5: 0.32}  # None: the model's own
+
+    def cold_objective(model, cold, *args):  # records whom each candidate is judged on
+        judged_on.append(cold.users)
+        return objective[model.user_id_dropout]
+
     monkeypatch.setattr(cold_start, "fit_selected", fit_selected)
-    monkeypatch.setattr(cold_start, "cold_objective",
-                        lambda model, *a: objective[model.user_id_dropout])  # fmt: skip
+    monkeypatch.setattr(cold_start, "cold_objective", cold_objective)
     choice = cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))
     assert choice["chosen"] == {"user_id_dropout": 0.25}  # the best; on a tie the earlier one
     assert [c["user_id_dropout"] for c in choice["candidates"]] == [None, 0.1, 0.25, 0.5]
@@ -125,13 +129,44 @@ def test_settings_are_chosen_on_training_users_held_out_never_on_test_users(
     inner_users = [set(part.user.tolist()) for part in (inner.train, inner.validation, inner.test)]
     assert not set().union(*inner_users) & test_users  # the test users are never seen
     assert inner_users[2] and not inner_users[2] & (inner_users[0] | inner_users[1])
+    judged = cold_start.cold_users(inner.test, list(cfg.protocol.revealed)).users
+    assert len(judged) and all(np.array_equal(users, judged) for users in judged_on)
     others = prepared.split.train.to_csr() + prepared.split.validation.to_csr()
     assert (inner.train.to_csr() + inner.validation.to_csr() + inner.test.to_csr()
             != others).nnz == 0  # every rating of the other users, split again  # fmt: skip
-    assert cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))[
-        "candidates"] == choice["candidates"]  # the inner split is seeded  # fmt: skip
+    seen.clear()
+    cold_start.choose_settings(cfg, prepared, model_factory(cfg, prepared.data))
+    assert seen[0][1].fingerprint == inner.fingerprint  # the inner split is seeded by the run's
+    other = cold_config(synthetic_data, "model=two_tower", "seed=4",
+                        "protocol.choose.user_id_dropout=[0.1,0.25,0.5]")  # fmt: skip
+    cold_start.choose_settings(other, load_split(other), model_factory(other, prepared.data))
+    assert seen[-1][1].fingerprint != inner.fingerprint
     ease = cold_config(synthetic_data, "model=ease")
     assert cold_start.choose_settings(ease, prepared, model_factory(ease, prepared.data)) == {}
+
+
+def test_the_chosen_settings_are_what_the_model_and_its_refit_train_with(
+        synthetic_data, monkeypatch):  # fmt: skip
+    monkeypatch.setattr(cold_start, "choose_settings",
+                        lambda *a: {"chosen": {"user_id_dropout": 0.5}, "candidates": []})
+    trained = []
+    fit_selected = cold_start.fit_selected
+
+    def recorded(model, split, *args, refit=None, **kwargs):
+        trained.append(model.user_id_dropout)
+        return fit_selected(model, split, *args, refit=lambda o: record(refit(o)), **kwargs)
+
+    def record(model):
+        trained.append(model.user_id_dropout)
+        return model
+
+    monkeypatch.setattr(cold_start, "fit_selected", recorded)
+    frame, choice = cold_start.evaluate_seed(
+        "two_tower", 1, [f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
+                         "tracking.enabled=false", "model.trainer.epochs=2",
+                         "model.trainer.min_epochs=0", "model.trainer.progress=false"], [10])
+    assert trained == [0.5, 0.5]  # the fit, then the refit
+    assert choice["chosen"] == {"user_id_dropout": 0.5} and len(frame) == 4
 
 
 def test_train_refuses_the_cold_users_protocol(synthetic_data):
@@ -171,13 +206,25 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert code == 0
     record = json.loads((out / "cold_start.json").read_text())
     assert record["rows"] == rows and record["choices"] == choices  # other models' choices kept
+    code = cold_start.main(["--models", "two_tower", "--seeds", "1", "2", "--update",
+                            "--data-dir", str(synthetic_data), "--out", str(out),
+                            f"data.name={SYNTHETIC}", "model.trainer.epochs=2",
+                            "model.trainer.min_epochs=0", "model.trainer.progress=false",
+                            "~protocol.choose"])  # fmt: skip
+    assert code == 0  # rerun choosing nothing: its old choices go
+    assert json.loads((out / "cold_start.json").read_text())["choices"] == []
 
 
-def test_runs_in_processes_give_the_rows_of_one_process(ml100k_dir, tmp_path):
-    # spawned processes see no monkeypatch, so no synthetic release: ML-100K's popular list
-    common = ["--models", "popular", "--seeds", "1", "2", "--data-dir", str(ml100k_dir)]
-    assert cold_start.main([*common, "--out", str(tmp_path / "one")]) == 0
-    assert cold_start.main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+def test_runs_in_processes_give_the_rows_and_choices_of_one_process(tmp_path):
+    # spawned processes see no monkeypatch: data generated in memory from the config
+    models = ["--models", "popular", "ease", "--seeds", "1", "2"]
+    overrides = ["data=synthetic", "data.users=300", "data.items=200", "data.interactions=12000",
+                 "+protocol.choose.regularization=[50.0]"]  # fmt: skip
+    assert cold_start.main([*models, "--out", str(tmp_path / "one"), *overrides]) == 0
+    assert cold_start.main([*models, "--out", str(tmp_path / "two"), "--jobs", "2",
+                            *overrides]) == 0  # fmt: skip
+    one = json.loads((tmp_path / "one" / "cold_start.json").read_text())
+    assert [(c["model"], c["seed"]) for c in one["choices"]] == [("ease", 1), ("ease", 2)]
     assert (tmp_path / "one" / "cold_start.json").read_text() == (
         tmp_path / "two" / "cold_start.json").read_text()  # fmt: skip
 

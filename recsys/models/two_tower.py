@@ -12,8 +12,9 @@ from features alone: a user (or item) never seen in training is scored from its 
 (``score_new_users``), with the "unknown" ID. The user tower may drop at its own rate
 (``user_id_dropout``). Measured on users never seen (``python -m recsys.cold_start``, which
 chooses that rate on users held out of training), every seed chose no user dropout at all:
-the "unknown" row stays as initialised, and a new user's vector comes from the feature blocks,
-trained on every row beside the users' IDs (experiments/README.md, "Cold start").
+the "unknown" row stays as initialised (without weight decay, the default), and a new user's
+vector comes from the feature blocks, trained on every row beside the users' IDs
+(experiments/README.md, "Cold start").
 
 The user tower alone, with the feature vocabularies, is what scoring a new user from
 demographics needs: ``new_user_parts`` gives it as plain arrays (what the export carries) and
@@ -140,8 +141,8 @@ class TwoTowerRecommender(TorchRecommender):
         self.weight_decay = check_positive("model.weight_decay", weight_decay, allow_zero=True)
         self.loss = check_choice("model.loss", loss, LOSSES)
         self.id_dropout = check_probability("model.id_dropout", id_dropout)
-        self.user_id_dropout = None if user_id_dropout is None else \
-            check_probability("model.user_id_dropout", user_id_dropout)
+        self.user_id_dropout = (None if user_id_dropout is None
+                                else check_probability("model.user_id_dropout", user_id_dropout))
         self.user_features, self.item_features = user_features, item_features
 
     def parameter_count(self, n_users: int, n_items: int) -> int:

@@ -391,20 +391,21 @@ class TestTwoTower(ModelContract):
         train, _, _ = synthetic_matrices
         model = self.make_model(0, id_dropout=0.0, user_id_dropout=0.5,
                                 trainer={"epochs": 1})  # fmt: skip
-        rates = {}
-        encode = model._encode_batch
+        def rates(model) -> dict[bool, float]:
+            """The rate each tower's batches were encoded with: {user tower?: rate}."""
+            seen, encode = {}, model._encode_batch
 
-        def recorded(tower, index, inputs, generator, dropout):
-            rates[tower is model.module.user] = dropout
-            return encode(tower, index, inputs, generator, dropout)
+            def recorded(tower, index, inputs, generator, dropout):
+                seen[tower is model.module.user] = dropout
+                return encode(tower, index, inputs, generator, dropout)
 
-        monkeypatch.setattr(model, "_encode_batch", recorded)
-        model.fit(train)
-        assert rates == {True: 0.5, False: 0.0}  # user tower, item tower
+            monkeypatch.setattr(model, "_encode_batch", recorded)
+            model.fit(train)
+            return seen
+
+        assert rates(model) == {True: 0.5, False: 0.0}  # user tower, item tower
         model = self.make_model(0, id_dropout=0.3, trainer={"epochs": 1})  # user rate null
-        monkeypatch.setattr(model, "_encode_batch", recorded)
-        model.fit(train)
-        assert rates == {True: 0.3, False: 0.3}  # id_dropout in both towers
+        assert rates(model) == {True: 0.3, False: 0.3}  # id_dropout in both towers
         with pytest.raises(ConfigError, match="model.user_id_dropout"):
             self.make_model(0, user_id_dropout=1.5)
 
