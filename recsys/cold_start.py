@@ -204,7 +204,7 @@ def choose_settings(cfg, prepared, fresh_model) -> dict:
         objective = cold_objective(fitted.model, cold, list(cfg.protocol.revealed),
                                    prepared.data)  # fmt: skip
         judged.append(setting | {"objective": objective})
-    best = max(range(len(judged)), key=lambda i: (judged[i]["objective"], -i))
+    best = max(range(len(judged)), key=lambda i: judged[i]["objective"])  # the first on a tie
     return {"chosen": settings[best], "candidates": judged}
 
 

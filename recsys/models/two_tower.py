@@ -10,11 +10,8 @@ negatives.
 ID dropout replaces an ID by the "unknown" ID 0 during training, so the towers learn to work
 from features alone: a user (or item) never seen in training is scored from its features
 (``score_new_users``), with the "unknown" ID. The user tower may drop at its own rate
-(``user_id_dropout``). Measured on users never seen (``python -m recsys.cold_start``, which
-chooses that rate on users held out of training), every seed chose no user dropout at all:
-the "unknown" row stays as initialised (without weight decay, the default), and a new user's
-vector comes from the feature blocks, trained on every row beside the users' IDs
-(experiments/README.md, "Cold start").
+(``user_id_dropout``), which ``python -m recsys.cold_start`` chooses on users held out of
+training (what it chose, and why: experiments/README.md, "Cold start").
 
 The user tower alone, with the feature vocabularies, is what scoring a new user from
 demographics needs: ``new_user_parts`` gives it as plain arrays (what the export carries) and
@@ -143,6 +140,7 @@ class TwoTowerRecommender(TorchRecommender):
         self.id_dropout = check_probability("model.id_dropout", id_dropout)
         self.user_id_dropout = (None if user_id_dropout is None
                                 else check_probability("model.user_id_dropout", user_id_dropout))
+        self._user_rate = self.id_dropout if user_id_dropout is None else self.user_id_dropout
         self.user_features, self.item_features = user_features, item_features
 
     def parameter_count(self, n_users: int, n_items: int) -> int:
@@ -184,9 +182,8 @@ class TwoTowerRecommender(TorchRecommender):
         return Distinct(vectors, rows, entities)
 
     def batch_loss(self, users, items, generator) -> BatchLoss:
-        user_rate = self.id_dropout if self.user_id_dropout is None else self.user_id_dropout
         u = self._encode_batch(self.module.user, users, self._user_inputs, generator,
-                               user_rate)  # fmt: skip
+                               self._user_rate)  # fmt: skip
         i = self._encode_batch(self.module.item, items, self._item_inputs, generator,
                                self.id_dropout)  # fmt: skip
         if self.loss == "sampled_softmax":
