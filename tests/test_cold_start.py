@@ -7,8 +7,10 @@ import json
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy import stats
 
 from recsys import cold_start
 from recsys.config import compose_config, create_model, load_split
@@ -193,6 +195,9 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert {(r["model"], r["route"]) for r in rows} == {
         ("popular", "popular"), ("ease", "fold-in"), ("two_tower", "demographics")}
     assert {r["seed"] for r in rows} == {1, 2} and all(0 <= r["ndcg@10"] <= 1 for r in rows)
+    assert all(len(r[cold_start.PER_USER]) == r["users"]
+               and np.isclose(np.mean(r[cold_start.PER_USER]), r["ndcg@10"]) for r in rows)
+    assert "| two_tower demographics, 0 revealed − popular, 0 revealed |" in table
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
     choices = json.loads((out / "cold_start.json").read_text())["choices"]
     assert [(c["model"], c["seed"]) for c in choices] == [("two_tower", 1), ("two_tower", 2)]
@@ -253,6 +258,69 @@ def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys)
     code = cold_start.main(["--models", "ease", "--seeds", "1", "2", "--update", *common,
                             "split.user_ratio=0.2"])  # fmt: skip
     assert code == 1 and "other splits" in capsys.readouterr().err
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+
+
+def table_rows(per_user: dict[tuple[str, str, int], list[list[float]]]) -> pd.DataFrame:
+    """Result rows as the tool records them, from per-user values of each seed (1, 2, ...)."""
+    return pd.DataFrame([
+        {"model": model, "route": route, "revealed": r, "seed": seed, "users": len(values),
+         "left_out": 0, "ndcg@10": float(np.mean(values)), cold_start.PER_USER: values}
+        for (model, route, r), seeds in per_user.items()
+        for seed, values in enumerate(seeds, start=1)])  # fmt: skip
+
+
+def test_daggers_mark_rows_the_best_beats_on_paired_users():
+    # 2 seeds x 12 users. At 0: two_tower beats popular on every user (Wilcoxon p = 2 / 2^24,
+    # far below 0.05); at 1: ease equals popular on 23 users and beats it on 1 (p = 1, no dagger)
+    low, high = [0.2] * 12, [0.6] * 12
+    rows = table_rows({("popular", "popular", 0): [low, low],
+                       ("two_tower", "demographics", 0): [high, high],
+                       ("popular", "popular", 1): [low, low],
+                       ("ease", "fold-in", 1): [low, [0.3, *low[1:]]]})  # fmt: skip
+    text = cold_start.markdown(rows, [])
+    assert "| popular | popular | 0.2000 ± 0.0000 † | 0.2000 ± 0.0000 |" in text
+    assert "| two_tower | demographics | **0.6000 ± 0.0000** | — |" in text
+    assert "| ease | fold-in | — | **0.2042 ± 0.0529** |" in text  # best, beats no one
+    assert "24 (seed, user) pairs" in text
+
+
+def test_paired_comparisons_are_the_differences_per_user_and_per_seed():
+    rng = np.random.default_rng(0)
+    values = {key: [rng.random(10).tolist() for _ in range(3)] for key in [
+        ("popular", "popular", 0), ("two_tower", "demographics", 0), ("ease", "fold-in", 5),
+        ("popular", "popular", 5), ("two_tower", "demographics", 5)]}  # fmt: skip
+    text = cold_start.markdown(table_rows(values), [])
+    lines = [line for line in text.splitlines() if " − " in line]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| two_tower demographics, 0 revealed − popular, 0 revealed",
+        "| ease fold-in, 5 revealed − two_tower demographics, 0 revealed"]
+    new, popular = (np.array(values[key]) for key in [("two_tower", "demographics", 0),
+                                                       ("popular", "popular", 0)])  # fmt: skip
+    difference = new - popular  # (seeds, users)
+    seeds = difference.mean(axis=1)
+    pairs = difference.ravel()
+    half = 4.302653 * seeds.std(ddof=1) / np.sqrt(3)  # Student t, 2 degrees of freedom
+    half_pairs = 2.045230 * pairs.std(ddof=1) / np.sqrt(30)  # 29 degrees of freedom
+    p = stats.wilcoxon(new.ravel(), popular.ravel()).pvalue
+    assert lines[0].split(" | ")[1:] == [
+        f"{pairs.mean():+.4f}", f"{half_pairs:.4f}", f"{p:.2g}",
+        f"{(pairs > 0).sum()} / {(pairs < 0).sum()}", f"{half:.4f} |"]
+
+
+def test_update_refuses_rows_without_per_user_values(synthetic_data, tmp_path, capsys):
+    out = tmp_path / "reports"
+    common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
+    assert cold_start.main(["--models", "popular", "--seeds", "1", *common]) == 0
+    record = json.loads((out / "cold_start.json").read_text())
+    for row in record["rows"]:
+        del row[cold_start.PER_USER]  # as written before they were recorded
+    (out / "cold_start.json").write_text(json.dumps(record))
+    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    capsys.readouterr()
+    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "without per-user values" in error[0]
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
 
 
