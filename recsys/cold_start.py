@@ -22,10 +22,10 @@ route a model offers:
 
 Every route at every count is judged on the same items: the user's ratings after the largest
 count (users with no rating beyond it are left out, and counted). Items a route was told about
-are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds; a
-paired per-user test against each column's best, and the comparisons the protocol is for:
-``markdown``), ``cold_start.json`` (every seed's value of every metric and each held-out user's
-NDCG@10, with the split fingerprints) and
+are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds, a
+paired test over seeds against each column's best, and the comparisons the protocol is for,
+over seeds and over users: ``markdown``), ``cold_start.json`` (every seed's value of every
+metric and each held-out user's NDCG@10, with the split fingerprints) and
 ``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``;
 ``cold_start.json`` also records each seed's chosen settings and every candidate's score.
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
+import re
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -60,13 +61,14 @@ from recsys.files import atomic_path, atomic_write_text
 from recsys.metrics import evaluate, ranking_metrics
 from recsys.models.base import mask_excluded, top_k
 from recsys.models.popular import PopularRecommender
-from recsys.report import confidence_interval, paired_p_value, significance
+from recsys.report import Cell, confidence_interval, format_cell, paired_p_value, significance
 from recsys.train import check_fit_memory, fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
 PER_USER = f"per_user/ndcg@{K}"  # a row's NDCG@K of each held-out user, in the split's order
 ALPHA = 0.05  # the table's significance level
+Row = tuple[str, str, int]  # (model, route, revealed count): one cell of the table
 INNER = 1  # mixed into the run's seed for the split that chooses cold-start settings
 
 
@@ -275,20 +277,20 @@ def summary_table(results: pd.DataFrame, metric: str = f"ndcg@{K}") -> pd.DataFr
 
 
 def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
-    """The table: one row per model and route, one column per revealed count, the best mean of
-    each column in bold and a † where it is significantly better (``daggers``); then a note on
-    the protocol, the paired comparisons the protocol asks for (``paired_note``) and the settings
-    each model chose for cold start (``choices``)."""
+    """The table: one row per model and route, one column per revealed count, each column's
+    best mean in bold and a † on the rows it is significantly above (``marks``); then a note on
+    the protocol and the settings each model chose for cold start (``choices``), and the table
+    of the comparisons the protocol is for (``comparisons``)."""
     table = summary_table(results)
     counts = sorted(results["revealed"].unique())
     seeds = ", ".join(str(s) for s in sorted(results["seed"].unique()))
-    values = per_user(results)
-    marked = daggers(table, values)
+    marked = marks(results)
     lines = ["| model | route | " + " | ".join(f"{r} revealed" for r in counts) + " |",
              "| --- | --- | " + " | ".join("---" for _ in counts) + " |"]  # fmt: skip
     for (model, route), rows in table.groupby(["model", "route"], sort=False):
-        cells = {r: _cell(m, h, marked.get((model, route, r), "")) for r, m, h in
-                 zip(rows["revealed"], rows["mean"], rows["half_width"], strict=True)}  # fmt: skip
+        cells = {r: format_cell(Cell(m, h, n, *marked.get((model, route, r), (False, False))))
+                 for r, m, h, n in zip(rows["revealed"], rows["mean"], rows["half_width"],
+                                       rows["seeds"], strict=True)}  # fmt: skip
         lines.append(f"| {model} | {route} | "
                      + " | ".join(cells.get(r, "—") for r in counts) + " |")  # fmt: skip
     users = results.groupby("seed")["users"].first()
@@ -298,87 +300,113 @@ def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
             f"{left_out.mean():.0f} left out for having no rating beyond the largest count), "
             f"mean ± half-width of the 95 % confidence interval over seeds {seeds}. A user's "
             f"first *r* ratings in time are revealed; every column is judged on the same "
-            f"items, the ratings after the largest *r*. Bold: the best mean of a column. †: the "
-            f"best row of the column is significantly better than this one (two-sided Wilcoxon "
-            f"signed-rank test on the per-user values of every seed's held-out users, "
-            f"{users.sum():.0f} (seed, user) pairs, Holm-corrected over the column's rows, "
-            f"α = {ALPHA}); it covers the users' spread, the ± the seeds'. Generated by "
+            f"items, the ratings after the largest *r*. Bold: the best mean of a column. †: "
+            f"that best mean is significantly above this row's (paired t-test over the seeds' "
+            f"means, which vary with the split, its held-out users and the fit; "
+            f"Holm-corrected over the column's rows, α = {ALPHA}). Generated by "
             f"`python -m recsys.cold_start`.")  # fmt: skip
     return ("\n".join(lines) + "\n\n" + note + chosen_note(choices)
-            + paired_note(values, counts, users.tolist()))  # fmt: skip
+            + comparisons(results))  # fmt: skip
 
 
-Row = tuple[str, str, int]  # (model, route, revealed count)
+def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
+    """``(bold, dagger)`` of each row at each revealed count: bold for the column's best mean
+    (every row that ties it; none in a column of one row), † for the rows whose seed means
+    it is significantly above (``significance``: paired t-test over seeds, Holm over the
+    column, ``ALPHA``; none with fewer than two seeds)."""
+    marked = {}
+    for r, column in results.groupby("revealed", sort=False):
+        means = column.pivot(index="seed", columns=["model", "route"], values=f"ndcg@{K}")
+        means.columns = [_row_name((model, route, r)) for model, route in means.columns]
+        keys = {_row_name((model, route, r)): (model, route, r)
+                for model, route in zip(column["model"], column["route"], strict=True)}  # fmt: skip
+        if len(keys) < 2:
+            continue
+        average = means.mean()
+        best = average.idxmax()
+        marked |= {keys[name]: (True, False) for name in average.index
+                   if average[name] == average[best]}  # fmt: skip
+        if len(means) > 1:
+            better = significance(means, best, ALPHA, "ttest")
+            marked |= {keys[name]: (False, True) for name, above in better.items() if above}
+    return marked
 
 
-def per_user(results: pd.DataFrame) -> dict[Row, np.ndarray]:
-    """Each row's per-user NDCG@K, every seed's held-out users one after another (seeds in
-    order), so two rows' arrays pair the same (seed, user); ``ConfigError`` if they cannot."""
-    values, seeds = {}, {}
-    ordered = results.sort_values("seed", kind="stable")
-    for key, rows in ordered.groupby(["model", "route", "revealed"], sort=False):
-        values[key] = np.concatenate([np.asarray(v, dtype=float) for v in rows[PER_USER]])
-        seeds[key] = tuple(rows["seed"])
-    if len({len(v) for v in values.values()}) > 1 or len(set(seeds.values())) > 1:
-        raise ConfigError("the cold-start rows are not of the same seeds' users, so they cannot "
-                          "be paired: run without --update to rebuild every model's rows")
-    return values
-
-
-def daggers(table: pd.DataFrame, values: dict[Row, np.ndarray]) -> dict[Row, str]:
-    """``**`` for the best mean of each revealed count, ``†`` for the rows it is significantly
-    better than (``significance``: Wilcoxon, Holm over the column's other rows, ``ALPHA``)."""
-    marks = {}
-    for r, column in table.groupby("revealed", sort=False):
-        keys = [(m, route, r) for m, route in zip(column["model"], column["route"], strict=True)]
-        best = keys[int(np.argmax(column["mean"].to_numpy()))]
-        marks[best] = "**"
-        if len(keys) > 1:
-            names = {_row_name(key): key for key in keys}
-            paired = pd.DataFrame({name: values[key] for name, key in names.items()})
-            better = significance(paired, _row_name(best), ALPHA, "wilcoxon")
-            marks |= {names[name]: "†" for name, significant in better.items() if significant}
-    return marks
-
-
-def paired_note(values: dict[Row, np.ndarray], counts: list, users: list[int]) -> str:
-    """A table of the comparisons the protocol asks for, paired per (seed, user): every route
-    at 0 revealed against the popular list, and every fold-in at the largest count against every
-    demographics list at 0. Each: the mean difference with its 95 % CI half-width over the pairs
-    and over the seeds (``users``: the held-out users of each seed, in seed order), the two-sided
-    Wilcoxon p-value over the pairs (not adjusted) and the pairs won and lost."""
-    largest = max(counts)
-    popular = [key for key in values if key[1] == "popular" and key[2] == 0]
-    new = [key for key in values if key[1] == "demographics" and key[2] == 0]
-    pairs = [(key, base) for base in popular for key in values
-             if key[2] == 0 and key[1] != "popular"]  # fmt: skip
-    pairs += [(key, base) for base in new for key in values
-              if key[1] == "fold-in" and key[2] == largest]  # fmt: skip
+def comparisons(results: pd.DataFrame) -> str:
+    """A table of the comparisons the protocol is for, each within one revealed count (so both
+    lists leave out the same revealed items): the demographics lists against the popular one at
+    0, and every fold-in against every demographics list at the largest count. Each: the
+    difference of the means; over seeds, its 95 % CI half-width and the paired t-test p; over
+    users, the same over every seed's held-out users pooled and paired (``per_user``), and the
+    users won and lost."""
+    largest = results["revealed"].max()
+    rows = list(dict.fromkeys(zip(results["model"], results["route"], results["revealed"],
+                                  strict=True)))  # fmt: skip
+    pairs = [((m, route, 0), base) for m, route, r in rows if route == "demographics" and r == 0
+             for base in rows if base[1] == "popular" and base[2] == 0]  # fmt: skip
+    pairs += [((m, route, largest), base) for m, route, r in rows
+              if route == "fold-in" and r == largest
+              for base in rows if base[1] == "demographics" and base[2] == largest]  # fmt: skip
     if not pairs:
         return ""
-    lines = ["| comparison | mean difference | ± over (seed, user) pairs | p | pairs won / lost "
-             "| ± over seeds |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    bounds = np.cumsum(users)[:-1]
+    per_seed = results.set_index(["model", "route", "revealed", "seed"])[f"ndcg@{K}"].sort_index()
+    values = per_user(results)
+    lines = ["| comparison | difference | ± over seeds | p over seeds | ± over users "
+             "| p over users | users won / lost |", "|" + " --- |" * 7]  # fmt: skip
     for key, base in pairs:
-        difference = values[key] - values[base]
-        p = paired_p_value(values[key], values[base], "wilcoxon")
-        seeds = [part.mean() for part in np.split(difference, bounds)]
-        lines.append(f"| {_row_name(key)} − {_row_name(base)} | {difference.mean():+.4f} | "
-                     f"{confidence_interval(difference):.4f} | {p:.2g} | "
-                     f"{np.count_nonzero(difference > 0)} / {np.count_nonzero(difference < 0)} | "
-                     f"{confidence_interval(seeds):.4f} |")  # fmt: skip
-    return ("\n\nThe comparisons the protocol is for, paired per held-out user: the mean "
-            "difference; the half-width of its 95 % confidence interval over the (seed, user) "
-            "pairs, which covers the users' spread, with the two-sided Wilcoxon signed-rank p "
-            "over them (not adjusted) and the pairs won and lost (the rest tie); and the "
-            "half-width over the seeds' mean differences, which covers the seeds' spread (their "
-            "splits and fits).\n\n" + "\n".join(lines))
+        if not values[key].index.equals(values[base].index):
+            raise ValueError(f"{key} and {base} are not of the same held-out users")
+        seeds = per_seed[key] - per_seed[base]
+        users = values[key] - values[base]
+        lines.append(f"| {_row_name(key)} − {_row_name(base)} | {seeds.mean():+.4f} | "
+                     f"{_half_width(seeds)} | {_p(per_seed[key], per_seed[base])} | "
+                     f"{_half_width(users)} | {_p(values[key], values[base])} | "
+                     f"{np.count_nonzero(users > 0)} / {np.count_nonzero(users < 0)} |")
+    return ("\n\nThe comparisons the protocol is for, each within one count (so both lists "
+            "leave out the same revealed items). Difference: of the two rows' means. Over "
+            "seeds: the 95 % CI half-width and paired t-test p of the seeds' mean differences, "
+            "which vary with the split, its held-out users and the fit. Over users: the same "
+            "over every seed's held-out users, paired per user; it holds these fits fixed, so "
+            "it says these fitted models rank these users better, not that another split or "
+            "fit would. Users won and lost: the rest tie. p is not adjusted.\n\n"
+            + "\n".join(lines))  # fmt: skip
+
+
+def per_user(results: pd.DataFrame) -> dict[Row, pd.Series]:
+    """Each row's per-user NDCG@K indexed by (seed, the user's place among that seed's
+    held-out users), so two rows subtract user by user; ``ValueError`` if a row holds another
+    number of values than it has users."""
+    values = {}
+    for key, rows in results.groupby(["model", "route", "revealed"], sort=False):
+        parts = []
+        for seed, users, row in zip(rows["seed"], rows["users"], rows[PER_USER], strict=True):
+            if len(row) != users:
+                raise ValueError(f"{key}, seed {seed}: {len(row)} per-user values for "
+                                 f"{users} users")  # fmt: skip
+            index = pd.MultiIndex.from_product([[seed], range(users)], names=["seed", "user"])
+            parts.append(pd.Series(row, index=index, dtype=float))
+        values[key] = pd.concat(parts).sort_index()
+    return values
 
 
 def _row_name(key: Row) -> str:
     """``two_tower demographics, 0 revealed``; the popular list by its name alone."""
     model, route, r = key
     return f"{model if route == model else f'{model} {route}'}, {r} revealed"
+
+
+def _half_width(differences: pd.Series) -> str:
+    half_width = confidence_interval(differences.to_numpy())
+    return "n/a" if np.isnan(half_width) else f"{half_width:.4f}"
+
+
+def _p(values: pd.Series, base: pd.Series) -> str:
+    """Paired t-test p of two rows' values, matched by index (``n/a`` for one value)."""
+    values, base = values.align(base, join="inner")
+    if len(values) < 2:
+        return "n/a"
+    p = paired_p_value(values.to_numpy(), base.to_numpy(), "ttest")
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def chosen_note(choices: list[dict]) -> str:
@@ -400,14 +428,6 @@ def _value(value) -> str:
     if value is None:
         return "null"
     return f"{value:g}" if isinstance(value, int | float) else str(value)
-
-
-def _cell(mean: float, half_width: float, mark: str = "") -> str:
-    """``mean ± half_width`` (the mean alone for one seed), in bold for ``**``, with ``†``."""
-    text = f"{mean:.4f}" if np.isnan(half_width) else f"{mean:.4f} ± {half_width:.4f}"
-    if mark == "**":
-        return f"**{text}**"
-    return text + (" †" if mark == "†" else "")
 
 
 def figure(results: pd.DataFrame):
@@ -433,9 +453,10 @@ def figure(results: pd.DataFrame):
     return fig
 
 
-def kept_rows(path: Path, seeds: list[int]) -> pd.DataFrame:
+def kept_rows(path: Path, seeds: list[int], revealed: list[int]) -> pd.DataFrame:
     """The rows of ``path`` (a ``cold_start.json``) for ``--update``, checked before any
-    training to be of ``seeds`` (``ConfigError`` otherwise)."""
+    training to be of ``seeds`` and the ``revealed`` counts (which choose the held-out users the
+    rows pair), with per-user values (``ConfigError`` otherwise)."""
     try:
         kept = pd.DataFrame(json.loads(path.read_text())["rows"])
         old = sorted(kept["seed"].unique().tolist())
@@ -445,6 +466,11 @@ def kept_rows(path: Path, seeds: list[int]) -> pd.DataFrame:
     if old != sorted(seeds):
         raise ConfigError(f"--update: {path} holds seeds {old}, not this run's {sorted(seeds)}: "
                           f"run without --update to rebuild every model's rows")  # fmt: skip
+    if sorted(kept["revealed"].unique().tolist()) != sorted(revealed):
+        raise ConfigError(f"--update: {path} holds the revealed counts "
+                          f"{sorted(kept['revealed'].unique().tolist())}, not this run's "
+                          f"{sorted(revealed)}: run without --update to rebuild every model's "
+                          f"rows")  # fmt: skip
     if PER_USER not in kept or kept[PER_USER].isna().any():
         raise ConfigError(f"--update: {path} has rows without per-user values (written before "
                           f"they were recorded), which the table's tests pair: run without "
@@ -508,9 +534,17 @@ def write(results: pd.DataFrame, choices: list[dict], out: Path,
                       + "\n\n![cold start](figures/cold_start.png)\n")  # fmt: skip
     record = {"protocol": "cold_users", "rows": results.to_dict(orient="records"),
               "choices": choices}  # fmt: skip
-    atomic_write_text(out / "cold_start.json", json.dumps(record, indent=1) + "\n")
+    text = _one_line_lists(json.dumps(record, indent=1))
+    atomic_write_text(out / "cold_start.json", text + "\n")
     if readme_text is not None:
         atomic_write_text(readme, readme_text)
+
+
+def _one_line_lists(text: str) -> str:
+    """JSON text with every list of numbers on one line (a row's per-user values: 94 lines
+    each otherwise)."""
+    return re.sub(r"\[\n\s*([-+0-9.eE,\s]*?)\s*\]",
+                  lambda match: "[" + " ".join(match.group(1).split()) + "]", text)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,7 +582,10 @@ def main(argv: list[str] | None = None) -> int:
             replace_section(args.readme.read_text(), "cold-start", "")  # fails before training
         check_models(args.models)
         table = args.out / "cold_start.json"
-        kept = kept_rows(table, args.seeds) if args.update else None  # fails before training
+        revealed = list(compose_config(["protocol=cold_users", *[
+            o for o in overrides if not o.startswith("model.")]]).protocol.revealed)  # fmt: skip
+        kept = (kept_rows(table, args.seeds, revealed) if args.update
+                else None)  # fails before training  # fmt: skip
         kept_choice = [] if kept is None else [c for c in kept_choices(table)
                                                if c["model"] not in args.models]  # fmt: skip
         runs = [(name, seed) for name in args.models for seed in args.seeds]

@@ -213,7 +213,9 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> float:
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); a NaN p-value (a
+    test without enough values) counts as 1."""
+    p_values = {name: 1.0 if np.isnan(p) else p for name, p in p_values.items()}
     ordered = sorted(p_values, key=p_values.get)
     adjusted, running = {}, 0.0
     for rank, name in enumerate(ordered):
@@ -295,7 +297,8 @@ def metric_table(runs: Runs, names: list[str], alpha: float, test: str,
     return table
 
 
-def _fmt(cell: Cell, latex: bool) -> str:
+def format_cell(cell: Cell, latex: bool = False) -> str:
+    """``mean ± half-width`` (``n/a`` for one seed), bold and † as the cell says."""
     plus_minus = "$\\pm$" if latex else "±"
     ci = "n/a" if cell.seeds < 2 else f"{cell.half_width:.4f}"
     text = f"{cell.mean:.4f} {plus_minus} {ci}"
@@ -319,7 +322,7 @@ def markdown_table(table: dict[str, dict[str, Cell]], models: list[str],
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     first = next(iter(table.values()))
     for model in models:
-        cells = [str(first[model].seeds), *(_fmt(table[c][model], latex=False) for c in table)]
+        cells = [str(first[model].seeds), *(format_cell(table[c][model]) for c in table)]
         cells += [extra[c][model] for c in extra]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -335,7 +338,8 @@ def latex_table(table: dict[str, dict[str, Cell]], models: list[str], caption: s
              " & ".join(headers) + " \\\\", "\\midrule"]  # fmt: skip
     first = next(iter(table.values()))
     for model in models:
-        cells = [str(first[model].seeds), *(_fmt(table[c][model], latex=True) for c in table)]
+        cells = [str(first[model].seeds),
+                 *(format_cell(table[c][model], latex=True) for c in table)]  # fmt: skip
         cells += [extra[c][model] for c in extra]
         lines.append(model.replace("_", "\\_") + " & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}"]

@@ -4,6 +4,7 @@ against their formulas, and the tool end to end on the synthetic release."""
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -198,6 +199,7 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert all(len(r[cold_start.PER_USER]) == r["users"]
                and np.isclose(np.mean(r[cold_start.PER_USER]), r["ndcg@10"]) for r in rows)
     assert "| two_tower demographics, 0 revealed − popular, 0 revealed |" in table
+    assert re.search(r'"per_user/ndcg@10": \[[0-9][^\n]*\]', (out / "cold_start.json").read_text())
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
     choices = json.loads((out / "cold_start.json").read_text())["choices"]
     assert [(c["model"], c["seed"]) for c in choices] == [("two_tower", 1), ("two_tower", 2)]
@@ -270,48 +272,74 @@ def table_rows(per_user: dict[tuple[str, str, int], list[list[float]]]) -> pd.Da
         for seed, values in enumerate(seeds, start=1)])  # fmt: skip
 
 
-def test_daggers_mark_rows_the_best_beats_on_paired_users():
-    # 2 seeds x 12 users. At 0: two_tower beats popular on every user (Wilcoxon p = 2 / 2^24,
-    # far below 0.05); at 1: ease equals popular on 23 users and beats it on 1 (p = 1, no dagger)
-    low, high = [0.2] * 12, [0.6] * 12
-    rows = table_rows({("popular", "popular", 0): [low, low],
-                       ("two_tower", "demographics", 0): [high, high],
-                       ("popular", "popular", 1): [low, low],
-                       ("ease", "fold-in", 1): [low, [0.3, *low[1:]]]})  # fmt: skip
+def seed_rows(means: dict[tuple[str, str, int], list[float]]) -> pd.DataFrame:
+    """Rows whose 4 users all score the seed's mean."""
+    return table_rows({key: [[m] * 4 for m in seeds] for key, seeds in means.items()})
+
+
+def test_marks_bold_the_best_and_dagger_what_it_is_above_beyond_the_seeds():
+    best = [0.50, 0.52, 0.51]
+    below = [0.40, 0.41, 0.43]  # 0.10, 0.11, 0.08 under the best: p = 0.006
+    close = [b - d for b, d in zip(best, [0.05, 0.035, 0.065], strict=True)]  # p = 0.029
+    assert stats.ttest_rel(best, below).pvalue * 3 < 0.05
+    assert 0.025 < stats.ttest_rel(best, close).pvalue < 0.05  # significant alone, not x 2
+    rows = seed_rows({("popular", "popular", 0): below, ("two_tower", "demographics", 0): best,
+                      ("a", "fold-in", 0): close, ("b", "fold-in", 0): close,
+                      ("popular", "popular", 1): [0.3, 0.4, 0.5],
+                      ("a", "fold-in", 1): [0.5, 0.4, 0.3],  # ties the popular list's mean
+                      ("a", "fold-in", 3): [0.2, 0.2, 0.3]})  # alone in its column
+    assert cold_start.marks(rows) == {
+        ("two_tower", "demographics", 0): (True, False),
+        ("popular", "popular", 0): (False, True),  # Holm: 3 x 0.006 is below 0.05
+        ("popular", "popular", 1): (True, False), ("a", "fold-in", 1): (True, False)}
     text = cold_start.markdown(rows, [])
-    assert "| popular | popular | 0.2000 ± 0.0000 † | 0.2000 ± 0.0000 |" in text
-    assert "| two_tower | demographics | **0.6000 ± 0.0000** | — |" in text
-    assert "| ease | fold-in | — | **0.2042 ± 0.0529** |" in text  # best, beats no one
-    assert "24 (seed, user) pairs" in text
+    assert "| popular | popular | 0.4133 ± 0.0379 † | **0.4000 ± 0.2484** | — |" in text
+    assert "| a | fold-in | 0.4600 ± 0.0541 | **0.4000 ± 0.2484** | 0.2333 ± 0.1434 |" in text
 
 
-def test_paired_comparisons_are_the_differences_per_user_and_per_seed():
+def test_one_seed_has_no_dagger():
+    rows = table_rows({("popular", "popular", 0): [[0.1, 0.2, 0.0, 0.1]],
+                       ("two_tower", "demographics", 0): [[0.9, 0.8, 1.0, 0.7]]})  # fmt: skip
+    assert cold_start.marks(rows) == {("two_tower", "demographics", 0): (True, False)}
+    assert "| two_tower demographics, 0 revealed − popular, 0 revealed | +0.7500 | n/a | n/a" in (
+        cold_start.markdown(rows, []))  # fmt: skip
+
+
+def test_comparisons_pair_each_seed_users_and_the_seeds_means():
     rng = np.random.default_rng(0)
-    values = {key: [rng.random(10).tolist() for _ in range(3)] for key in [
-        ("popular", "popular", 0), ("two_tower", "demographics", 0), ("ease", "fold-in", 5),
-        ("popular", "popular", 5), ("two_tower", "demographics", 5)]}  # fmt: skip
-    text = cold_start.markdown(table_rows(values), [])
-    lines = [line for line in text.splitlines() if " − " in line]
+    users = [9, 12, 7]  # per seed
+    keys = [("popular", "popular", 0), ("two_tower", "demographics", 0), ("ease", "fold-in", 5),
+            ("popular", "popular", 5), ("two_tower", "demographics", 5)]  # fmt: skip
+    values = {key: [rng.random(n).tolist() for n in users] for key in keys}
+    rows = table_rows(values).sample(frac=1, random_state=1)  # in no particular order
+    lines = [line for line in cold_start.markdown(rows, []).splitlines() if " − " in line]
     assert [line.split(" | ")[0] for line in lines] == [
         "| two_tower demographics, 0 revealed − popular, 0 revealed",
-        "| ease fold-in, 5 revealed − two_tower demographics, 0 revealed"]
-    new, popular = (np.array(values[key]) for key in [("two_tower", "demographics", 0),
-                                                       ("popular", "popular", 0)])  # fmt: skip
-    difference = new - popular  # (seeds, users)
-    seeds = difference.mean(axis=1)
-    pairs = difference.ravel()
-    half = 4.302653 * seeds.std(ddof=1) / np.sqrt(3)  # Student t, 2 degrees of freedom
-    half_pairs = 2.045230 * pairs.std(ddof=1) / np.sqrt(30)  # 29 degrees of freedom
-    p = stats.wilcoxon(new.ravel(), popular.ravel()).pvalue
-    assert lines[0].split(" | ")[1:] == [
-        f"{pairs.mean():+.4f}", f"{half_pairs:.4f}", f"{p:.2g}",
-        f"{(pairs > 0).sum()} / {(pairs < 0).sum()}", f"{half:.4f} |"]
+        "| ease fold-in, 5 revealed − two_tower demographics, 5 revealed"]
+    for line, (key, base) in zip(lines, [(keys[1], keys[0]), (keys[2], keys[4])], strict=True):
+        seeds = np.array([np.mean(a) - np.mean(b) for a, b in zip(values[key], values[base],
+                                                                  strict=True)])  # fmt: skip
+        pairs = np.concatenate(values[key]) - np.concatenate(values[base])
+        half_seeds = 4.302653 * seeds.std(ddof=1) / np.sqrt(3)  # Student t, 2 freedoms
+        half_pairs = 2.051831 * pairs.std(ddof=1) / np.sqrt(28)  # 27 freedoms
+        p_seeds = stats.ttest_1samp(seeds, 0).pvalue
+        p_pairs = stats.ttest_1samp(pairs, 0).pvalue
+        assert line.split(" | ")[1:] == [
+            f"{seeds.mean():+.4f}", f"{half_seeds:.4f}", f"{p_seeds:.3f}", f"{half_pairs:.4f}",
+            f"{p_pairs:.3f}", f"{(pairs > 0).sum()} / {(pairs < 0).sum()} |"]  # fmt: skip
 
 
 def test_update_refuses_rows_without_per_user_values(synthetic_data, tmp_path, capsys):
     out = tmp_path / "reports"
     common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
     assert cold_start.main(["--models", "popular", "--seeds", "1", *common]) == 0
+    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    capsys.readouterr()
+    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
+                            "protocol.revealed=[0,1,3]"]) == 1  # fmt: skip
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "revealed counts [0, 1, 3, 5], not this run's [0, 1, 3]" in error[0]
+    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
     record = json.loads((out / "cold_start.json").read_text())
     for row in record["rows"]:
         del row[cold_start.PER_USER]  # as written before they were recorded

@@ -26,6 +26,13 @@ def test_holm_matches_a_hand_computed_case():
     assert adjusted == pytest.approx({"a": 0.04, "c": 0.09, "b": 0.09, "d": 0.5})
 
 
+@pytest.mark.parametrize("order", [["x", "a", "b"], ["a", "b", "x"]])
+def test_holm_counts_a_missing_p_value_as_1_wherever_it_comes(order):
+    p_values = {"x": float("nan"), "a": 0.01, "b": 0.02}  # x: a test with one value
+    adjusted = holm({name: p_values[name] for name in order})
+    assert adjusted == pytest.approx({"a": 0.03, "b": 0.04, "x": 1.0})
+
+
 def test_confidence_interval_is_student_t():
     values = np.array([0.40, 0.42, 0.41, 0.43, 0.39])
     expected = 2.7764451 * values.std(ddof=1) / np.sqrt(5)  # t(0.975, 4)
