@@ -23,8 +23,10 @@ The chain, first match wins:
 4. ``popular``: anyone else: the films the most users rated. A request whose demographics this
    bundle cannot use lands here too, and the answer's ``note`` says why.
 
-Liked films come before demographics: on the ``cold_users`` protocol a fold-in from a few
-ratings beats a list from demographics alone (``python -m recsys.cold_start``). A route's
+Liked films come before demographics: they are the user's own word on their taste, and every
+bundle can use them. Measurement does not decide it: on the ``cold_users`` protocol, with 5
+ratings revealed, neither a fold-in nor the demographics list wins beyond the seeds' spread
+(``reports/cold_start.md``, ``python -m recsys.cold_start``). A route's
 films never include the liked ones. Like ``recsys.demo``, this imports neither MLflow nor
 Hydra; torch only for a bundle that carries a tower or an encoder.
 """
