@@ -24,15 +24,16 @@ Every route at every count is judged on the same items: the user's ratings after
 count (users with no rating beyond it are left out, and counted). Items a route was told about
 are never recommended back. Writes ``cold_start.md`` (NDCG@10, mean ± 95 % CI over seeds, a
 paired test over seeds against each column's best, and the comparisons the protocol is for,
-over seeds and over users: ``markdown``), ``cold_start.json`` (every seed's value of every
-metric and each held-out user's NDCG@10, with the split fingerprints) and
+over seeds and over (seed, user) pairs: ``markdown``), ``cold_start.json`` (every seed's
+value of every metric and each held-out user's NDCG@10, with the split fingerprints) and
 ``figures/cold_start.png|pdf`` (NDCG@10 against ratings revealed) into ``--out``;
 ``cold_start.json`` also records each seed's chosen settings and every candidate's score.
 
 ``--update`` trains only ``--models`` and keeps every other model's rows (and chosen settings)
 from the existing ``cold_start.json`` (a model whose default changed, without hours of the
-others again); it is refused unless the kept rows are of the same seeds (checked before
-training) and the same splits (their fingerprints).
+others again); it is refused unless the kept rows are of the same seeds and revealed counts
+and hold per-user values (checked before training), and of the same splits (their
+fingerprints, checked after).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ from recsys.train import check_fit_memory, fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
 K = 10  # the table's and the figure's cut-off
-PER_USER = f"per_user/ndcg@{K}"  # a row's NDCG@K of each held-out user, in the split's order
+# a row's NDCG@K of each held-out user, in the order of ``cold_users``' users (rows pair by
+# that place within a seed: the same split and revealed counts give the same users)
+PER_USER = f"per_user/ndcg@{K}"
 ALPHA = 0.05  # the table's significance level
 Row = tuple[str, str, int]  # (model, route, revealed count): one cell of the table
 INNER = 1  # mixed into the run's seed for the split that chooses cold-start settings
@@ -311,7 +314,8 @@ def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
 
 def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
     """``(bold, dagger)`` of each row at each revealed count: bold for the column's best mean
-    (every row that ties it; none in a column of one row), † for the rows whose seed means
+    (every row that ties it to the 4 decimals shown; none in a column of one row), † for the
+    rows whose seed means
     it is significantly above (``significance``: paired t-test over seeds, Holm over the
     column, ``ALPHA``; none with fewer than two seeds)."""
     marked = {}
@@ -324,8 +328,9 @@ def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
             continue
         average = means.mean()
         best = average.idxmax()
+        shown = average.round(4)  # rows that tie as the table prints them are all bold
         marked |= {keys[name]: (True, False) for name in average.index
-                   if average[name] == average[best]}  # fmt: skip
+                   if shown[name] == shown[best]}  # fmt: skip
         if len(means) > 1:
             better = significance(means, best, ALPHA, "ttest")
             marked |= {keys[name]: (False, True) for name, above in better.items() if above}
@@ -337,8 +342,8 @@ def comparisons(results: pd.DataFrame) -> str:
     lists leave out the same revealed items): the demographics lists against the popular one at
     0, and every fold-in against every demographics list at the largest count. Each: the
     difference of the means; over seeds, its 95 % CI half-width and the paired t-test p; over
-    users, the same over every seed's held-out users pooled and paired (``per_user``), and the
-    users won and lost."""
+    pairs, the same over every seed's held-out users pooled and paired (``per_user``), and the
+    pairs won and lost."""
     largest = results["revealed"].max()
     rows = list(dict.fromkeys(zip(results["model"], results["route"], results["revealed"],
                                   strict=True)))  # fmt: skip
@@ -351,8 +356,8 @@ def comparisons(results: pd.DataFrame) -> str:
         return ""
     per_seed = results.set_index(["model", "route", "revealed", "seed"])[f"ndcg@{K}"].sort_index()
     values = per_user(results)
-    lines = ["| comparison | difference | ± over seeds | p over seeds | ± over users "
-             "| p over users | users won / lost |", "|" + " --- |" * 7]  # fmt: skip
+    lines = ["| comparison | difference | ± over seeds | p over seeds | ± over pairs "
+             "| p over pairs | pairs won / lost |", "|" + " --- |" * 7]  # fmt: skip
     for key, base in pairs:
         if not values[key].index.equals(values[base].index):
             raise ValueError(f"{key} and {base} are not of the same held-out users")
@@ -363,13 +368,15 @@ def comparisons(results: pd.DataFrame) -> str:
                      f"{_half_width(users)} | {_p(values[key], values[base])} | "
                      f"{np.count_nonzero(users > 0)} / {np.count_nonzero(users < 0)} |")
     return ("\n\nThe comparisons the protocol is for, each within one count (so both lists "
-            "leave out the same revealed items). Difference: of the two rows' means. Over "
-            "seeds: the 95 % CI half-width and paired t-test p of the seeds' mean differences, "
-            "which vary with the split, its held-out users and the fit. Over users: the same "
-            "over every seed's held-out users, paired per user; it holds these fits fixed, so "
-            "it says these fitted models rank these users better, not that another split or "
-            "fit would. Users won and lost: the rest tie. p is not adjusted.\n\n"
-            + "\n".join(lines))  # fmt: skip
+            "leave out the same revealed items). Difference: of the two rows' means over seeds. "
+            "Over seeds: the 95 % CI half-width and paired t-test p of the seeds' mean "
+            "differences, which vary with the split, its held-out users and the fit. Over "
+            "pairs: the same over the (seed, held-out user) pairs of every seed, paired per "
+            "user (a user held out by two seeds is two pairs; the pairs' mean is the difference "
+            "when every seed has as many users). It holds these five fits fixed: it asks "
+            "whether these fitted models would rank other users like these better, and says "
+            "nothing of another split or fit. Pairs won and lost: the rest tie. p is not "
+            "adjusted.\n\n" + "\n".join(lines))  # fmt: skip
 
 
 def per_user(results: pd.DataFrame) -> dict[Row, pd.Series]:
@@ -406,6 +413,8 @@ def _p(values: pd.Series, base: pd.Series) -> str:
     if len(values) < 2:
         return "n/a"
     p = paired_p_value(values.to_numpy(), base.to_numpy(), "ttest")
+    if np.isnan(p):
+        return "n/a"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
@@ -580,12 +589,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--ks must include {K}, the table's cut-off, got {args.ks}")
         if args.readme is not None:
             replace_section(args.readme.read_text(), "cold-start", "")  # fails before training
+        for name, given in (("--models", args.models), ("--seeds", args.seeds)):
+            if len(set(given)) < len(given):
+                raise ConfigError(f"{name} names {given}, with repeats: name each once")
         check_models(args.models)
         table = args.out / "cold_start.json"
-        revealed = list(compose_config(["protocol=cold_users", *[
-            o for o in overrides if not o.startswith("model.")]]).protocol.revealed)  # fmt: skip
-        kept = (kept_rows(table, args.seeds, revealed) if args.update
-                else None)  # fails before training  # fmt: skip
+        protocol = ["protocol=cold_users", *(o for o in overrides if not o.startswith("model."))]
+        check_overrides(protocol)
+        revealed = list(compose_config(protocol).protocol.revealed)
+        # fails before training
+        kept = kept_rows(table, args.seeds, revealed) if args.update else None
         kept_choice = [] if kept is None else [c for c in kept_choices(table)
                                                if c["model"] not in args.models]  # fmt: skip
         runs = [(name, seed) for name in args.models for seed in args.seeds]

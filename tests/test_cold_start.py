@@ -285,16 +285,16 @@ def test_marks_bold_the_best_and_dagger_what_it_is_above_beyond_the_seeds():
     assert 0.025 < stats.ttest_rel(best, close).pvalue < 0.05  # significant alone, not x 2
     rows = seed_rows({("popular", "popular", 0): below, ("two_tower", "demographics", 0): best,
                       ("a", "fold-in", 0): close, ("b", "fold-in", 0): close,
-                      ("popular", "popular", 1): [0.3, 0.4, 0.5],
-                      ("a", "fold-in", 1): [0.5, 0.4, 0.3],  # ties the popular list's mean
+                      ("popular", "popular", 1): [0.1, 0.2, 0.3],
+                      ("a", "fold-in", 1): [0.3, 0.2, 0.1],  # ties as printed, not in floats
                       ("a", "fold-in", 3): [0.2, 0.2, 0.3]})  # alone in its column
     assert cold_start.marks(rows) == {
         ("two_tower", "demographics", 0): (True, False),
         ("popular", "popular", 0): (False, True),  # Holm: 3 x 0.006 is below 0.05
         ("popular", "popular", 1): (True, False), ("a", "fold-in", 1): (True, False)}
     text = cold_start.markdown(rows, [])
-    assert "| popular | popular | 0.4133 ± 0.0379 † | **0.4000 ± 0.2484** | — |" in text
-    assert "| a | fold-in | 0.4600 ± 0.0541 | **0.4000 ± 0.2484** | 0.2333 ± 0.1434 |" in text
+    assert "| popular | popular | 0.4133 ± 0.0379 † | **0.2000 ± 0.2484** | — |" in text
+    assert "| a | fold-in | 0.4600 ± 0.0541 | **0.2000 ± 0.2484** | 0.2333 ± 0.1434 |" in text
 
 
 def test_one_seed_has_no_dagger():
@@ -329,27 +329,66 @@ def test_comparisons_pair_each_seed_users_and_the_seeds_means():
             f"{p_pairs:.3f}", f"{(pairs > 0).sum()} / {(pairs < 0).sum()} |"]  # fmt: skip
 
 
-def test_update_refuses_rows_without_per_user_values(synthetic_data, tmp_path, capsys):
+@pytest.mark.parametrize(("change", "says"), [
+    ("revealed", "revealed counts [0, 1, 3, 5], not this run's [0, 1, 3]"),
+    ("per-user", "without per-user values")])  # fmt: skip
+def test_update_refuses_rows_it_cannot_pair_before_training(
+        synthetic_data, tmp_path, capsys, monkeypatch, change, says):  # fmt: skip
     out = tmp_path / "reports"
     common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
     assert cold_start.main(["--models", "popular", "--seeds", "1", *common]) == 0
+    overrides = ["protocol.revealed=[0,1,3]"] if change == "revealed" else []
+    if change == "per-user":
+        record = json.loads((out / "cold_start.json").read_text())
+        for row in record["rows"]:
+            del row[cold_start.PER_USER]  # as written before they were recorded
+        (out / "cold_start.json").write_text(json.dumps(record))
     files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
     capsys.readouterr()
+
+    def trains(*args):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(cold_start, "evaluated", trains)
     assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
-                            "protocol.revealed=[0,1,3]"]) == 1  # fmt: skip
+                            *overrides]) == 1  # fmt: skip
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "revealed counts [0, 1, 3, 5], not this run's [0, 1, 3]" in error[0]
+    assert len(error) == 1 and says in error[0] and "without --update" in error[0]
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
-    record = json.loads((out / "cold_start.json").read_text())
-    for row in record["rows"]:
-        del row[cold_start.PER_USER]  # as written before they were recorded
-    (out / "cold_start.json").write_text(json.dumps(record))
-    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
-    capsys.readouterr()
-    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common]) == 1
+
+
+@pytest.mark.parametrize(("arguments", "says"), [
+    (["--seeds", "1", "1"], "--seeds names [1, 1], with repeats"),
+    (["--models", "ease", "ease"], "--models names ['ease', 'ease'], with repeats"),
+    (["split.user_ration=0.2"], "split.user_ratio")])  # fmt: skip
+def test_repeats_and_typos_are_one_line_before_training(tmp_path, capsys, monkeypatch,
+                                                        arguments, says):  # fmt: skip
+    monkeypatch.setattr(cold_start, "evaluated", None)  # any training fails loudly
+    assert cold_start.main(["--out", str(tmp_path / "out"), *arguments]) == 1
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "without per-user values" in error[0]
-    assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+    assert len(error) == 1 and says in error[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_number_lists_go_on_one_line_and_the_json_is_unchanged():
+    record = {"rows": [{"values": [0.5, -1e-07, 3, 2.5e+20], "names": ["a b", "[", "c"],
+                        "nested": [[1, 2], [3]], "odd": [float("nan"), True, None],
+                        "text": "[\n 1\n]"}]}  # fmt: skip
+    text = cold_start._one_line_lists(json.dumps(record, indent=1))
+    assert '"values": [0.5, -1e-07, 3, 2.5e+20]' in text
+    assert '"nested": [\n' in text and "[1, 2]" in text  # the outer list stays open
+    assert '"names": [\n' in text and '"odd": [\n' in text  # only lists of numbers
+    again = json.loads(text)
+    assert np.isnan(again["rows"][0]["odd"][0])
+    again["rows"][0]["odd"][0] = record["rows"][0]["odd"][0] = 0
+    assert again == record
+
+
+def test_per_user_values_must_be_one_per_user():
+    rows = table_rows({("popular", "popular", 0): [[0.1, 0.2]]})
+    rows.loc[0, "users"] = 3
+    with pytest.raises(ValueError, match="2 per-user values for 3 users"):
+        cold_start.per_user(rows)
 
 
 def test_a_model_without_a_cold_route_is_one_line(synthetic_data, tmp_path, capsys):

@@ -24,11 +24,14 @@ The chain, first match wins:
    bundle cannot use lands here too, and the answer's ``note`` says why.
 
 Liked films come before demographics: they are the user's own word on their taste, and every
-bundle can use them. Measurement does not decide it: on the ``cold_users`` protocol, with 5
-ratings revealed, neither a fold-in nor the demographics list wins beyond the seeds' spread
-(``reports/cold_start.md``, ``python -m recsys.cold_start``). A route's
-films never include the liked ones. Like ``recsys.demo``, this imports neither MLflow nor
-Hydra; torch only for a bundle that carries a tower or an encoder.
+bundle can use them (demographics need a two-tower bundle). Measurement does not back that
+order: on the ``cold_users`` protocol (``reports/cold_start.md``, ``python -m
+recsys.cold_start``), given 1 rating, the two-tower's demographics list is above every measured
+fold-in beyond the seeds' spread, and even the popular list's mean is above theirs; given 5,
+neither route wins beyond that spread. The fold-ins measured there are the models' own (ALS's
+user step, EASE, ItemKNN, Mult-VAE's encoder), not the ridge regression this route uses for
+other bundles. A route's films never include the liked ones. Like ``recsys.demo``, this imports
+neither MLflow nor Hydra; torch only for a bundle that carries a tower or an encoder.
 """
 
 from __future__ import annotations
