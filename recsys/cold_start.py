@@ -31,9 +31,8 @@ value of every metric and each held-out user's NDCG@10, with the split fingerpri
 
 ``--update`` trains only ``--models`` and keeps every other model's rows (and chosen settings)
 from the existing ``cold_start.json`` (a model whose default changed, without hours of the
-others again); it is refused unless the kept rows are of the same seeds and revealed counts
-and hold per-user values (checked before training), and of the same splits (their
-fingerprints, checked after).
+others again); it is refused, before any training, unless the kept rows are of the same
+seeds, revealed counts and splits (their fingerprints) and hold per-user values.
 """
 
 from __future__ import annotations
@@ -487,16 +486,19 @@ def kept_rows(path: Path, seeds: list[int], revealed: list[int]) -> pd.DataFrame
     return kept
 
 
-def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """``kept`` (the rows of ``path``) with those of the models in ``results`` replaced by
-    ``results``' (in place; new models last). ``ConfigError`` unless they share the splits."""
-    def fingerprints(rows: pd.DataFrame) -> dict[int, str]:
-        return rows.groupby("seed")["fingerprint"].first().to_dict()
-
-    if fingerprints(kept) != fingerprints(results):
+def check_splits(kept: pd.DataFrame, fingerprints: dict[int, str], path: Path) -> None:
+    """``ConfigError`` unless ``kept`` (the rows of ``path``) were built on the splits of
+    ``fingerprints`` (``{seed: split fingerprint}``)."""
+    if kept.groupby("seed")["fingerprint"].first().to_dict() != fingerprints:
         raise ConfigError(f"--update: {path} was built on other splits than this run's (other "
                           f"data or split settings): run without --update to rebuild every "
                           f"model's rows")  # fmt: skip
+
+
+def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``kept`` (the rows of ``path``) with those of the models in ``results`` replaced by
+    ``results``' (in place; new models last). ``ConfigError`` unless they share the splits."""
+    check_splits(kept, results.groupby("seed")["fingerprint"].first().to_dict(), path)
     models = list(dict.fromkeys([*kept["model"], *results["model"]]))
     new = set(results["model"])
     frames = [results[results["model"] == m] if m in new else kept[kept["model"] == m]
@@ -599,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         revealed = list(compose_config(protocol).protocol.revealed)
         # fails before training
         kept = kept_rows(table, args.seeds, revealed) if args.update else None
+        if kept is not None:  # the splits too (loading them takes seconds, training hours)
+            check_splits(kept, {seed: load_split(compose_config([*protocol, f"seed={seed}"]))
+                                .split.fingerprint for seed in args.seeds}, table)  # fmt: skip
         kept_choice = [] if kept is None else [c for c in kept_choices(table)
                                                if c["model"] not in args.models]  # fmt: skip
         runs = [(name, seed) for name in args.models for seed in args.seeds]

@@ -236,7 +236,7 @@ def test_runs_in_processes_give_the_rows_and_choices_of_one_process(tmp_path):
         tmp_path / "two" / "cold_start.json").read_text()  # fmt: skip
 
 
-def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys):
+def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "reports"
     common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
     assert cold_start.main(["--models", "ease", "popular", "--seeds", "1", "2", *common]) == 0
@@ -257,6 +257,7 @@ def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys)
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "not this run's [1]" in error[0] and "without --update" in error[0]
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+    monkeypatch.setattr(cold_start, "evaluated", None)  # refused before any training
     code = cold_start.main(["--models", "ease", "--seeds", "1", "2", "--update", *common,
                             "split.user_ratio=0.2"])  # fmt: skip
     assert code == 1 and "other splits" in capsys.readouterr().err
