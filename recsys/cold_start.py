@@ -314,9 +314,8 @@ def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
 def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
     """``(bold, dagger)`` of each row at each revealed count: bold for the column's best mean
     (every row that ties it to the 4 decimals shown; none in a column of one row), † for the
-    rows whose seed means
-    it is significantly above (``significance``: paired t-test over seeds, Holm over the
-    column, ``ALPHA``; none with fewer than two seeds)."""
+    rows whose seed means it is significantly above (``significance``: paired t-test over
+    seeds, Holm over the column, ``ALPHA``; none with fewer than two seeds)."""
     marked = {}
     for r, column in results.groupby("revealed", sort=False):
         means = column.pivot(index="seed", columns=["model", "route"], values=f"ndcg@{K}")
@@ -474,9 +473,9 @@ def kept_rows(path: Path, seeds: list[int], revealed: list[int]) -> pd.DataFrame
     if old != sorted(seeds):
         raise ConfigError(f"--update: {path} holds seeds {old}, not this run's {sorted(seeds)}: "
                           f"run without --update to rebuild every model's rows")  # fmt: skip
-    if sorted(kept["revealed"].unique().tolist()) != sorted(revealed):
-        raise ConfigError(f"--update: {path} holds the revealed counts "
-                          f"{sorted(kept['revealed'].unique().tolist())}, not this run's "
+    counts = sorted(kept["revealed"].unique().tolist())
+    if counts != sorted(revealed):
+        raise ConfigError(f"--update: {path} holds the revealed counts {counts}, not this run's "
                           f"{sorted(revealed)}: run without --update to rebuild every model's "
                           f"rows")  # fmt: skip
     if PER_USER not in kept or kept[PER_USER].isna().any():
