@@ -18,7 +18,11 @@ route a model offers:
 - ``fold-in``: a model that scores users from a row of items they liked (``score_fold_in``:
   ALS's user step against its item vectors, EASE's and ItemKNN's item-item weights, Mult-VAE's
   encoder) given the user's first ``r`` ratings in time, for each ``r`` of ``protocol.revealed``
-  above 0.
+  above 0;
+- ``fold-in + popular``: the same fold-in with the popular list as a prior, for the few
+  ratings it is given (``with_prior``: both standardised per user, the popular list weighted by
+  one of ``protocol.prior_weights``, chosen per count on users held out of the training part,
+  as ``protocol.choose`` settings are: ``choose_prior_weights``).
 
 Every route at every count is judged on the same items: the user's ratings after the largest
 count (users with no rating beyond it are left out, and counted). Items a route was told about
@@ -42,7 +46,7 @@ import json
 import multiprocessing
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +64,10 @@ from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.files import atomic_path, atomic_write_text
 from recsys.metrics import evaluate, ranking_metrics
 from recsys.models.base import mask_excluded, top_k
+from recsys.models.ensemble import standardised
 from recsys.models.popular import PopularRecommender
 from recsys.report import Cell, confidence_interval, format_cell, paired_p_value, significance
+from recsys.split import Split
 from recsys.train import check_fit_memory, fit_selected, model_factory
 
 MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
@@ -71,6 +77,10 @@ K = 10  # the table's and the figure's cut-off
 PER_USER = f"per_user/ndcg@{K}"
 ALPHA = 0.05  # the table's significance level
 Row = tuple[str, str, int]  # (model, route, revealed count): one cell of the table
+PRIOR = "fold-in + popular"  # the route of a fold-in with the popular list as a prior
+# the figure's fold-in lines (grey and purple are the popular and demographics lists')
+FOLD_IN_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink",
+                   "tab:olive", "tab:cyan")  # fmt: skip
 INNER = 1  # mixed into the run's seed for the split that chooses cold-start settings
 
 
@@ -156,10 +166,42 @@ def route_metrics(model, cold: ColdUsers, r: int, data,
     if scored is None:
         return None
     route, scores = scored
+    return route, ranked_metrics(scores, cold, r, ks)
+
+
+def ranked_metrics(scores: np.ndarray, cold: ColdUsers, r: int,
+                   ks: list[int]) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per-user metrics at ``ks`` of ``(len(cold.users), n_items)`` scores against the targets,
+    the ``r`` revealed items never recommended back."""
     scores = np.array(scores, dtype=np.float32)  # a copy: masking writes into it
     mask_excluded(scores, cold.revealed[r])
     ranking = top_k(scores, max(ks))[0]
-    return route, ranking_metrics(ranking, cold.targets, ks)
+    return ranking_metrics(ranking, cold.targets, ks)
+
+
+def with_prior(scores: np.ndarray, revealed: sp.csr_matrix, popularity: np.ndarray,
+               weight: float) -> np.ndarray:  # fmt: skip
+    """``z(scores) + weight * z(popularity)``: fold-in scores with the popular list
+    as a prior, ``z`` standardising each user's row over the items not ``revealed`` (its mean
+    0 and spread 1 there; ``recsys.models.ensemble.standardised``). ``popularity``: how many
+    training users rated each item. Weight 0 ranks as the fold-in alone; the larger the weight,
+    the closer to the popular list, which every fold-in falls below with few ratings (the
+    table's 1-revealed column)."""
+    blended = standardised(scores, revealed)
+    if weight:
+        prior = np.broadcast_to(np.asarray(popularity, dtype=np.float32), scores.shape)
+        blended += np.float32(weight) * standardised(prior, revealed)
+    return blended
+
+
+def check_prior_weights(weights) -> list[float]:
+    """``protocol.prior_weights`` as floats; ``ConfigError`` unless a list of numbers >= 0."""
+    values = None if isinstance(weights, str) or not isinstance(weights, Sequence) else weights
+    if values is None or not all(isinstance(w, int | float) and not isinstance(w, bool)
+                                 and w >= 0 for w in values):  # fmt: skip
+        raise ConfigError(f"protocol.prior_weights={weights} must be a list of numbers >= 0 "
+                          f"(the popular list's weights to choose among; [] for none)")
+    return [float(w) for w in values]
 
 
 def cold_objective(model, cold: ColdUsers, revealed: list[int], data) -> float:
@@ -196,16 +238,7 @@ def choose_settings(cfg, prepared, fresh_model) -> dict:
     settings = candidates(cfg)
     if len(settings) <= 1:
         return {}
-    test_users = np.zeros(prepared.interactions.n_users, dtype=bool)
-    test_users[prepared.split.test.user] = True
-    others = prepared.interactions.subset(~test_users[prepared.interactions.user])
-    inner = build(cfg.split, "split")(others, seed=np.random.default_rng([cfg.seed, INNER]))
-    cold = cold_users(inner.test, list(cfg.protocol.revealed))
-    if len(cold.users) == 0:
-        raise DataError(f"choosing {', '.join(cfg.protocol.choose)} for cold start: none of the "
-                        f"users held out of the training part has more than "
-                        f"{max(cfg.protocol.revealed)} ratings to judge by: raise "
-                        f"split.user_ratio or use more data")  # fmt: skip
+    inner, cold = inner_users(cfg, prepared, ", ".join(cfg.protocol.choose))
     judged = []
     for setting in settings:
         fitted = fit_selected(fresh_model(setting), inner, cfg.eval_batch_size, cfg.objective)
@@ -214,6 +247,59 @@ def choose_settings(cfg, prepared, fresh_model) -> dict:
         judged.append(setting | {"objective": objective})
     best = max(range(len(judged)), key=lambda i: judged[i]["objective"])  # the first on a tie
     return {"chosen": settings[best], "candidates": judged}
+
+
+def inner_users(cfg, prepared, what: str) -> tuple[Split, ColdUsers]:
+    """The split that chooses cold-start settings, and its held-out users: the users that are
+    not test users (all their train and validation rows) split again by the protocol's own
+    splitter, with a seed derived from the run's. ``DataError`` naming ``what`` is chosen if
+    none of its held-out users has a rating beyond the largest revealed count."""
+    test_users = np.zeros(prepared.interactions.n_users, dtype=bool)
+    test_users[prepared.split.test.user] = True
+    others = prepared.interactions.subset(~test_users[prepared.interactions.user])
+    inner = build(cfg.split, "split")(others, seed=np.random.default_rng([cfg.seed, INNER]))
+    cold = cold_users(inner.test, list(cfg.protocol.revealed))
+    if len(cold.users) == 0:
+        raise DataError(f"choosing {what} for cold start: none of the users held out of the "
+                        f"training part has more than {max(cfg.protocol.revealed)} ratings to "
+                        f"judge by: raise split.user_ratio or use more data")  # fmt: skip
+    return inner, cold
+
+
+def popularity(matrix: sp.csr_matrix) -> np.ndarray:
+    """``(n_items,)`` how many users of the binary ``matrix`` rated each item."""
+    return np.bincount(sp.csr_matrix(matrix).indices, minlength=matrix.shape[1])
+
+
+def prior_key(r: int) -> str:
+    """How a chosen weight of the popular list at ``r`` revealed is recorded."""
+    return f"popular weight at {r}"
+
+
+def choose_prior_weights(cfg, prepared, fresh_model) -> dict:
+    """The popular list's weight in ``with_prior`` for each revealed count above 0, chosen
+    among ``protocol.prior_weights`` on users held out of the training part (``inner_users``,
+    as ``choose_settings`` does): ``{"chosen": {"popular weight at r": weight}, "candidates":
+    [{"revealed": r, "weight": w, "objective": cold NDCG@K}, ...]}``, empty without weights or
+    counts to choose for. The model is fitted once on the inner training part; each count's
+    best weight is chosen on its own (the first listed on a tie)."""
+    weights = check_prior_weights(cfg.protocol.get("prior_weights", []))
+    counts = [r for r in cfg.protocol.revealed if r > 0]
+    if not weights or not counts:
+        return {}
+    inner, cold = inner_users(cfg, prepared, "protocol.prior_weights")
+    model = fit_selected(fresh_model(), inner, cfg.eval_batch_size, cfg.objective).model
+    prior = popularity(inner.train.to_csr())  # what the model was fitted on
+    chosen, judged = {}, []
+    for r in counts:
+        scores = model.score_fold_in(cold.revealed[r])
+        objectives = [float(ranked_metrics(with_prior(scores, cold.revealed[r], prior, w),
+                                           cold, r, [K])[f"ndcg@{K}"].mean())
+                      for w in weights]  # fmt: skip
+        judged += [{"revealed": r, "weight": w, "objective": v}
+                   for w, v in zip(weights, objectives, strict=True)]  # fmt: skip
+        chosen[prior_key(r)] = weights[int(np.argmax(objectives))]  # the first on a tie
+    return {"chosen": chosen, "candidates": judged}
 
 
 def evaluate_seed(name: str, seed: int, overrides: list[str],
@@ -238,6 +324,8 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     def fresh_model(overrides: dict | None = None):
         return configured(chosen | (overrides or {}))
 
+    weights = (choose_prior_weights(cfg, prepared, fresh_model)
+               if route(model_class(cfg.model)) == "fold-in" else {})  # fmt: skip
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
     model = fresh_model()
@@ -247,18 +335,30 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip
     cold = cold_users(split.test, list(cfg.protocol.revealed))
+    measured = [(r, route_metrics(fitted.final, cold, r, prepared.data, ks))
+                for r in cfg.protocol.revealed]  # fmt: skip
+    if weights:
+        prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
+                           else train)  # what the final model was fitted on  # fmt: skip
+        for r in cfg.protocol.revealed:
+            if prior_key(r) in weights["chosen"]:
+                scores = with_prior(fitted.final.score_fold_in(cold.revealed[r]),
+                                    cold.revealed[r], prior, weights["chosen"][prior_key(r)])
+                measured.append((r, (PRIOR, ranked_metrics(scores, cold, r, ks))))
     rows = []
-    for r in cfg.protocol.revealed:
-        measured = route_metrics(fitted.final, cold, r, prepared.data, ks)
-        if measured is None:
+    for r, found in measured:
+        if found is None:
             continue
-        route, metrics = measured
-        rows.append({"model": name, "route": route, "revealed": r, "seed": seed,
+        way, metrics = found
+        rows.append({"model": name, "route": way, "revealed": r, "seed": seed,
                      "users": len(cold.users), "left_out": cold.left_out,
                      "fingerprint": split.fingerprint,
                      f"val/ndcg@{K}": validation.summary[f"ndcg@{K}"]}
                     | {m: float(v.mean()) for m, v in metrics.items()}
                     | {PER_USER: metrics[f"ndcg@{K}"].tolist()})  # fmt: skip
+    if weights:
+        choice = {"chosen": chosen | weights["chosen"],
+                  "candidates": choice.get("candidates", []) + weights["candidates"]}
     if choice:
         choice = {"model": name, "seed": seed} | choice
     return pd.DataFrame(rows), choice
@@ -307,6 +407,10 @@ def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
             f"means, which vary with the split, its held-out users and the fit; "
             f"Holm-corrected over the column's rows, α = {ALPHA}). Generated by "
             f"`python -m recsys.cold_start`.")  # fmt: skip
+    if (results["route"] == PRIOR).any():
+        note += (f" {PRIOR}: the fold-in's scores plus the training popularity counts, both "
+                 f"standardised per user over the items not revealed, the counts weighted as "
+                 f"chosen below (0 is the fold-in alone).")  # fmt: skip
     return ("\n".join(lines) + "\n\n" + note + chosen_note(choices)
             + comparisons(results))  # fmt: skip
 
@@ -338,7 +442,8 @@ def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
 def comparisons(results: pd.DataFrame) -> str:
     """A table of the comparisons the protocol is for, each within one revealed count (so both
     lists leave out the same revealed items): the demographics lists against the popular one at
-    0, and every fold-in against every demographics list at the largest count. Each: the
+    0, and every fold-in (with and without the prior) against every demographics list at the
+    largest count. Each: the
     difference of the means; over seeds, its 95 % CI half-width and the paired t-test p; over
     pairs, the same over every seed's held-out users pooled and paired (``per_user``), and the
     pairs won and lost."""
@@ -348,7 +453,7 @@ def comparisons(results: pd.DataFrame) -> str:
     pairs = [((m, route, 0), base) for m, route, r in rows if route == "demographics" and r == 0
              for base in rows if base[1] == "popular" and base[2] == 0]  # fmt: skip
     pairs += [((m, route, largest), base) for m, route, r in rows
-              if route == "fold-in" and r == largest
+              if route in ("fold-in", PRIOR) and r == largest
               for base in rows if base[1] == "demographics" and base[2] == largest]  # fmt: skip
     if not pairs:
         return ""
@@ -417,17 +522,21 @@ def _p(values: pd.Series, base: pd.Series) -> str:
 
 
 def chosen_note(choices: list[dict]) -> str:
-    """A sentence per model that chose settings for cold start: the values of each seed."""
-    text = ""
+    """A sentence on the settings chosen for cold start (``choices``): each model's values of
+    each setting, seed by seed."""
+    if not choices:
+        return ""
+    seeds = ", ".join(str(s) for s in sorted({c["seed"] for c in choices}))
+    parts = []
     for model, runs in itertools.groupby(sorted(choices, key=lambda c: (c["model"], c["seed"])),
                                          key=lambda c: c["model"]):  # fmt: skip
         runs = list(runs)
-        settings = "; ".join(f"{key} " + ", ".join(_value(run["chosen"][key]) for run in runs)
-                             for key in runs[0]["chosen"])  # fmt: skip
-        seeds = ", ".join(str(run["seed"]) for run in runs)
-        text += (f" {model} chose, per seed ({seeds}), on users held out of that seed's "
-                 f"training part (`protocol.choose`, never the test users): {settings}.")
-    return text
+        parts.append(f"{model}: " + "; ".join(
+            f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
+            for key in runs[0]["chosen"]))  # fmt: skip
+    return (f" Chosen per seed ({seeds}) on users held out of that seed's training part, "
+            f"never the test users (`protocol.choose`, `protocol.prior_weights`): "
+            + "; ".join(parts) + ".")  # fmt: skip
 
 
 def _value(value) -> str:
@@ -442,20 +551,25 @@ def figure(results: pd.DataFrame):
     plt.rcParams.update({"font.size": 10, "axes.spines.top": False, "axes.spines.right": False})
     table = summary_table(results)
     counts = sorted(results["revealed"].unique())
-    fig, axis = plt.subplots(figsize=(6, 4))
+    fig, axis = plt.subplots(figsize=(8, 4))
+    fold_ins = list(dict.fromkeys(table.loc[table["route"].isin(["fold-in", PRIOR]), "model"]))
+    colours = dict(zip(fold_ins, itertools.cycle(FOLD_IN_COLOURS), strict=False))
+    colours |= {"popular": "grey", "demographics": "tab:purple"}  # by route
     for (model, route), rows in table.groupby(["model", "route"], sort=False):
         x, y, err = rows["revealed"], rows["mean"], rows["half_width"].fillna(0)
+        colour = colours.get(route, colours.get(model))  # a model's two fold-ins share one
         if len(rows) == 1 or route in ("popular", "demographics") and len(set(y.round(9))) == 1:
-            axis.axhline(y.iloc[0], linestyle="--", linewidth=1,
-                         color="grey" if route == "popular" else "tab:purple",
+            axis.axhline(y.iloc[0], linestyle="--", linewidth=1, color=colour,
                          label=f"{model} ({route})")  # fmt: skip
             continue
-        axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{model} ({route})")
+        axis.errorbar(x, y, yerr=err, marker="s" if route == PRIOR else "o", capsize=3,
+                      color=colour, linestyle=":" if route == PRIOR else "-",
+                      label=f"{model} ({route})")  # fmt: skip
     axis.set_xticks(counts)
     axis.set_xlabel("ratings revealed per unseen user")
     axis.set_ylabel(f"test NDCG@{K}")
     axis.set_title("Cold start: users never seen in training")
-    axis.legend(fontsize=8, frameon=False)
+    axis.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -597,7 +711,9 @@ def main(argv: list[str] | None = None) -> int:
         table = args.out / "cold_start.json"
         protocol = ["protocol=cold_users", *(o for o in overrides if not o.startswith("model."))]
         check_overrides(protocol)
-        revealed = list(compose_config(protocol).protocol.revealed)
+        protocol_cfg = compose_config(protocol).protocol
+        revealed = list(protocol_cfg.revealed)
+        check_prior_weights(protocol_cfg.get("prior_weights", []))
         # fails before training
         kept = kept_rows(table, args.seeds, revealed) if args.update else None
         if kept is not None:  # the splits too (loading them takes seconds, training hours)

@@ -194,7 +194,10 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert table.split("\n\n![")[0].split("# Cold start\n\n")[1] in readme.read_text()
     rows = json.loads((out / "cold_start.json").read_text())["rows"]
     assert {(r["model"], r["route"]) for r in rows} == {
-        ("popular", "popular"), ("ease", "fold-in"), ("two_tower", "demographics")}
+        ("popular", "popular"), ("ease", "fold-in"), ("ease", cold_start.PRIOR),
+        ("two_tower", "demographics")}  # fmt: skip
+    assert "| ease | fold-in + popular | — |" in table
+    assert "| ease fold-in + popular, 5 revealed − two_tower demographics, 5 revealed |" in table
     assert {r["seed"] for r in rows} == {1, 2} and all(0 <= r["ndcg@10"] <= 1 for r in rows)
     assert all(len(r[cold_start.PER_USER]) == r["users"]
                and np.isclose(np.mean(r[cold_start.PER_USER]), r["ndcg@10"]) for r in rows)
@@ -202,11 +205,22 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert re.search(r'"per_user/ndcg@10": \[[0-9][^\n]*\]', (out / "cold_start.json").read_text())
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
     choices = json.loads((out / "cold_start.json").read_text())["choices"]
-    assert [(c["model"], c["seed"]) for c in choices] == [("two_tower", 1), ("two_tower", 2)]
-    grid = compose_config(["protocol=cold_users"]).protocol.choose.user_id_dropout
+    assert [(c["model"], c["seed"]) for c in choices] == [
+        ("ease", 1), ("ease", 2), ("two_tower", 1), ("two_tower", 2)]  # fmt: skip
+    protocol = compose_config(["protocol=cold_users"]).protocol
+    grid = protocol.choose.user_id_dropout
     assert all([c["user_id_dropout"] for c in choice["candidates"]] == [None, *grid]
-               and choice["chosen"]["user_id_dropout"] in (None, *grid) for choice in choices)
-    assert "two_tower chose, per seed (1, 2), on users held out" in table
+               and choice["chosen"]["user_id_dropout"] in (None, *grid)
+               for choice in choices[2:])  # fmt: skip
+    assert all(choice["chosen"] == {f"popular weight at {r}": pytest.approx(
+        max((c for c in choice["candidates"] if c["revealed"] == r),
+            key=lambda c: c["objective"])["weight"]) for r in (1, 3, 5)}
+        and [(c["revealed"], c["weight"]) for c in choice["candidates"]]
+        == [(r, w) for r in (1, 3, 5) for w in protocol.prior_weights]
+        for choice in choices[:2])  # every weight judged, per count, the best chosen  # fmt: skip
+    assert "Chosen per seed (1, 2) on users held out of that seed's training part" in table
+    assert re.search(r"ease: popular weight at 1 \([0-9.]+, [0-9.]+\)", table)
+    assert re.search(r"two_tower: user_id_dropout \([0-9.]+, [0-9.]+\)", table)
     code = cold_start.main(["--models", "popular", "--seeds", "1", "2", "--update",
                             "--data-dir", str(synthetic_data), "--out", str(out),
                             f"data.name={SYNTHETIC}"])  # fmt: skip
@@ -219,7 +233,7 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
                             "model.trainer.min_epochs=0", "model.trainer.progress=false",
                             "~protocol.choose"])  # fmt: skip
     assert code == 0  # rerun choosing nothing: its old choices go
-    assert json.loads((out / "cold_start.json").read_text())["choices"] == []
+    assert json.loads((out / "cold_start.json").read_text())["choices"] == choices[:2]
 
 
 def test_runs_in_processes_give_the_rows_and_choices_of_one_process(tmp_path):
@@ -401,3 +415,80 @@ def test_a_model_without_a_cold_route_is_one_line(synthetic_data, tmp_path, caps
         "error: model bpr has no way to score an unseen user (no score_new_users or "
         "score_fold_in): leave it out of --models"]
     assert not (tmp_path / "out").exists()  # refused before any training
+
+
+def test_with_prior_is_each_user_standardised_fold_in_plus_the_weighted_popularity():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(3, 6)).astype(np.float32)
+    scores[2] = 1.0  # no spread: standardises to 0, the prior alone ranks
+    revealed = sp.csr_matrix(np.array([[1, 0, 0, 0, 0, 1], [0, 0, 1, 0, 0, 0],
+                                       [0, 1, 0, 0, 0, 0]], dtype=np.float32))  # fmt: skip
+    popularity = np.array([9, 1, 4, 0, 7, 2])
+    expected = np.zeros((3, 6))
+    for u in range(3):  # naive: each user's mean and spread over the items not revealed
+        counted = revealed[u].toarray().ravel() == 0
+        for values, weight in ((scores[u].astype(float), 1.0), (popularity.astype(float), 2.5)):
+            mean, spread = values[counted].mean(), values[counted].std()
+            expected[u] += weight * ((values - mean) / spread if spread > 0 else 0)
+    blended = cold_start.with_prior(scores, revealed, popularity, 2.5)
+    np.testing.assert_allclose(blended, expected, rtol=1e-5, atol=1e-6)
+    alone = cold_start.with_prior(scores, revealed, popularity, 0.0)
+    assert np.array_equal(np.argsort(-alone[:2], axis=1, kind="stable"),
+                          np.argsort(-scores[:2], axis=1, kind="stable"))  # fmt: skip
+
+
+def test_prior_weights_are_chosen_per_count_on_training_users_held_out(synthetic_data,
+                                                                        monkeypatch):  # fmt: skip
+    cfg = cold_config(synthetic_data, "model=ease", "protocol.prior_weights=[0,1,8]")
+    prepared = load_split(cfg)
+    test_users = set(prepared.split.test.user.tolist())
+    fitted_on, judged_on = [], []
+    fit_selected, ranked_metrics = cold_start.fit_selected, cold_start.ranked_metrics
+
+    def recorded_fit(model, split, *args, **kwargs):
+        fitted_on.append(split)
+        return fit_selected(model, split, *args, **kwargs)
+
+    def recorded_metrics(scores, cold, *args):
+        judged_on.append(cold.users)
+        return ranked_metrics(scores, cold, *args)
+
+    monkeypatch.setattr(cold_start, "fit_selected", recorded_fit)
+    monkeypatch.setattr(cold_start, "ranked_metrics", recorded_metrics)
+    choice = cold_start.choose_prior_weights(cfg, prepared, model_factory(cfg, prepared.data))
+    [inner] = fitted_on  # one fit for every count and weight
+    inner_users = set(np.concatenate([inner.train.user, inner.validation.user,
+                                      inner.test.user]).tolist())  # fmt: skip
+    assert not inner_users & test_users
+    assert len(judged_on) == 9 and all(np.array_equal(users, cold_start.cold_users(
+        inner.test, [0, 1, 3, 5]).users) for users in judged_on)  # fmt: skip
+    assert [(c["revealed"], c["weight"]) for c in choice["candidates"]] == [
+        (r, w) for r in (1, 3, 5) for w in (0.0, 1.0, 8.0)]  # fmt: skip
+    for r in (1, 3, 5):
+        objectives = [c["objective"] for c in choice["candidates"] if c["revealed"] == r]
+        assert choice["chosen"][f"popular weight at {r}"] == (0.0, 1.0, 8.0)[
+            int(np.argmax(objectives))]  # fmt: skip
+    none = cold_config(synthetic_data, "model=ease", "protocol.prior_weights=[]")
+    assert cold_start.choose_prior_weights(none, prepared, None) == {}
+
+
+def test_weight_zero_is_the_fold_in_and_the_route_records_its_choice(synthetic_data):
+    frame, choice = cold_start.evaluate_seed(
+        "itemknn", 1, [f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}",
+                       "tracking.enabled=false", "protocol.prior_weights=[0.0]"], [10])
+    fold_in = frame[frame["route"] == "fold-in"].drop(columns="route").reset_index(drop=True)
+    prior = frame[frame["route"] == cold_start.PRIOR].drop(columns="route").reset_index(drop=True)
+    assert list(prior["revealed"]) == [1, 3, 5]
+    pd.testing.assert_frame_equal(prior, fold_in)
+    assert choice["model"] == "itemknn" and choice["chosen"] == {
+        "popular weight at 1": 0.0, "popular weight at 3": 0.0, "popular weight at 5": 0.0}
+
+
+@pytest.mark.parametrize("weights", ["[-1.0]", "[a]", "true"])
+def test_bad_prior_weights_are_one_line_before_training(tmp_path, capsys, monkeypatch, weights):
+    monkeypatch.setattr(cold_start, "evaluated", None)  # any training fails loudly
+    code = cold_start.main(["--out", str(tmp_path / "out"), f"protocol.prior_weights={weights}"])
+    assert code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "protocol.prior_weights=" in error[0] and ">= 0" in error[0]
+    assert not (tmp_path / "out").exists()
