@@ -267,30 +267,27 @@ def inner_users(cfg, prepared, what: str) -> tuple[Split, ColdUsers]:
 
 
 def popularity(matrix: sp.csr_matrix) -> np.ndarray:
-    """``(n_items,)`` how many users of the binary ``matrix`` rated each item."""
-    return np.bincount(sp.csr_matrix(matrix).indices, minlength=matrix.shape[1])
-
-
-def prior_key(r: int) -> str:
-    """How a chosen weight of the popular list at ``r`` revealed is recorded."""
-    return f"popular weight at {r}"
+    """``(n_items,)`` the popular list's scores when fitted on the binary ``matrix``: how many
+    of its users rated each item."""
+    return PopularRecommender(seed=0).fit(sp.csr_matrix(matrix)).item_popularity
 
 
 def choose_prior_weights(cfg, prepared, fresh_model) -> dict:
     """The popular list's weight in ``with_prior`` for each revealed count above 0, chosen
     among ``protocol.prior_weights`` on users held out of the training part (``inner_users``,
-    as ``choose_settings`` does): ``{"chosen": {"popular weight at r": weight}, "candidates":
-    [{"revealed": r, "weight": w, "objective": cold NDCG@K}, ...]}``, empty without weights or
-    counts to choose for. The model is fitted once on the inner training part; each count's
-    best weight is chosen on its own (the first listed on a tie)."""
+    as ``choose_settings`` does): ``{"chosen": [{"revealed": r, "weight": w}, ...],
+    "candidates": [{"revealed": r, "weight": w, "objective": cold NDCG@K}, ...]}``, empty
+    without weights or counts to choose for. The model is fitted once on the inner training
+    part, the prior is the popular list of that part; each count's best weight is chosen on its
+    own (the first listed on a tie)."""
     weights = check_prior_weights(cfg.protocol.get("prior_weights", []))
     counts = [r for r in cfg.protocol.revealed if r > 0]
     if not weights or not counts:
         return {}
-    inner, cold = inner_users(cfg, prepared, "protocol.prior_weights")
+    inner, cold = inner_users(cfg, prepared, "protocol.prior_weights (or set it to [])")
     model = fit_selected(fresh_model(), inner, cfg.eval_batch_size, cfg.objective).model
     prior = popularity(inner.train.to_csr())  # what the model was fitted on
-    chosen, judged = {}, []
+    chosen, judged = [], []
     for r in counts:
         scores = model.score_fold_in(cold.revealed[r])
         objectives = [float(ranked_metrics(with_prior(scores, cold.revealed[r], prior, w),
@@ -298,15 +295,16 @@ def choose_prior_weights(cfg, prepared, fresh_model) -> dict:
                       for w in weights]  # fmt: skip
         judged += [{"revealed": r, "weight": w, "objective": v}
                    for w, v in zip(weights, objectives, strict=True)]  # fmt: skip
-        chosen[prior_key(r)] = weights[int(np.argmax(objectives))]  # the first on a tie
+        chosen.append({"revealed": r, "weight": weights[int(np.argmax(objectives))]})
     return {"chosen": chosen, "candidates": judged}
 
 
 def evaluate_seed(name: str, seed: int, overrides: list[str],
                   ks: list[int]) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """One model on one seed's ``cold_users`` split: a row per (route, revealed count) with
-    the mean of every metric over the held-out users, and the settings chosen for cold start
-    (``choose_settings``: ``{}`` for a model with none to choose)."""
+    the mean of every metric over the held-out users, and what was chosen for cold start: the
+    settings (``choose_settings``) and, for a fold-in, the prior's weights under ``"prior"``
+    (``choose_prior_weights``); ``{}`` for a model with nothing to choose."""
     arguments = ["protocol=cold_users", f"model={name}", f"seed={seed}",
                  *model_overrides(name, overrides)]  # fmt: skip
     check_overrides(arguments)
@@ -324,8 +322,8 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     def fresh_model(overrides: dict | None = None):
         return configured(chosen | (overrides or {}))
 
-    weights = (choose_prior_weights(cfg, prepared, fresh_model)
-               if route(model_class(cfg.model)) == "fold-in" else {})  # fmt: skip
+    prior_choice = (choose_prior_weights(cfg, prepared, fresh_model)
+                    if route(model_class(cfg.model)) == "fold-in" else {})  # fmt: skip
     refit = fresh_model if cfg.protocol.refit else None
     # fitted as recsys.train fits it; test here is the cold users, ranked below, not by id
     model = fresh_model()
@@ -335,30 +333,30 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip
     cold = cold_users(split.test, list(cfg.protocol.revealed))
-    measured = [(r, route_metrics(fitted.final, cold, r, prepared.data, ks))
-                for r in cfg.protocol.revealed]  # fmt: skip
-    if weights:
-        prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
-                           else train)  # what the final model was fitted on  # fmt: skip
-        for r in cfg.protocol.revealed:
-            if prior_key(r) in weights["chosen"]:
-                scores = with_prior(fitted.final.score_fold_in(cold.revealed[r]),
-                                    cold.revealed[r], prior, weights["chosen"][prior_key(r)])
-                measured.append((r, (PRIOR, ranked_metrics(scores, cold, r, ks))))
-    rows = []
-    for r, found in measured:
-        if found is None:
+    weight = {c["revealed"]: c["weight"] for c in prior_choice.get("chosen", [])}
+    prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
+                       else train)  # what the final model was fitted on  # fmt: skip
+    measured = []
+    for r in cfg.protocol.revealed:
+        scored = route_scores(fitted.final, cold, r, prepared.data)
+        if scored is None:
             continue
-        way, metrics = found
+        way, scores = scored
+        measured.append((r, way, ranked_metrics(scores, cold, r, ks)))
+        if way == "fold-in" and r in weight:
+            blended = with_prior(scores, cold.revealed[r], prior, weight[r])
+            measured.append((r, PRIOR, ranked_metrics(blended, cold, r, ks)))
+    rows = []
+    for r, way, metrics in measured:
         rows.append({"model": name, "route": way, "revealed": r, "seed": seed,
                      "users": len(cold.users), "left_out": cold.left_out,
                      "fingerprint": split.fingerprint,
                      f"val/ndcg@{K}": validation.summary[f"ndcg@{K}"]}
                     | {m: float(v.mean()) for m, v in metrics.items()}
                     | {PER_USER: metrics[f"ndcg@{K}"].tolist()})  # fmt: skip
-    if weights:
-        choice = {"chosen": chosen | weights["chosen"],
-                  "candidates": choice.get("candidates", []) + weights["candidates"]}
+    if prior_choice:
+        choice = {"chosen": chosen, "candidates": choice.get("candidates", []),
+                  "prior": prior_choice}  # fmt: skip
     if choice:
         choice = {"model": name, "seed": seed} | choice
     return pd.DataFrame(rows), choice
@@ -408,9 +406,11 @@ def markdown(results: pd.DataFrame, choices: list[dict]) -> str:
             f"Holm-corrected over the column's rows, α = {ALPHA}). Generated by "
             f"`python -m recsys.cold_start`.")  # fmt: skip
     if (results["route"] == PRIOR).any():
-        note += (f" {PRIOR}: the fold-in's scores plus the training popularity counts, both "
-                 f"standardised per user over the items not revealed, the counts weighted as "
-                 f"chosen below (0 is the fold-in alone).")  # fmt: skip
+        note += (f" {PRIOR}: the fold-in's scores plus the popular list's (how many users of "
+                 f"the ratings the model was fitted on rated each item), both standardised per "
+                 f"user over the items not revealed, the popular list weighted as chosen below "
+                 f"(0 is the fold-in alone, and the largest weights all but the popular "
+                 f"list).")  # fmt: skip
     return ("\n".join(lines) + "\n\n" + note + chosen_note(choices)
             + comparisons(results))  # fmt: skip
 
@@ -531,9 +531,12 @@ def chosen_note(choices: list[dict]) -> str:
     for model, runs in itertools.groupby(sorted(choices, key=lambda c: (c["model"], c["seed"])),
                                          key=lambda c: c["model"]):  # fmt: skip
         runs = list(runs)
-        parts.append(f"{model}: " + "; ".join(
-            f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
-            for key in runs[0]["chosen"]))  # fmt: skip
+        settings = [f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
+                    for key in runs[0]["chosen"]]  # fmt: skip
+        weights = [f"popular weight at {c['revealed']} ("
+                   + ", ".join(_value(run["prior"]["chosen"][i]["weight"]) for run in runs) + ")"
+                   for i, c in enumerate(runs[0].get("prior", {}).get("chosen", []))]  # fmt: skip
+        parts.append(f"{model}: " + "; ".join(settings + weights))
     return (f" Chosen per seed ({seeds}) on users held out of that seed's training part, "
             f"never the test users (`protocol.choose`, `protocol.prior_weights`): "
             + "; ".join(parts) + ".")  # fmt: skip
@@ -728,8 +731,11 @@ def main(argv: list[str] | None = None) -> int:
             print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
                   .to_string(index=False, header=not frames), flush=True)  # fmt: skip
             if choice:
-                print(f"{name}, seed {seed}: chose {choice['chosen']} on held-out training "
-                      f"users", flush=True)  # fmt: skip
+                weights = {c["revealed"]: c["weight"] for c in choice.get("prior", {})
+                           .get("chosen", [])}  # fmt: skip
+                print(f"{name}, seed {seed}: chose {choice['chosen']}"
+                      + (f", popular weights {weights}" if weights else "")
+                      + " on held-out training users", flush=True)  # fmt: skip
                 choices.append(choice)
             frames.append(frame)
         results = pd.concat(frames, ignore_index=True)

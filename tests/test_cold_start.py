@@ -212,12 +212,14 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert all([c["user_id_dropout"] for c in choice["candidates"]] == [None, *grid]
                and choice["chosen"]["user_id_dropout"] in (None, *grid)
                for choice in choices[2:])  # fmt: skip
-    assert all(choice["chosen"] == {f"popular weight at {r}": pytest.approx(
-        max((c for c in choice["candidates"] if c["revealed"] == r),
-            key=lambda c: c["objective"])["weight"]) for r in (1, 3, 5)}
-        and [(c["revealed"], c["weight"]) for c in choice["candidates"]]
-        == [(r, w) for r in (1, 3, 5) for w in protocol.prior_weights]
-        for choice in choices[:2])  # every weight judged, per count, the best chosen  # fmt: skip
+    for choice in choices[:2]:  # every weight judged, per count, the best chosen
+        prior = choice["prior"]
+        assert choice["chosen"] == {} and choice["candidates"] == []
+        assert [(c["revealed"], c["weight"]) for c in prior["candidates"]] == [
+            (r, w) for r in (1, 3, 5) for w in protocol.prior_weights]  # fmt: skip
+        assert prior["chosen"] == [{"revealed": r, "weight": max(
+            (c for c in prior["candidates"] if c["revealed"] == r),
+            key=lambda c: c["objective"])["weight"]} for r in (1, 3, 5)]  # fmt: skip
     assert "Chosen per seed (1, 2) on users held out of that seed's training part" in table
     assert re.search(r"ease: popular weight at 1 \([0-9.]+, [0-9.]+\)", table)
     assert re.search(r"two_tower: user_id_dropout \([0-9.]+, [0-9.]+\)", table)
@@ -453,10 +455,15 @@ def test_prior_weights_are_chosen_per_count_on_training_users_held_out(synthetic
         judged_on.append(cold.users)
         return ranked_metrics(scores, cold, *args)
 
+    counted = []
+    popularity = cold_start.popularity
     monkeypatch.setattr(cold_start, "fit_selected", recorded_fit)
     monkeypatch.setattr(cold_start, "ranked_metrics", recorded_metrics)
+    monkeypatch.setattr(cold_start, "popularity", lambda m: counted.append(m) or popularity(m))
     choice = cold_start.choose_prior_weights(cfg, prepared, model_factory(cfg, prepared.data))
     [inner] = fitted_on  # one fit for every count and weight
+    [matrix] = counted  # the prior: the popular list of what the model was fitted on
+    assert (matrix != inner.train.to_csr()).nnz == 0
     inner_users = set(np.concatenate([inner.train.user, inner.validation.user,
                                       inner.test.user]).tolist())  # fmt: skip
     assert not inner_users & test_users
@@ -464,10 +471,9 @@ def test_prior_weights_are_chosen_per_count_on_training_users_held_out(synthetic
         inner.test, [0, 1, 3, 5]).users) for users in judged_on)  # fmt: skip
     assert [(c["revealed"], c["weight"]) for c in choice["candidates"]] == [
         (r, w) for r in (1, 3, 5) for w in (0.0, 1.0, 8.0)]  # fmt: skip
-    for r in (1, 3, 5):
+    for r, chosen in zip((1, 3, 5), choice["chosen"], strict=True):
         objectives = [c["objective"] for c in choice["candidates"] if c["revealed"] == r]
-        assert choice["chosen"][f"popular weight at {r}"] == (0.0, 1.0, 8.0)[
-            int(np.argmax(objectives))]  # fmt: skip
+        assert chosen == {"revealed": r, "weight": (0.0, 1.0, 8.0)[int(np.argmax(objectives))]}
     none = cold_config(synthetic_data, "model=ease", "protocol.prior_weights=[]")
     assert cold_start.choose_prior_weights(none, prepared, None) == {}
 
@@ -480,8 +486,34 @@ def test_weight_zero_is_the_fold_in_and_the_route_records_its_choice(synthetic_d
     prior = frame[frame["route"] == cold_start.PRIOR].drop(columns="route").reset_index(drop=True)
     assert list(prior["revealed"]) == [1, 3, 5]
     pd.testing.assert_frame_equal(prior, fold_in)
-    assert choice["model"] == "itemknn" and choice["chosen"] == {
-        "popular weight at 1": 0.0, "popular weight at 3": 0.0, "popular weight at 5": 0.0}
+    assert choice["model"] == "itemknn" and choice["chosen"] == {}
+    assert choice["prior"]["chosen"] == [{"revealed": r, "weight": 0.0} for r in (1, 3, 5)]
+
+
+def test_each_count_gets_its_weight_and_the_prior_is_of_what_the_final_model_fitted(
+        synthetic_data, monkeypatch):  # fmt: skip
+    chosen = [{"revealed": 1, "weight": 0.0}, {"revealed": 3, "weight": 32.0},
+              {"revealed": 5, "weight": 0.5}]  # fmt: skip
+    monkeypatch.setattr(cold_start, "choose_prior_weights",
+                        lambda *a: {"chosen": chosen, "candidates": []})
+    counted, blended = [], []
+    popularity, with_prior = cold_start.popularity, cold_start.with_prior
+    monkeypatch.setattr(cold_start, "popularity", lambda m: counted.append(m) or popularity(m))
+
+    def recorded(scores, revealed, prior, weight):
+        blended.append((set(np.diff(revealed.indptr).tolist()), weight, prior))
+        return with_prior(scores, revealed, prior, weight)
+
+    monkeypatch.setattr(cold_start, "with_prior", recorded)
+    overrides = [f"data.dir={synthetic_data}", f"data.name={SYNTHETIC}", "tracking.enabled=false"]
+    frame, choice = cold_start.evaluate_seed("itemknn", 1, overrides, [10])
+    assert [(r, w) for r, w, _ in blended] == [({1}, 0.0), ({3}, 32.0), ({5}, 0.5)]
+    split = load_split(compose_config(["protocol=cold_users", "model=itemknn", "seed=1",
+                                       *overrides])).split  # fmt: skip
+    [matrix] = counted  # refit on train + validation: the popular list of both
+    assert (matrix != split.train.to_csr() + split.validation.to_csr()).nnz == 0
+    assert all(np.array_equal(prior, popularity(matrix)) for _, _, prior in blended)
+    assert choice["prior"]["chosen"] == chosen
 
 
 @pytest.mark.parametrize("weights", ["[-1.0]", "[a]", "true"])

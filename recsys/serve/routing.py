@@ -26,14 +26,15 @@ The chain, first match wins:
 Liked films come before demographics: they are the user's own word on their taste, and every
 bundle can use them (demographics need a two-tower bundle). Measurement does not back that
 order: on the ``cold_users`` protocol (``reports/cold_start.md``, ``python -m
-recsys.cold_start``), given 1 rating, the two-tower's demographics list is above every measured
+recsys.cold_start``), given 1 rating, the two-tower's demographics list is above every plain
 fold-in beyond the seeds' spread, and even the popular list's mean is above theirs; given 5,
-neither route wins beyond that spread. With the popular list as a prior (the table's ``fold-in
-+ popular`` rows, weights chosen on held-out training users) each fold-in comes up to the
-popular list given 1 or 3 ratings, and to the demographics list's mean given 5 (ItemKNN +0.011,
-within the seeds' spread); this route does not add that prior. The fold-ins measured there are
-the models' own (ALS's user step, EASE, ItemKNN, Mult-VAE's encoder), not the ridge regression
-this route uses for other bundles. A route's films never include the liked ones. Like ``recsys.demo``, this imports
+neither route wins beyond that spread. The table's ``fold-in + popular`` rows add the popular
+list as a prior, weighted as users held out of training choose: given 1 or 3 ratings the
+weights chosen are mostly the largest offered, so those rows are all but the popular list;
+given 5 they reach the demographics list's mean (ItemKNN +0.009, within the seeds' spread).
+This route does not add that prior. The fold-ins measured there are the models' own (ALS's
+user step, EASE, ItemKNN, Mult-VAE's encoder), not the ridge regression this route uses for
+other bundles. A route's films never include the liked ones. Like ``recsys.demo``, this imports
 neither MLflow nor Hydra; torch only for a bundle that carries a tower or an encoder.
 """
 
