@@ -1,7 +1,8 @@
 """Cold start: users never seen in training, scored from their demographics or from the first
 few ratings they give (protocol ``cold_users``, conf/protocol/cold_users.yaml).
 
-    python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae]
+    python -m recsys.cold_start [--models popular two_tower als ease itemknn multvae
+                                 first_ratings]
                                 [--seeds 1 2 3 4 5] [--data-dir data] [--out reports]
                                 [--readme README.md] [--update] [--jobs 2]
                                 [OVERRIDE ...]
@@ -22,7 +23,13 @@ route a model offers:
 - ``fold-in + popular``: the same fold-in with the popular list as a prior, for the few
   ratings it is given (``with_prior``: both standardised per user, the popular list weighted by
   one of ``protocol.prior_weights``, chosen per count on users held out of the training part,
-  as ``protocol.choose`` settings are: ``choose_prior_weights``).
+  as ``protocol.choose`` settings are: ``choose_prior_weights``);
+- ``first_ratings``, a baseline of this tool's own rather than a model of conf/model, fitted
+  for the protocol's own task on the training users' ratings in time order (``FirstRatings``):
+  ``later popular``, the items they rate after their first ``max(revealed)``, and
+  ``regression``, a ridge regression of those later ratings on the first ``r``, its lambda
+  chosen per count among ``protocol.first_ratings_regularization`` on the same held-out
+  training users.
 
 Every route at every count is judged on the same items: the user's ratings after the largest
 count (users with no rating beyond it are left out, and counted). Items a route was told about
@@ -58,6 +65,7 @@ import scipy.sparse as sp
 
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import build, check_overrides, compose_config, load_split, model_class
+from recsys.data import Interactions
 from recsys.data.features import user_features
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, DataError, RecsysError
@@ -70,7 +78,7 @@ from recsys.report import Cell, confidence_interval, format_cell, paired_p_value
 from recsys.split import Split
 from recsys.train import check_fit_memory, fit_selected, model_factory
 
-MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae")
+MODELS = ("popular", "two_tower", "als", "ease", "itemknn", "multvae", "first_ratings")
 K = 10  # the table's and the figure's cut-off
 # a row's NDCG@K of each held-out user, in the order of ``cold_users``' users (rows pair by
 # that place within a seed: the same split and revealed counts give the same users)
@@ -78,6 +86,13 @@ PER_USER = f"per_user/ndcg@{K}"
 ALPHA = 0.05  # the table's significance level
 Row = tuple[str, str, int]  # (model, route, revealed count): one cell of the table
 PRIOR = "fold-in + popular"  # the route of a fold-in with the popular list as a prior
+# a baseline of this tool's own (not a model of conf/model): fitted on the training users'
+# ratings in time order for the protocol's task, the later ratings from the first few
+FIRST_RATINGS = "first_ratings"
+LATER = "later popular"  # its list of the items rated after a training user's largest count
+REGRESSION = "regression"  # its ridge regression of those later ratings on the first r
+# what a choice records per revealed count, under its key: the setting's name in the note
+PER_COUNT = {"prior": "popular weight", "regularization": "regularization"}
 # the figure's fold-in lines (grey and purple are the popular and demographics lists')
 FOLD_IN_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:brown", "tab:pink",
                    "tab:olive", "tab:cyan")  # fmt: skip
@@ -149,8 +164,10 @@ def route_scores(model, cold: ColdUsers, r: int, data) -> tuple[str, np.ndarray]
 
 def check_models(names: list[str]) -> None:
     """Every model named can score an unseen user (``ConfigError`` naming the first that
-    cannot), checked before any training."""
+    cannot), checked before any training; ``first_ratings`` is this tool's own."""
     for name in names:
+        if name == FIRST_RATINGS:
+            continue
         check_overrides([f"model={name}"])
         if route(model_class(compose_config([f"model={name}"]).model)) is None:
             raise ConfigError(f"model {name} has no way to score an unseen user (no "
@@ -194,14 +211,34 @@ def with_prior(scores: np.ndarray, revealed: sp.csr_matrix, popularity: np.ndarr
     return blended
 
 
-def check_prior_weights(weights) -> list[float]:
-    """``protocol.prior_weights`` as floats; ``ConfigError`` unless a list of numbers >= 0."""
-    values = None if isinstance(weights, str) or not isinstance(weights, Sequence) else weights
-    if values is None or not all(isinstance(w, int | float) and not isinstance(w, bool)
-                                 and w >= 0 for w in values):  # fmt: skip
-        raise ConfigError(f"protocol.prior_weights={weights} must be a list of numbers >= 0 "
-                          f"(the popular list's weights to choose among; [] for none)")
-    return [float(w) for w in values]
+def check_grid(key: str, values) -> list[float]:
+    """``protocol.<key>``, a grid to choose from per count, as floats; ``ConfigError`` unless a
+    list of numbers >= 0."""
+    if isinstance(values, str) or not isinstance(values, Sequence) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in values):  # fmt: skip
+        raise ConfigError(f"protocol.{key}={values} must be a list of numbers >= 0 (the values "
+                          f"to choose among per revealed count; [] for none)")  # fmt: skip
+    return [float(v) for v in values]
+
+
+def choose_per_count(counts: list[int], values: list[float], objective) -> dict:
+    """``{"chosen": [{"revealed": r, "value": v}, ...], "candidates": [{"revealed": r,
+    "value": v, "objective": objective(r, v)}, ...]}``: each count's best value (the first
+    listed on a tie), every value judged at every count."""
+    chosen, judged = [], []
+    for r in counts:
+        objectives = [float(objective(r, v)) for v in values]
+        judged += [{"revealed": r, "value": v, "objective": o}
+                   for v, o in zip(values, objectives, strict=True)]  # fmt: skip
+        chosen.append({"revealed": r, "value": values[int(np.argmax(objectives))]})
+    return {"chosen": chosen, "candidates": judged}
+
+
+def chosen_values(choice: dict, key: str) -> dict[int, float]:
+    """``{revealed count: value}`` a choice (``choose_per_count``'s record) holds under
+    ``key``; ``{}`` without it."""
+    return {c["revealed"]: c["value"] for c in choice.get(key, {}).get("chosen", [])}
 
 
 def cold_objective(model, cold: ColdUsers, revealed: list[int], data) -> float:
@@ -275,43 +312,142 @@ def popularity(matrix: sp.csr_matrix) -> np.ndarray:
 def choose_prior_weights(cfg, prepared, fresh_model) -> dict:
     """The popular list's weight in ``with_prior`` for each revealed count above 0, chosen
     among ``protocol.prior_weights`` on users held out of the training part (``inner_users``,
-    as ``choose_settings`` does): ``{"chosen": [{"revealed": r, "weight": w}, ...],
-    "candidates": [{"revealed": r, "weight": w, "objective": cold NDCG@K}, ...]}``, empty
-    without weights or counts to choose for. The model is fitted once on the inner training
-    part, the prior is the popular list of that part; each count's best weight is chosen on its
-    own (the first listed on a tie)."""
-    weights = check_prior_weights(cfg.protocol.get("prior_weights", []))
+    as ``choose_settings`` does; ``choose_per_count``'s record, empty without weights or counts
+    to choose for). The model is fitted once on the inner training part, and the prior is the
+    popular list of that part."""
+    weights = check_grid("prior_weights", cfg.protocol.get("prior_weights", []))
     counts = [r for r in cfg.protocol.revealed if r > 0]
     if not weights or not counts:
         return {}
     inner, cold = inner_users(cfg, prepared, "protocol.prior_weights (or set it to [])")
     model = fit_selected(fresh_model(), inner, cfg.eval_batch_size, cfg.objective).model
     prior = popularity(inner.train.to_csr())  # what the model was fitted on
-    chosen, judged = [], []
-    for r in counts:
-        scores = model.score_fold_in(cold.revealed[r])
-        objectives = [float(ranked_metrics(with_prior(scores, cold.revealed[r], prior, w),
-                                           cold, r, [K])[f"ndcg@{K}"].mean())
-                      for w in weights]  # fmt: skip
-        judged += [{"revealed": r, "weight": w, "objective": v}
-                   for w, v in zip(weights, objectives, strict=True)]  # fmt: skip
-        chosen.append({"revealed": r, "weight": weights[int(np.argmax(objectives))]})
-    return {"chosen": chosen, "candidates": judged}
+    scores = {r: model.score_fold_in(cold.revealed[r]) for r in counts}
+
+    def objective(r: int, weight: float) -> float:
+        blended = with_prior(scores[r], cold.revealed[r], prior, weight)
+        return ranked_metrics(blended, cold, r, [K])[f"ndcg@{K}"].mean()
+
+    return choose_per_count(counts, weights, objective)
+
+
+@dataclass(frozen=True)
+class FirstRatings:
+    """What training users rate after their first ratings, from those first ratings.
+
+    Fitted on training users with more than ``largest`` ratings, each user's ratings in time
+    order (``cold_users``' rule): ``Y`` their ratings after the ``largest``-th (binary, ``(U,
+    n_items)``), ``X_r`` their first ``r``. ``later = mean_u Y_u``, how often an item is rated
+    later; ``B_r = (X_r^T X_r + lambda I)^{-1} X_r^T (Y - 1 later^T)``, a ridge regression of
+    the later ratings, centred, on the first ``r``. A new user's scores from their first ``r``
+    items ``x``: ``later + x B_r``."""
+
+    later: np.ndarray  # (n_items,)
+    weights: dict[int, np.ndarray]  # r -> (n_items, n_items) B_r
+
+    @classmethod
+    def fit(cls, history: Interactions, regularization: dict[int, float],
+            largest: int) -> FirstRatings:  # fmt: skip
+        """``regularization``: ``{r: lambda}`` for each count to fit a ``B_r`` for."""
+        users = cold_users(history, [*regularization, largest])
+        if len(users.users) == 0:
+            raise DataError(f"{FIRST_RATINGS}: no training user has more than {largest} "
+                            f"ratings to learn the later ones from: use more data")  # fmt: skip
+        targets = users.targets
+        later = np.asarray(targets.mean(axis=0), dtype=np.float64).ravel()
+        weights = {}
+        for r, lam in regularization.items():
+            first = users.revealed[r].astype(np.float64)
+            gram = (first.T @ first).toarray() + lam * np.eye(first.shape[1])
+            right = (first.T @ targets).toarray() - np.outer(first.sum(axis=0), later)
+            weights[r] = np.linalg.solve(gram, right)
+        return cls(later, weights)
+
+    def score(self, revealed: sp.csr_matrix, r: int) -> np.ndarray:
+        """``(len(revealed), n_items)`` scores of new users from their first ``r`` items (``r``
+        0: the ``later`` list for everyone)."""
+        base = np.broadcast_to(self.later, revealed.shape)
+        if r == 0:
+            return base
+        return base + sp.csr_matrix(revealed, dtype=np.float64) @ self.weights[r]
+
+
+def warm_history(split: Split) -> Interactions:
+    """Every rating of the users that are not held out (train and validation rows)."""
+    return Interactions(*(np.concatenate([getattr(split.train, c), getattr(split.validation, c)])
+                          for c in ("user", "item", "rating", "timestamp")),
+                        split.train.user_ids, split.train.item_ids)  # fmt: skip
+
+
+def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list[dict], dict]:
+    """``FirstRatings`` on one seed: its lambda for each revealed count above 0 chosen among
+    ``protocol.first_ratings_regularization`` on users held out of the training part (fitted on
+    the other training users, as ``choose_prior_weights`` does), then refit on every training
+    user and judged on the held-out ones. Returns ``(r, route, per-user metrics)`` triples, the
+    held-out users, and the choice (``choose_per_count``'s record under
+    ``"regularization"``)."""
+    grid = check_grid("first_ratings_regularization",
+                      cfg.protocol.get("first_ratings_regularization", []))  # fmt: skip
+    if not grid:
+        raise ConfigError(f"{FIRST_RATINGS} needs protocol.first_ratings_regularization, a "
+                          f"list of numbers > 0 to choose from: set one, or leave "
+                          f"{FIRST_RATINGS} out of --models")  # fmt: skip
+    revealed = list(cfg.protocol.revealed)
+    counts, largest = [r for r in revealed if r > 0], max(revealed)
+    inner, inner_cold = inner_users(cfg, prepared, "protocol.first_ratings_regularization")
+    history = warm_history(inner)
+    fits = {lam: FirstRatings.fit(history, dict.fromkeys(counts, lam), largest) for lam in grid}
+
+    def objective(r: int, lam: float) -> float:
+        scores = fits[lam].score(inner_cold.revealed[r], r)
+        return ranked_metrics(scores, inner_cold, r, [K])[f"ndcg@{K}"].mean()
+
+    choice = choose_per_count(counts, grid, objective)
+    final = FirstRatings.fit(warm_history(prepared.split), chosen_values(
+        {"regularization": choice}, "regularization"), largest)  # fmt: skip
+    cold = cold_users(prepared.split.test, revealed)
+    measured = []
+    for r in revealed:
+        measured.append((r, LATER, ranked_metrics(final.score(cold.revealed[r], 0), cold, r, ks)))
+        if r > 0:
+            measured.append((r, REGRESSION, ranked_metrics(final.score(cold.revealed[r], r),
+                                                           cold, r, ks)))  # fmt: skip
+    return measured, cold, {"chosen": {}, "candidates": [], "regularization": choice}
 
 
 def evaluate_seed(name: str, seed: int, overrides: list[str],
                   ks: list[int]) -> tuple[pd.DataFrame, dict]:  # fmt: skip
-    """One model on one seed's ``cold_users`` split: a row per (route, revealed count) with
-    the mean of every metric over the held-out users, and what was chosen for cold start: the
-    settings (``choose_settings``) and, for a fold-in, the prior's weights under ``"prior"``
-    (``choose_prior_weights``); ``{}`` for a model with nothing to choose."""
-    arguments = ["protocol=cold_users", f"model={name}", f"seed={seed}",
-                 *model_overrides(name, overrides)]  # fmt: skip
+    """One model (or the ``first_ratings`` baseline) on one seed's ``cold_users`` split: a row
+    per (route, revealed count) with the mean of every metric over the held-out users, and what
+    was chosen for cold start: a model's settings (``choose_settings``), a fold-in's prior
+    weights under ``"prior"`` (``choose_prior_weights``), the baseline's lambdas under
+    ``"regularization"``; ``{}`` for nothing chosen."""
+    composed = "popular" if name == FIRST_RATINGS else name  # the baseline has no model config
+    arguments = ["protocol=cold_users", f"model={composed}", f"seed={seed}",
+                 *model_overrides(composed, overrides)]  # fmt: skip
     check_overrides(arguments)
     cfg = compose_config(arguments)
     prepared = load_split(cfg)
-    split = prepared.split
+    if name == FIRST_RATINGS:
+        measured, cold, choice = evaluate_first_ratings(cfg, prepared, ks)
+        validation = float("nan")  # no warm user is ranked
+    else:
+        measured, cold, choice, validation = evaluate_model(cfg, prepared, ks)
+    rows = [{"model": name, "route": way, "revealed": r, "seed": seed, "users": len(cold.users),
+             "left_out": cold.left_out, "fingerprint": prepared.split.fingerprint,
+             f"val/ndcg@{K}": validation}
+            | {m: float(v.mean()) for m, v in metrics.items()}
+            | {PER_USER: metrics[f"ndcg@{K}"].tolist()}
+            for r, way, metrics in measured]  # fmt: skip
+    if choice:
+        choice = {"model": name, "seed": seed} | choice
+    return pd.DataFrame(rows), choice
 
+
+def evaluate_model(cfg, prepared, ks: list[int]) -> tuple[list, ColdUsers, dict, float]:
+    """``evaluate_seed`` of a model of conf/model: ``(r, route, per-user metrics)`` triples,
+    the held-out users, the choice and the warm validation NDCG@K."""
+    split = prepared.split
     configured = model_factory(cfg, prepared.data)
     # before any fit, on the configured settings
     check_fit_memory(configured(), split, cfg.protocol.refit, cfg.eval_batch_size,
@@ -333,7 +469,7 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip
     cold = cold_users(split.test, list(cfg.protocol.revealed))
-    weight = {c["revealed"]: c["weight"] for c in prior_choice.get("chosen", [])}
+    weight = chosen_values({"prior": prior_choice}, "prior")
     prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
                        else train)  # what the final model was fitted on  # fmt: skip
     measured = []
@@ -346,20 +482,10 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
         if way == "fold-in" and r in weight:
             blended = with_prior(scores, cold.revealed[r], prior, weight[r])
             measured.append((r, PRIOR, ranked_metrics(blended, cold, r, ks)))
-    rows = []
-    for r, way, metrics in measured:
-        rows.append({"model": name, "route": way, "revealed": r, "seed": seed,
-                     "users": len(cold.users), "left_out": cold.left_out,
-                     "fingerprint": split.fingerprint,
-                     f"val/ndcg@{K}": validation.summary[f"ndcg@{K}"]}
-                    | {m: float(v.mean()) for m, v in metrics.items()}
-                    | {PER_USER: metrics[f"ndcg@{K}"].tolist()})  # fmt: skip
     if prior_choice:
         choice = {"chosen": chosen, "candidates": choice.get("candidates", []),
                   "prior": prior_choice}  # fmt: skip
-    if choice:
-        choice = {"model": name, "seed": seed} | choice
-    return pd.DataFrame(rows), choice
+    return measured, cold, choice, validation.summary[f"ndcg@{K}"]
 
 
 def model_overrides(name: str, overrides: list[str]) -> list[str]:
@@ -441,9 +567,9 @@ def marks(results: pd.DataFrame) -> dict[Row, tuple[bool, bool]]:
 
 def comparisons(results: pd.DataFrame) -> str:
     """A table of the comparisons the protocol is for, each within one revealed count (so both
-    lists leave out the same revealed items): the demographics lists against the popular one at
-    0, and every fold-in (with and without the prior) against every demographics list at the
-    largest count. Each: the
+    lists leave out the same revealed items): the demographics lists against the popular ones
+    at 0, and every fold-in (with and without the prior, and the baseline's regression) against
+    every demographics list at the largest count. Each: the
     difference of the means; over seeds, its 95 % CI half-width and the paired t-test p; over
     pairs, the same over every seed's held-out users pooled and paired (``per_user``), and the
     pairs won and lost."""
@@ -451,9 +577,9 @@ def comparisons(results: pd.DataFrame) -> str:
     rows = list(dict.fromkeys(zip(results["model"], results["route"], results["revealed"],
                                   strict=True)))  # fmt: skip
     pairs = [((m, route, 0), base) for m, route, r in rows if route == "demographics" and r == 0
-             for base in rows if base[1] == "popular" and base[2] == 0]  # fmt: skip
+             for base in rows if base[1] in ("popular", LATER) and base[2] == 0]  # fmt: skip
     pairs += [((m, route, largest), base) for m, route, r in rows
-              if route in ("fold-in", PRIOR) and r == largest
+              if route in ("fold-in", PRIOR, REGRESSION) and r == largest
               for base in rows if base[1] == "demographics" and base[2] == largest]  # fmt: skip
     if not pairs:
         return ""
@@ -522,8 +648,8 @@ def _p(values: pd.Series, base: pd.Series) -> str:
 
 
 def chosen_note(choices: list[dict]) -> str:
-    """A sentence on the settings chosen for cold start (``choices``): each model's values of
-    each setting, seed by seed."""
+    """A sentence on what was chosen for cold start (``choices``): each model's values of each
+    setting (and of each per-count value, ``PER_COUNT``), seed by seed."""
     if not choices:
         return ""
     seeds = ", ".join(str(s) for s in sorted({c["seed"] for c in choices}))
@@ -531,15 +657,16 @@ def chosen_note(choices: list[dict]) -> str:
     for model, runs in itertools.groupby(sorted(choices, key=lambda c: (c["model"], c["seed"])),
                                          key=lambda c: c["model"]):  # fmt: skip
         runs = list(runs)
-        settings = [f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
-                    for key in runs[0]["chosen"]]  # fmt: skip
-        weights = [f"popular weight at {c['revealed']} ("
-                   + ", ".join(_value(run["prior"]["chosen"][i]["weight"]) for run in runs) + ")"
-                   for i, c in enumerate(runs[0].get("prior", {}).get("chosen", []))]  # fmt: skip
-        parts.append(f"{model}: " + "; ".join(settings + weights))
+        values = [f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
+                  for key in runs[0].get("chosen", {})]  # fmt: skip
+        values += [f"{name} at {r} (" + ", ".join(_value(chosen_values(run, key)[r])
+                                                  for run in runs) + ")"
+                   for key, name in PER_COUNT.items()
+                   for r in chosen_values(runs[0], key)]  # fmt: skip
+        parts.append(f"{model}: " + "; ".join(values))
     return (f" Chosen per seed ({seeds}) on users held out of that seed's training part, "
-            f"never the test users (`protocol.choose`, `protocol.prior_weights`): "
-            + "; ".join(parts) + ".")  # fmt: skip
+            f"never the test users (`protocol.choose`, `protocol.prior_weights`, "
+            f"`protocol.first_ratings_regularization`): " + "; ".join(parts) + ".")  # fmt: skip
 
 
 def _value(value) -> str:
@@ -555,19 +682,20 @@ def figure(results: pd.DataFrame):
     table = summary_table(results)
     counts = sorted(results["revealed"].unique())
     fig, axis = plt.subplots(figsize=(8, 4))
-    fold_ins = list(dict.fromkeys(table.loc[table["route"].isin(["fold-in", PRIOR]), "model"]))
+    fold_ins = list(dict.fromkeys(table.loc[~table["route"].isin(["popular", "demographics"]),
+                                            "model"]))  # fmt: skip
     colours = dict(zip(fold_ins, itertools.cycle(FOLD_IN_COLOURS), strict=False))
     colours |= {"popular": "grey", "demographics": "tab:purple"}  # by route
     for (model, route), rows in table.groupby(["model", "route"], sort=False):
         x, y, err = rows["revealed"], rows["mean"], rows["half_width"].fillna(0)
-        colour = colours.get(route, colours.get(model))  # a model's two fold-ins share one
+        colour = colours.get(route, colours.get(model))  # a model's routes share one
         if len(rows) == 1 or route in ("popular", "demographics") and len(set(y.round(9))) == 1:
             axis.axhline(y.iloc[0], linestyle="--", linewidth=1, color=colour,
                          label=f"{model} ({route})")  # fmt: skip
             continue
-        axis.errorbar(x, y, yerr=err, marker="s" if route == PRIOR else "o", capsize=3,
-                      color=colour, linestyle=":" if route == PRIOR else "-",
-                      label=f"{model} ({route})")  # fmt: skip
+        style = {PRIOR: ("s", ":"), LATER: ("^", "--")}.get(route, ("o", "-"))
+        axis.errorbar(x, y, yerr=err, marker=style[0], capsize=3, color=colour,
+                      linestyle=style[1], label=f"{model} ({route})")  # fmt: skip
     axis.set_xticks(counts)
     axis.set_xlabel("ratings revealed per unseen user")
     axis.set_ylabel(f"test NDCG@{K}")
@@ -716,7 +844,9 @@ def main(argv: list[str] | None = None) -> int:
         check_overrides(protocol)
         protocol_cfg = compose_config(protocol).protocol
         revealed = list(protocol_cfg.revealed)
-        check_prior_weights(protocol_cfg.get("prior_weights", []))
+        check_grid("prior_weights", protocol_cfg.get("prior_weights", []))
+        check_grid("first_ratings_regularization",
+                   protocol_cfg.get("first_ratings_regularization", []))  # fmt: skip
         # fails before training
         kept = kept_rows(table, args.seeds, revealed) if args.update else None
         if kept is not None:  # the splits too (loading them takes seconds, training hours)
@@ -731,11 +861,10 @@ def main(argv: list[str] | None = None) -> int:
             print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
                   .to_string(index=False, header=not frames), flush=True)  # fmt: skip
             if choice:
-                weights = {c["revealed"]: c["weight"] for c in choice.get("prior", {})
-                           .get("chosen", [])}  # fmt: skip
-                print(f"{name}, seed {seed}: chose {choice['chosen']}"
-                      + (f", popular weights {weights}" if weights else "")
-                      + " on held-out training users", flush=True)  # fmt: skip
+                per_count = {PER_COUNT[key]: chosen_values(choice, key) for key in PER_COUNT
+                             if key in choice}  # fmt: skip
+                print(f"{name}, seed {seed}: chose {choice.get('chosen', {}) | per_count} on "
+                      f"held-out training users", flush=True)  # fmt: skip
                 choices.append(choice)
             frames.append(frame)
         results = pd.concat(frames, ignore_index=True)

@@ -183,7 +183,8 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- generated:cold-start -->\nold\n<!-- /generated:cold-start -->\n")
     out = tmp_path / "reports"
-    code = cold_start.main(["--models", "popular", "ease", "two_tower", "--seeds", "1", "2",
+    code = cold_start.main(["--models", "popular", "ease", "two_tower", "first_ratings",
+                            "--seeds", "1", "2",
                             "--data-dir", str(synthetic_data), "--out", str(out), "--readme",
                             str(readme), f"data.name={SYNTHETIC}", "model.trainer.epochs=2",
                             "model.trainer.min_epochs=0", "model.trainer.progress=false"])
@@ -195,7 +196,12 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     rows = json.loads((out / "cold_start.json").read_text())["rows"]
     assert {(r["model"], r["route"]) for r in rows} == {
         ("popular", "popular"), ("ease", "fold-in"), ("ease", cold_start.PRIOR),
-        ("two_tower", "demographics")}  # fmt: skip
+        ("two_tower", "demographics"), ("first_ratings", cold_start.LATER),
+        ("first_ratings", cold_start.REGRESSION)}  # fmt: skip
+    assert "| first_ratings | regression | — |" in table
+    assert ("| two_tower demographics, 0 revealed − first_ratings later popular, 0 revealed |"
+            in table)  # fmt: skip
+    assert "| first_ratings regression, 5 revealed − two_tower demographics, 5 revealed |" in table
     assert "| ease | fold-in + popular | — |" in table
     assert "| ease fold-in + popular, 5 revealed − two_tower demographics, 5 revealed |" in table
     assert {r["seed"] for r in rows} == {1, 2} and all(0 <= r["ndcg@10"] <= 1 for r in rows)
@@ -206,23 +212,26 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert (out / "figures" / "cold_start.png").stat().st_size > 10_000
     choices = json.loads((out / "cold_start.json").read_text())["choices"]
     assert [(c["model"], c["seed"]) for c in choices] == [
-        ("ease", 1), ("ease", 2), ("two_tower", 1), ("two_tower", 2)]  # fmt: skip
+        ("ease", 1), ("ease", 2), ("two_tower", 1), ("two_tower", 2), ("first_ratings", 1),
+        ("first_ratings", 2)]  # fmt: skip
+    assert all(choice["regularization"]["chosen"] for choice in choices[4:])
     protocol = compose_config(["protocol=cold_users"]).protocol
     grid = protocol.choose.user_id_dropout
     assert all([c["user_id_dropout"] for c in choice["candidates"]] == [None, *grid]
                and choice["chosen"]["user_id_dropout"] in (None, *grid)
-               for choice in choices[2:])  # fmt: skip
+               for choice in choices[2:4])  # fmt: skip
     for choice in choices[:2]:  # every weight judged, per count, the best chosen
         prior = choice["prior"]
         assert choice["chosen"] == {} and choice["candidates"] == []
-        assert [(c["revealed"], c["weight"]) for c in prior["candidates"]] == [
+        assert [(c["revealed"], c["value"]) for c in prior["candidates"]] == [
             (r, w) for r in (1, 3, 5) for w in protocol.prior_weights]  # fmt: skip
-        assert prior["chosen"] == [{"revealed": r, "weight": max(
+        assert prior["chosen"] == [{"revealed": r, "value": max(
             (c for c in prior["candidates"] if c["revealed"] == r),
-            key=lambda c: c["objective"])["weight"]} for r in (1, 3, 5)]  # fmt: skip
+            key=lambda c: c["objective"])["value"]} for r in (1, 3, 5)]  # fmt: skip
     assert "Chosen per seed (1, 2) on users held out of that seed's training part" in table
     assert re.search(r"ease: popular weight at 1 \([0-9.]+, [0-9.]+\)", table)
     assert re.search(r"two_tower: user_id_dropout \([0-9.]+, [0-9.]+\)", table)
+    assert re.search(r"first_ratings: regularization at 1 \([0-9.]+, [0-9.]+\)", table)
     code = cold_start.main(["--models", "popular", "--seeds", "1", "2", "--update",
                             "--data-dir", str(synthetic_data), "--out", str(out),
                             f"data.name={SYNTHETIC}"])  # fmt: skip
@@ -235,7 +244,8 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
                             "model.trainer.min_epochs=0", "model.trainer.progress=false",
                             "~protocol.choose"])  # fmt: skip
     assert code == 0  # rerun choosing nothing: its old choices go
-    assert json.loads((out / "cold_start.json").read_text())["choices"] == choices[:2]
+    assert json.loads((out / "cold_start.json").read_text())["choices"] == [
+        c for c in choices if c["model"] != "two_tower"]  # fmt: skip
 
 
 def test_runs_in_processes_give_the_rows_and_choices_of_one_process(tmp_path):
@@ -469,11 +479,11 @@ def test_prior_weights_are_chosen_per_count_on_training_users_held_out(synthetic
     assert not inner_users & test_users
     assert len(judged_on) == 9 and all(np.array_equal(users, cold_start.cold_users(
         inner.test, [0, 1, 3, 5]).users) for users in judged_on)  # fmt: skip
-    assert [(c["revealed"], c["weight"]) for c in choice["candidates"]] == [
+    assert [(c["revealed"], c["value"]) for c in choice["candidates"]] == [
         (r, w) for r in (1, 3, 5) for w in (0.0, 1.0, 8.0)]  # fmt: skip
     for r, chosen in zip((1, 3, 5), choice["chosen"], strict=True):
         objectives = [c["objective"] for c in choice["candidates"] if c["revealed"] == r]
-        assert chosen == {"revealed": r, "weight": (0.0, 1.0, 8.0)[int(np.argmax(objectives))]}
+        assert chosen == {"revealed": r, "value": (0.0, 1.0, 8.0)[int(np.argmax(objectives))]}
     none = cold_config(synthetic_data, "model=ease", "protocol.prior_weights=[]")
     assert cold_start.choose_prior_weights(none, prepared, None) == {}
 
@@ -487,13 +497,13 @@ def test_weight_zero_is_the_fold_in_and_the_route_records_its_choice(synthetic_d
     assert list(prior["revealed"]) == [1, 3, 5]
     pd.testing.assert_frame_equal(prior, fold_in)
     assert choice["model"] == "itemknn" and choice["chosen"] == {}
-    assert choice["prior"]["chosen"] == [{"revealed": r, "weight": 0.0} for r in (1, 3, 5)]
+    assert choice["prior"]["chosen"] == [{"revealed": r, "value": 0.0} for r in (1, 3, 5)]
 
 
 def test_each_count_gets_its_weight_and_the_prior_is_of_what_the_final_model_fitted(
         synthetic_data, monkeypatch):  # fmt: skip
-    chosen = [{"revealed": 1, "weight": 0.0}, {"revealed": 3, "weight": 32.0},
-              {"revealed": 5, "weight": 0.5}]  # fmt: skip
+    chosen = [{"revealed": 1, "value": 0.0}, {"revealed": 3, "value": 32.0},
+              {"revealed": 5, "value": 0.5}]  # fmt: skip
     monkeypatch.setattr(cold_start, "choose_prior_weights",
                         lambda *a: {"chosen": chosen, "candidates": []})
     counted, blended = [], []
@@ -524,3 +534,68 @@ def test_bad_prior_weights_are_one_line_before_training(tmp_path, capsys, monkey
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "protocol.prior_weights=" in error[0] and ">= 0" in error[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_first_ratings_is_the_ridge_regression_of_later_ratings_on_the_first():
+    rng = np.random.default_rng(3)
+    rows = [(u, i, rng.integers(0, 3)) for u in range(4) for i in rng.choice(6, 5, replace=False)]
+    rows += [(3, 0, 9)] if (3, 0) not in {(u, i) for u, i, _ in rows} else []
+    history = interactions(rows)  # 4 users, 6 items, timestamps with ties (broken by item)
+    fitted = cold_start.FirstRatings.fit(history, {1: 0.5, 2: 2.0}, largest=2)
+    # naive: every user's ratings in time order (ties by item), first r and after the 2nd
+    ordered = sorted(zip(history.user, history.timestamp, history.item, strict=True))
+    per_user = {u: [i for v, _, i in ordered if v == u] for u in range(4)}
+    users = [u for u in range(4) if len(per_user[u]) > 2]
+    Y = np.zeros((len(users), 6))
+    for row, u in enumerate(users):
+        Y[row, per_user[u][2:]] = 1
+    later = Y.mean(axis=0)
+    np.testing.assert_allclose(fitted.later, later)
+    for r, lam in ((1, 0.5), (2, 2.0)):
+        X = np.zeros((len(users), 6))
+        for row, u in enumerate(users):
+            X[row, per_user[u][:r]] = 1
+        B = np.linalg.inv(X.T @ X + lam * np.eye(6)) @ X.T @ (Y - later)
+        np.testing.assert_allclose(fitted.weights[r], B, atol=1e-10)
+        new = sp.csr_matrix(np.array([[0, 1, 0, 0, 1, 0]], dtype=np.float32))
+        np.testing.assert_allclose(fitted.score(new, r), later + new.toarray() @ B, atol=1e-10)
+    np.testing.assert_allclose(fitted.score(new, 0), [later])
+
+
+def test_first_ratings_learns_from_training_users_only_and_chooses_on_held_out_ones(
+        synthetic_data, monkeypatch):  # fmt: skip
+    cfg = cold_config(synthetic_data, "model=popular",
+                      "protocol.first_ratings_regularization=[1.0,100.0]")  # fmt: skip
+    prepared = load_split(cfg)
+    test_users = set(prepared.split.test.user.tolist())
+    fitted_on = []
+    fit = cold_start.FirstRatings.fit.__func__
+
+    def recorded(cls, history, regularization, largest):
+        fitted_on.append((set(history.user.tolist()), dict(regularization)))
+        return fit(cls, history, regularization, largest)
+
+    monkeypatch.setattr(cold_start.FirstRatings, "fit", classmethod(recorded))
+    measured, cold, choice = cold_start.evaluate_first_ratings(cfg, prepared, [10])
+    assert all(not users & test_users for users, _ in fitted_on)  # never a test user's row
+    inner, _ = cold_start.inner_users(cfg, prepared, "")
+    assert [users for users, _ in fitted_on[:2]] == [set(inner.train.user.tolist())
+                                                     | set(inner.validation.user.tolist())] * 2
+    assert [lam for _, lam in fitted_on[:2]] == [dict.fromkeys((1, 3, 5), 1.0),
+                                                 dict.fromkeys((1, 3, 5), 100.0)]  # fmt: skip
+    chosen = choice["regularization"]
+    for r, pick in zip((1, 3, 5), chosen["chosen"], strict=True):
+        objectives = [c["objective"] for c in chosen["candidates"] if c["revealed"] == r]
+        assert pick == {"revealed": r, "value": (1.0, 100.0)[int(np.argmax(objectives))]}
+    assert fitted_on[-1] == (set(prepared.split.train.user.tolist())
+                             | set(prepared.split.validation.user.tolist()),
+                             {p["revealed"]: p["value"] for p in chosen["chosen"]})  # fmt: skip
+    assert [(r, way) for r, way, _ in measured] == [
+        (0, cold_start.LATER), (1, cold_start.LATER), (1, cold_start.REGRESSION),
+        (3, cold_start.LATER), (3, cold_start.REGRESSION), (5, cold_start.LATER),
+        (5, cold_start.REGRESSION)]  # fmt: skip
+    assert np.array_equal(cold.users, cold_start.cold_users(prepared.split.test,
+                                                            [0, 1, 3, 5]).users)  # fmt: skip
+    empty = cold_config(synthetic_data, "model=popular", "protocol.first_ratings_regularization=[]")
+    with pytest.raises(ConfigError, match="needs protocol.first_ratings_regularization"):
+        cold_start.evaluate_first_ratings(empty, prepared, [10])

@@ -26,16 +26,19 @@ The chain, first match wins:
 Liked films come before demographics: they are the user's own word on their taste, and every
 bundle can use them (demographics need a two-tower bundle). Measurement does not back that
 order: on the ``cold_users`` protocol (``reports/cold_start.md``, ``python -m
-recsys.cold_start``), given 1 rating, the two-tower's demographics list is above every plain
-fold-in beyond the seeds' spread, and even the popular list's mean is above theirs; given 5,
-neither route wins beyond that spread. The table's ``fold-in + popular`` rows add the popular
-list as a prior, weighted as users held out of training choose: given 1 or 3 ratings the
-weights chosen are mostly the largest offered, so those rows are all but the popular list;
-given 5 they reach the demographics list's mean (ItemKNN +0.009, within the seeds' spread).
-This route does not add that prior. The fold-ins measured there are the models' own (ALS's
-user step, EASE, ItemKNN, Mult-VAE's encoder), not the ridge regression this route uses for
-other bundles. A route's films never include the liked ones. Like ``recsys.demo``, this imports
-neither MLflow nor Hydra; torch only for a bundle that carries a tower or an encoder.
+recsys.cold_start``), given 1 rating, every plain fold-in's mean is below the two-tower's
+demographics list and even below the popular list; given 5, demographics and fold-in differ
+within the seeds' spread. The table's ``fold-in + popular`` rows add the popular list as a
+prior, weighted as users held out of training choose: given 1 or 3 ratings the weights chosen
+are mostly the largest offered, so those rows are all but the popular list; given 5 they reach
+the demographics list's mean (ItemKNN +0.009, within the seeds' spread). This route does not add
+that prior. Above every route there from 3 ratings on, beyond the seeds' spread, is a baseline
+fitted on ratings in time order (``first_ratings``: what training users rated after their first
+ratings, regressed on those), which no bundle carries. The fold-ins measured there are the
+models' own (ALS's user step, EASE, ItemKNN, Mult-VAE's encoder), not the ridge regression this
+route uses for other bundles. A route's films never include the liked ones. Like
+``recsys.demo``, this imports neither MLflow nor Hydra; torch only for a bundle that carries a
+tower or an encoder.
 """
 
 from __future__ import annotations
