@@ -211,15 +211,21 @@ def with_prior(scores: np.ndarray, revealed: sp.csr_matrix, popularity: np.ndarr
     return blended
 
 
-def check_grid(key: str, values) -> list[float]:
+def check_grid(key: str, values, smallest: float = 0.0, inclusive: bool = True) -> list[float]:
     """``protocol.<key>``, a grid to choose from per count, as floats; ``ConfigError`` unless a
-    list of numbers >= 0."""
+    list of numbers >= ``smallest`` (> it when not ``inclusive``)."""
+    bound = f"{'>=' if inclusive else '>'} {smallest:g}"
     if isinstance(values, str) or not isinstance(values, Sequence) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-            for v in values):  # fmt: skip
-        raise ConfigError(f"protocol.{key}={values} must be a list of numbers >= 0 (the values "
-                          f"to choose among per revealed count; [] for none)")  # fmt: skip
+            isinstance(v, int | float) and not isinstance(v, bool)
+            and (v >= smallest if inclusive else v > smallest) for v in values):  # fmt: skip
+        raise ConfigError(f"protocol.{key}={values} must be a list of numbers {bound} (the "
+                          f"values to choose among per revealed count; [] for none)")  # fmt: skip
     return [float(v) for v in values]
+
+
+def check_regularization(values) -> list[float]:
+    """``protocol.first_ratings_regularization``: lambdas > 0 (0 leaves the ridge singular)."""
+    return check_grid("first_ratings_regularization", values, inclusive=False)
 
 
 def choose_per_count(counts: list[int], values: list[float], objective) -> dict:
@@ -379,15 +385,14 @@ def warm_history(split: Split) -> Interactions:
                         split.train.user_ids, split.train.item_ids)  # fmt: skip
 
 
-def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list[dict], dict]:
+def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list, ColdUsers, dict]:
     """``FirstRatings`` on one seed: its lambda for each revealed count above 0 chosen among
     ``protocol.first_ratings_regularization`` on users held out of the training part (fitted on
     the other training users, as ``choose_prior_weights`` does), then refit on every training
     user and judged on the held-out ones. Returns ``(r, route, per-user metrics)`` triples, the
     held-out users, and the choice (``choose_per_count``'s record under
     ``"regularization"``)."""
-    grid = check_grid("first_ratings_regularization",
-                      cfg.protocol.get("first_ratings_regularization", []))  # fmt: skip
+    grid = check_regularization(cfg.protocol.get("first_ratings_regularization", []))
     if not grid:
         raise ConfigError(f"{FIRST_RATINGS} needs protocol.first_ratings_regularization, a "
                           f"list of numbers > 0 to choose from: set one, or leave "
@@ -412,6 +417,7 @@ def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list[dict], di
         if r > 0:
             measured.append((r, REGRESSION, ranked_metrics(final.score(cold.revealed[r], r),
                                                            cold, r, ks)))  # fmt: skip
+    # no settings of its own: "chosen" and "candidates" empty, as every recorded choice has them
     return measured, cold, {"chosen": {}, "candidates": [], "regularization": choice}
 
 
@@ -422,7 +428,8 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     was chosen for cold start: a model's settings (``choose_settings``), a fold-in's prior
     weights under ``"prior"`` (``choose_prior_weights``), the baseline's lambdas under
     ``"regularization"``; ``{}`` for nothing chosen."""
-    composed = "popular" if name == FIRST_RATINGS else name  # the baseline has no model config
+    # the baseline has no model config; any model composes the protocol, split and data
+    composed = "popular" if name == FIRST_RATINGS else name
     arguments = ["protocol=cold_users", f"model={composed}", f"seed={seed}",
                  *model_overrides(composed, overrides)]  # fmt: skip
     check_overrides(arguments)
@@ -766,7 +773,11 @@ def kept_choices(path: Path) -> list[dict]:
     """The settings chosen for cold start that ``path`` (a ``cold_start.json``, which
     ``kept_rows`` has read) records, for ``--update``; ``ConfigError`` if they are malformed."""
     choices = json.loads(path.read_text()).get("choices", [])
-    if not all(isinstance(c, dict) and {"model", "seed", "chosen"} <= set(c) for c in choices):
+    if not all(isinstance(c, dict) and {"model", "seed", "chosen"} <= set(c)
+               and all(isinstance(c[key], dict) and all(
+                   isinstance(v, dict) and {"revealed", "value"} <= set(v)
+                   for v in c[key].get("chosen", [])) for key in PER_COUNT if key in c)
+               for c in choices):  # fmt: skip
         raise ConfigError(f"--update: the choices recorded in {path} are malformed: run without "
                           f"--update to rebuild every model's rows")  # fmt: skip
     return choices
@@ -787,9 +798,10 @@ def write(results: pd.DataFrame, choices: list[dict], out: Path,
     plt.close(fig)
     atomic_write_text(out / "cold_start.md", "# Cold start\n\n" + text
                       + "\n\n![cold start](figures/cold_start.png)\n")  # fmt: skip
-    record = {"protocol": "cold_users", "rows": results.to_dict(orient="records"),
+    rows = results.astype(object).where(results.notna(), None)  # NaN: null, valid JSON
+    record = {"protocol": "cold_users", "rows": rows.to_dict(orient="records"),
               "choices": choices}  # fmt: skip
-    text = _one_line_lists(json.dumps(record, indent=1))
+    text = _one_line_lists(json.dumps(record, indent=1, allow_nan=False))
     atomic_write_text(out / "cold_start.json", text + "\n")
     if readme_text is not None:
         atomic_write_text(readme, readme_text)
@@ -805,7 +817,8 @@ def _one_line_lists(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m recsys.cold_start", description=__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODELS),
-                        help=f"models of conf/model/ (default: {' '.join(MODELS)})")
+                        help=f"models of conf/model/, or {FIRST_RATINGS}, this tool's own "
+                             f"baseline (default: {' '.join(MODELS)})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--data-dir", default=None,
                         help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
@@ -845,8 +858,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol_cfg = compose_config(protocol).protocol
         revealed = list(protocol_cfg.revealed)
         check_grid("prior_weights", protocol_cfg.get("prior_weights", []))
-        check_grid("first_ratings_regularization",
-                   protocol_cfg.get("first_ratings_regularization", []))  # fmt: skip
+        check_regularization(protocol_cfg.get("first_ratings_regularization", []))
         # fails before training
         kept = kept_rows(table, args.seeds, revealed) if args.update else None
         if kept is not None:  # the splits too (loading them takes seconds, training hours)

@@ -358,7 +358,8 @@ def test_comparisons_pair_each_seed_users_and_the_seeds_means():
 
 @pytest.mark.parametrize(("change", "says"), [
     ("revealed", "revealed counts [0, 1, 3, 5], not this run's [0, 1, 3]"),
-    ("per-user", "without per-user values")])  # fmt: skip
+    ("per-user", "without per-user values"),
+    ("choices", "choices recorded in")])  # fmt: skip
 def test_update_refuses_rows_it_cannot_pair_before_training(
         synthetic_data, tmp_path, capsys, monkeypatch, change, says):  # fmt: skip
     out = tmp_path / "reports"
@@ -369,6 +370,11 @@ def test_update_refuses_rows_it_cannot_pair_before_training(
         record = json.loads((out / "cold_start.json").read_text())
         for row in record["rows"]:
             del row[cold_start.PER_USER]  # as written before they were recorded
+        (out / "cold_start.json").write_text(json.dumps(record))
+    if change == "choices":  # a per-count record as written before "value" (it said "weight")
+        record = json.loads((out / "cold_start.json").read_text())
+        record["choices"] = [{"model": "ease", "seed": 1, "chosen": {},
+                              "prior": {"chosen": [{"revealed": 1, "weight": 2.0}]}}]
         (out / "cold_start.json").write_text(json.dumps(record))
     files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
     capsys.readouterr()
@@ -565,28 +571,39 @@ def test_first_ratings_is_the_ridge_regression_of_later_ratings_on_the_first():
 def test_first_ratings_learns_from_training_users_only_and_chooses_on_held_out_ones(
         synthetic_data, monkeypatch):  # fmt: skip
     cfg = cold_config(synthetic_data, "model=popular",
-                      "protocol.first_ratings_regularization=[1.0,100.0]")  # fmt: skip
+                      "protocol.first_ratings_regularization=[100.0,1.0]")  # fmt: skip
     prepared = load_split(cfg)
     test_users = set(prepared.split.test.user.tolist())
-    fitted_on = []
+    fitted_on, fits, judged_on = [], [], []
     fit = cold_start.FirstRatings.fit.__func__
+    ranked_metrics = cold_start.ranked_metrics
 
     def recorded(cls, history, regularization, largest):
         fitted_on.append((set(history.user.tolist()), dict(regularization)))
-        return fit(cls, history, regularization, largest)
+        fits.append(fit(cls, history, regularization, largest))
+        return fits[-1]
+
+    def recorded_metrics(scores, cold, r, ks):
+        judged_on.append(cold.users)
+        return ranked_metrics(scores, cold, r, ks)
 
     monkeypatch.setattr(cold_start.FirstRatings, "fit", classmethod(recorded))
+    monkeypatch.setattr(cold_start, "ranked_metrics", recorded_metrics)
     measured, cold, choice = cold_start.evaluate_first_ratings(cfg, prepared, [10])
     assert all(not users & test_users for users, _ in fitted_on)  # never a test user's row
-    inner, _ = cold_start.inner_users(cfg, prepared, "")
+    inner, inner_cold = cold_start.inner_users(cfg, prepared, "")
+    assert len(judged_on) == 6 + 7  # 3 counts x 2 lambdas on the inner held-out users, then 7 rows
+    assert all(np.array_equal(users, inner_cold.users) for users in judged_on[:6])
+    assert all(np.array_equal(users, cold.users) for users in judged_on[6:])
     assert [users for users, _ in fitted_on[:2]] == [set(inner.train.user.tolist())
                                                      | set(inner.validation.user.tolist())] * 2
-    assert [lam for _, lam in fitted_on[:2]] == [dict.fromkeys((1, 3, 5), 1.0),
-                                                 dict.fromkeys((1, 3, 5), 100.0)]  # fmt: skip
+    assert [lam for _, lam in fitted_on[:2]] == [dict.fromkeys((1, 3, 5), 100.0),
+                                                 dict.fromkeys((1, 3, 5), 1.0)]  # fmt: skip
     chosen = choice["regularization"]
     for r, pick in zip((1, 3, 5), chosen["chosen"], strict=True):
         objectives = [c["objective"] for c in chosen["candidates"] if c["revealed"] == r]
-        assert pick == {"revealed": r, "value": (1.0, 100.0)[int(np.argmax(objectives))]}
+        assert pick == {"revealed": r, "value": (100.0, 1.0)[int(np.argmax(objectives))]}
+    assert any(p["value"] != 100.0 for p in chosen["chosen"])  # not merely the first listed
     assert fitted_on[-1] == (set(prepared.split.train.user.tolist())
                              | set(prepared.split.validation.user.tolist()),
                              {p["revealed"]: p["value"] for p in chosen["chosen"]})  # fmt: skip
@@ -596,6 +613,13 @@ def test_first_ratings_learns_from_training_users_only_and_chooses_on_held_out_o
         (5, cold_start.REGRESSION)]  # fmt: skip
     assert np.array_equal(cold.users, cold_start.cold_users(prepared.split.test,
                                                             [0, 1, 3, 5]).users)  # fmt: skip
+    for r, way, metrics in measured:  # each row ranks the final fit's scores of its route
+        expected = ranked_metrics(fits[-1].score(cold.revealed[r], r if way == "regression"
+                                                 else 0), cold, r, [10])  # fmt: skip
+        np.testing.assert_array_equal(metrics["ndcg@10"], expected["ndcg@10"])
     empty = cold_config(synthetic_data, "model=popular", "protocol.first_ratings_regularization=[]")
     with pytest.raises(ConfigError, match="needs protocol.first_ratings_regularization"):
         cold_start.evaluate_first_ratings(empty, prepared, [10])
+    zero = cold_config(synthetic_data, "model=popular", "protocol.first_ratings_regularization=[0]")
+    with pytest.raises(ConfigError, match="must be a list of numbers > 0"):
+        cold_start.evaluate_first_ratings(zero, prepared, [10])
