@@ -86,7 +86,8 @@ def model_class(model_cfg: DictConfig) -> type:
 
 def build_model(model_cfg: DictConfig, seed: int, data: MovieLens | None = None, **inputs):
     """The model of ``model_cfg`` with the run's ``seed``; models that use side features
-    (``uses_side_features``) get them from ``data`` unless given in ``inputs``."""
+    (``uses_side_features``) or the ratings' times (``uses_timestamps``) get them from ``data``
+    unless given in ``inputs``."""
     if getattr(model_class(model_cfg), "uses_side_features", False) and data is not None:
         if not set(DEMOGRAPHICS) <= set(data.users.columns):
             raise ConfigError(f"model {model_cfg._target_.rsplit('.', 1)[-1]} uses the users' "
@@ -94,7 +95,17 @@ def build_model(model_cfg: DictConfig, seed: int, data: MovieLens | None = None,
                               f"or data=ml-1m, or another model")  # fmt: skip
         inputs = {"user_features": user_features(data.users),
                   "item_features": item_features(data.items)} | inputs  # fmt: skip
+    if getattr(model_class(model_cfg), "uses_timestamps", False):  # None: refused at fit
+        inputs = {"rated_at": None if data is None else rating_times(data)} | inputs
     return build(model_cfg, "model", seed=seed, **inputs)
+
+
+def rating_times(data: MovieLens):
+    """When each rating of ``data`` was given, over the index space every split of it uses
+    (``Interactions.rating_times``): what models that learn from time (``uses_timestamps``)
+    look their training interactions up in, and nothing else."""
+    return to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
+                           None).rating_times()  # fmt: skip
 
 
 def create_model(name: str, *, seed: int, overrides: Mapping | None = None,

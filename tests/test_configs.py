@@ -17,7 +17,7 @@ from tests.conftest import synthetic_movielens
 from tests.models.contract import contract_for
 
 SEARCHES = sorted(path.stem for path in (CONF_DIR / "search").glob("*.yaml"))
-RUN_INPUTS = {"seed", "user_features", "item_features"}  # given by the entry point, not config
+RUN_INPUTS = {"seed", "user_features", "item_features", "rated_at"}  # from the entry point
 
 
 def hydra_config(*overrides):

@@ -55,6 +55,17 @@ class Interactions:
         matrix.data[:] = 1.0
         return matrix
 
+    def rating_times(self) -> sp.csr_matrix:
+        """``(n_users, n_items)`` int64 matrix of when each interaction was given (the latest,
+        for a pair given twice); every interaction is stored, also one at time 0."""
+        order = np.lexsort((self.timestamp, self.item, self.user))
+        user, item, timestamp = self.user[order], self.item[order], self.timestamp[order]
+        last = np.ones(len(user), dtype=bool)
+        last[:-1] = (user[1:] != user[:-1]) | (item[1:] != item[:-1])
+        matrix = sp.coo_matrix((timestamp[last].astype(np.int64), (user[last], item[last])),
+                               shape=(self.n_users, self.n_items))  # fmt: skip
+        return matrix.tocsr()
+
     def to_frame(self) -> pd.DataFrame:
         """The rows with original ids: ``user_id, item_id, rating, timestamp``."""
         return pd.DataFrame(

@@ -70,10 +70,16 @@ class EASERecommender(Recommender):
 
     def fit(self, train: sp.csr_matrix) -> EASERecommender:
         self.n_users, self.n_items = train.shape
-        self._train = sp.csr_matrix(train, dtype=np.float64)
-        weighted = self._train
+        self._weights = self.item_weights(sp.csr_matrix(train, dtype=np.float64))
+        self._train = sp.csr_matrix(train, dtype=np.float32)
+        return self
+
+    def item_weights(self, rows: sp.csr_matrix) -> np.ndarray:
+        """``(n_items, n_items)`` float32 ``B`` fitted to reconstruct the float64 ``rows`` (a
+        training user's items each, or other baskets of items: ``SessionEASERecommender``)."""
+        weighted = rows
         if self.user_weight:
-            weighted = sp.diags(np.sqrt(self.user_weights(self._train))) @ self._train
+            weighted = sp.diags(np.sqrt(self.user_weights(rows))) @ rows
         gram = (weighted.T @ weighted).toarray()  # (n_items, n_items): X^T W X
         del weighted
         penalty = self.regularization + self.dropout / (1.0 - self.dropout) * np.diag(gram)
@@ -86,9 +92,7 @@ class EASERecommender(Recommender):
         else:
             weights *= -penalty[None, :]  # I - P diagMat(penalty)
             weights[np.diag_indices_from(weights)] += 1.0
-        self._weights = weights.astype(np.float32)
-        self._train = self._train.astype(np.float32)
-        return self
+        return weights.astype(np.float32)
 
     def user_weights(self, train: sp.csr_matrix) -> np.ndarray:
         """``(n_users,)`` weights ``n_u^-γ``, scaled so that ``sum_u w_u n_u = nnz`` (a user

@@ -1,8 +1,9 @@
 """An ensemble: a weighted sum of its members' standardised scores, weights chosen on validation.
 
-The default blends EASE, ALS and Mult-VAE with weights chosen once, on the validation parts of
-split seeds that no run or study uses (``experiments/ensemble_weights.py``); ``weights: null``
-chooses them on each run's own validation part instead.
+The default blends EASE, ALS, Mult-VAE and Session EASE (which reads the training ratings'
+times) with weights chosen once, on the validation parts of split seeds that no run or study
+uses (``experiments/ensemble_weights.py``); ``weights: null`` chooses them on each run's own
+validation part instead.
 
 Each member is a configured recsys model (``members`` in ``conf/model/ensemble.yaml`` includes
 the members' own YAMLs, so a member is exactly what ``model=<name>`` runs). For a user, each
@@ -55,14 +56,20 @@ class EnsembleRecommender(Recommender):
         ``catalogue``: over every item.
     seed
         Passed to every member.
+    rated_at
+        When each rating was given (``recsys.config.rating_times``), passed to the members that
+        learn from it (``uses_timestamps``); the others never see it.
 
     Members fit on the same training data (iterative ones early-stop on validation); a refit
     trains them again on more data with the chosen weights and their chosen epochs.
     """
 
+    uses_timestamps = True  # for members that do: recsys.config.build_model passes rated_at
+
     def __init__(self, members: Mapping[str, Callable[..., Recommender]],
                  weights: Mapping[str, float] | None, weight_step: float,
-                 standardise_over: str, seed: int):  # fmt: skip
+                 standardise_over: str, seed: int,
+                 rated_at: sp.spmatrix | None):  # fmt: skip
         self.standardise_over = check_choice("model.standardise_over", standardise_over,
                                              STANDARDISE_OVER)  # fmt: skip
         if len(members) < 2:
@@ -71,7 +78,9 @@ class EnsembleRecommender(Recommender):
         if abs(round(1 / self.weight_step) * self.weight_step - 1) > 1e-9:
             raise ConfigError(f"model.weight_step must divide 1 (0.05, 0.1, 0.25...), got "
                               f"{weight_step}")  # fmt: skip
-        self.members = {name: factory(seed=seed) for name, factory in members.items()}
+        self.members = {name: factory(seed=seed, **({"rated_at": rated_at} if getattr(
+            getattr(factory, "func", None), "uses_timestamps", False) else {}))
+            for name, factory in members.items()}  # fmt: skip
         for name, member in self.members.items():
             if getattr(member, "uses_side_features", False):
                 raise ConfigError(f"model.members.{name}: members with side features are not "

@@ -77,6 +77,82 @@ class TestEASE(ModelContract):
         np.testing.assert_allclose(model.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
 
 
+class TestSessionEASE(ModelContract):
+    model_name = "session_ease"
+    # the synthetic times are random: one session a user (a gap longer than the data) is EASE
+    overrides = {"regularization": 50.0, "gap_seconds": 10**9}
+    ndcg_bounds = (0.40, 1.0)
+    ml100k_ndcg = (0.44, 1.0)
+
+    @staticmethod
+    def timed(rows, n_users=3, n_items=4):
+        """``(binary matrix, times)`` of ``(user, item, second)`` rows."""
+        user, item, second = (np.array(c) for c in zip(*rows, strict=True))
+        shape = (n_users, n_items)
+        return (sp.csr_matrix((np.ones(len(user)), (user, item)), shape=shape),
+                sp.csr_matrix((second, (user, item)), shape=shape))  # fmt: skip
+
+    def test_sessions_split_each_user_where_a_pause_is_longer_than_the_gap(self):
+        rows = [(0, 2, 100), (0, 0, 0), (0, 1, 60), (0, 3, 161),  # 0, 60, 100 | 161
+                (1, 1, 5), (1, 3, 5), (2, 0, 0), (2, 2, 0)]  # fmt: skip
+        train, times = self.timed(rows)
+        model = create_model("session_ease", seed=0, overrides={"gap_seconds": 60},
+                             rated_at=times)  # fmt: skip
+        model.n_items = 4
+        sessions = {tuple(np.flatnonzero(row)) for row in model.sessions(train).toarray()}
+        assert sessions == {(0, 1, 2), (3,), (1, 3), (0, 2)}
+        model.gap_seconds = 0.0  # only the same second: user 0's four ratings apart
+        assert model.sessions(train).shape == (6, 4)
+
+    def test_weights_are_ease_of_the_sessions_and_scores_of_the_whole_row(self, fitted,
+                                                                          synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        s = fitted.sessions(train).toarray()
+        p = np.linalg.inv(s.T @ s + 50.0 * np.eye(s.shape[1]))
+        b = np.eye(s.shape[1]) - p / np.diag(p)  # EASE's B on the sessions
+        x = train.toarray().astype(np.float64)
+        np.testing.assert_allclose(fitted.score(np.arange(5)), x[:5] @ b, rtol=1e-3, atol=1e-4)
+        assert s.sum() == train.nnz
+        ease = create_model("ease", seed=0, overrides={"regularization": 50.0, "dropout": 0.0,
+                                                       "zero_diagonal": True, "user_weight": 0.0})
+        np.testing.assert_allclose(ease.fit(train).score(np.arange(5)), fitted.score(
+            np.arange(5)), rtol=1e-4, atol=1e-5)  # one session a user: EASE  # fmt: skip
+
+    def test_only_the_training_interactions_times_are_read(self, synthetic_matrices):
+        train, validation, test = synthetic_matrices
+        fitted = self.make_model(0, gap_seconds=3600)  # many sessions a user
+        assert fitted.fit(train).sessions(train).shape[0] > 2 * train.shape[0]
+        scores = fitted.score(np.arange(20))
+        held_out = sp.csr_matrix(validation + test, dtype=bool)
+        times = fitted.rated_at.tolil()
+        rng = np.random.default_rng(0)
+        for u, i in zip(*held_out.nonzero(), strict=True):  # other times for every other rating
+            times[u, i] = rng.integers(0, 10**9)
+        fitted.rated_at = times.tocsr()
+        np.testing.assert_array_equal(fitted.fit(train).score(np.arange(20)), scores)
+        times = fitted.rated_at.tolil()
+        for u, i in zip(*train.nonzero(), strict=True):
+            times[u, i] = rng.integers(0, 10**9)  # training times: the sessions change
+        fitted.rated_at = times.tocsr()
+        assert not np.array_equal(fitted.fit(train).score(np.arange(20)), scores)
+
+    def test_without_the_ratings_times_it_says_how_to_build_it(self, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        with pytest.raises(ConfigError, match="needs when each rating was given"):
+            create_model("session_ease", seed=0).fit(train)
+        _, times = self.timed([(0, 0, 1)], n_users=2, n_items=2)
+        with pytest.raises(ConfigError, match="the ratings' times are"):
+            create_model("session_ease", seed=0, rated_at=times).fit(train)
+        partial = sp.csr_matrix(train, dtype=np.int64)
+        partial.data[:] = 7
+        partial = partial.tolil()
+        partial[train.nonzero()[0][0], train.nonzero()[1][0]] = 0
+        partial = partial.tocsr()
+        partial.eliminate_zeros()  # one training interaction without a time
+        with pytest.raises(ConfigError, match="1 training interactions have no time"):
+            create_model("session_ease", seed=0, rated_at=partial).fit(train)
+
+
 class TestItemKNN(ModelContract):
     model_name = "itemknn"
     overrides = {"neighbors": 50, "shrinkage": 10.0, "block_size": 64}
@@ -126,6 +202,8 @@ class TestEnsemble(ModelContract):
     overrides = {"members": {"ease": {"regularization": 50.0, "dropout": 0.0,
                                       "zero_diagonal": True},
                              "als": {"factors": 8},
+                             # random synthetic times: one session a user, else none shares one
+                             "session_ease": {"regularization": 50.0, "gap_seconds": 10**9},
                              "multvae": {"hidden": 64, "latent": 16, "anneal_steps": 50,
                                          "trainer": {"epochs": 30, "batch_size": 20,
                                                      "lr": 0.003, "device": "cpu",
@@ -135,10 +213,12 @@ class TestEnsemble(ModelContract):
 
     def test_scores_are_the_weighted_standardised_member_scores(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
-        model = self.make_model(0, weights={"ease": 4.0, "als": 1.0, "multvae": 3.0}).fit(train)
+        model = self.make_model(0, weights={"ease": 4.0, "als": 1.0, "multvae": 3.0,
+                                             "session_ease": 2.0}).fit(train)  # fmt: skip
         users = np.arange(6)
         by_hand = 0.0
-        for name, weight in (("ease", 0.5), ("als", 0.125), ("multvae", 0.375)):  # sum 1
+        for name, weight in (("ease", 0.4), ("als", 0.1), ("multvae", 0.3),
+                             ("session_ease", 0.2)):  # sum 1  # fmt: skip
             raw = model.members[name].score(users).astype(np.float64)  # a row at a time
             z = []
             for user, row in zip(users, raw, strict=True):
@@ -189,18 +269,18 @@ class TestEnsemble(ModelContract):
         train, _, _ = synthetic_matrices
         seen = []
 
-        def validate(model):  # made up: peaks at ease 0.5, als 0.25, multvae 0.25
+        def validate(model):  # made up: peaks at ease 0.5, als 0.25, multvae 0.25, session 0
             if not hasattr(model, "members"):  # Mult-VAE early-stopping
                 return 0.0
             seen.append(model.weights.copy())
-            return -np.abs(model.weights - [0.5, 0.25, 0.25]).sum()
+            return -np.abs(model.weights - [0.5, 0.25, 0.25, 0.0]).sum()
 
         model = self.make_model(0, weights=None, weight_step=0.25)
         model.fit_validated(train, validate=validate)
-        assert len(seen) == 15  # C(4 + 2, 2) points; 1/3 is off this grid
-        np.testing.assert_allclose(model.weights, [0.5, 0.25, 0.25])
+        assert len(seen) == 35  # C(4 + 3, 3) points; 1/4 each is on this grid too
+        np.testing.assert_allclose(model.weights, [0.5, 0.25, 0.25, 0.0])
         assert model.refit_overrides()["weights"] == pytest.approx(
-            {"ease": 0.5, "als": 0.25, "multvae": 0.25})
+            {"ease": 0.5, "als": 0.25, "multvae": 0.25, "session_ease": 0.0})
 
     def test_simplex_grid_covers_every_point_once(self):
         from recsys.models.ensemble import simplex_grid
@@ -218,10 +298,11 @@ class TestEnsemble(ModelContract):
         members = {"a": PopularRecommender, "b": PopularRecommender}
         with pytest.raises(ConfigError, match=r"a non-negative weight for each of \['a', 'b'\]"):
             EnsembleRecommender(members, weights=weights, weight_step=0.5,
-                                standardise_over="unseen", seed=0)  # fmt: skip
+                                standardise_over="unseen", seed=0, rated_at=None)  # fmt: skip
 
     @pytest.mark.parametrize(("overrides", "message"), [
-        ({"weights": {"ease": 0.0, "als": 0.0, "multvae": 0.0}}, "must not all be 0"),
+        ({"weights": {"ease": 0.0, "als": 0.0, "multvae": 0.0, "session_ease": 0.0}},
+         "must not all be 0"),
         ({"weights": {"ease": -1.0}}, "a non-negative weight for each of"),
         ({"weight_step": 0.3}, "must divide 1"),
         ({"standardise_over": "all"}, "standardise_over"),
