@@ -100,6 +100,15 @@ def build_model(model_cfg: DictConfig, seed: int, data: MovieLens | None = None,
     return build(model_cfg, "model", seed=seed, **inputs)
 
 
+def reads_times(model_cfg: DictConfig) -> bool:
+    """Whether the model of ``model_cfg`` learns from when ratings were given: its class has
+    ``uses_timestamps`` and is no ensemble, or (an ensemble) one of its members does."""
+    members = model_cfg.get("members") or {}
+    if members:
+        return any(reads_times(member) for member in members.values())
+    return bool(getattr(model_class(model_cfg), "uses_timestamps", False))
+
+
 def rating_times(data: MovieLens):
     """When each rating of ``data`` was given, over the index space every split of it uses
     (``Interactions.rating_times``): what models that learn from time (``uses_timestamps``)

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from recsys.cli import ArgumentParser
+from recsys.config import compose_config, reads_times
 from recsys.docs import replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
@@ -97,7 +98,26 @@ def published_note(runs: Runs, published: dict) -> str:
             f"MAP@{k} divides by min({k}, |R|). recsys rows: mean ± half-width of the 95% "
             f"confidence interval over the seeds (MLflow experiment {runs.experiment}). NDCG@{k} "
             f"against its family: recsys' model minus the published algorithm it is compared "
-            f"with.")
+            f"with.{timed_note(runs, published)}")
+
+
+def timed_note(runs: Runs, published: dict) -> str:
+    """A sentence naming the recsys rows whose model (its YAML now) learns from when the
+    training ratings were given (``recsys.config.reads_times``); empty without such rows."""
+    names = sorted({row["algorithm"] for row in published_rows(runs, published)
+                    if row["source"] != "published" and _reads_times(row["algorithm"])})
+    if not names:
+        return ""
+    subject = "these models learn" if len(names) > 1 else "this model learns"
+    return (f" {', '.join(names)}: {subject} also from when the training ratings were given (no "
+            f"test rating's time is read).")
+
+
+def _reads_times(name: str) -> bool:
+    try:
+        return reads_times(compose_config([f"model={name}"]).model)
+    except ConfigError:  # a model no longer in conf/model/
+        return False
 
 
 def _cell(mean, half_width) -> str:

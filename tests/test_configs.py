@@ -130,3 +130,13 @@ def test_the_protocols_experiment_sweeps_every_protocol_that_train_runs():
     trainable = [p for p in presets if compose_config([f"protocol={p}"]).protocol.get("revealed")
                  is None]  # fmt: skip
     assert sorted(swept) == trainable and "cold_users" in presets
+
+
+def test_reads_times_names_the_models_that_learn_from_when_ratings_were_given():
+    from recsys.config import reads_times
+
+    timed = {name for name in model_names()
+             if reads_times(compose_config([f"model={name}"]).model)}  # fmt: skip
+    assert timed == {"session_ease", "ensemble"}  # the ensemble through its member
+    plain = compose_config(["model=ensemble", "~model.members.session_ease"]).model
+    assert not reads_times(plain)

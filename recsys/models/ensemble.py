@@ -105,6 +105,11 @@ class EnsembleRecommender(Recommender):
         return self.fit_validated(train)
 
     def fit_validated(self, train: sp.csr_matrix, validate=None, on_epoch=None) -> Self:
+        for name, member in self.members.items():  # before any member trains
+            if getattr(member, "uses_timestamps", False) and member.rated_at is None:
+                raise ConfigError(f"model.members.{name} needs when each rating was given: "
+                                  f"build the ensemble with the data (recsys.config."
+                                  f"create_model(..., data=...)), as model= runs do")  # fmt: skip
         self.n_users, self.n_items = train.shape
         self.seen = binary_rows(train)  # each user's training items: left out of standardising
         for member in self.members.values():

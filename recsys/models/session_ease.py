@@ -41,7 +41,9 @@ class SessionEASERecommender(EASERecommender):
     rated_at
         ``(n_users, n_items)`` when each interaction of the data was given
         (``recsys.config.rating_times``; the entry point passes it, as it depends on the data).
-        Only the training matrix's own entries are read.
+        Only the training matrix's own entries are read (a pair rated twice has its latest
+        time: on data where the two fell into different parts, the training entry would read
+        the other's; MovieLens has no such pair).
     """
 
     uses_timestamps = True  # recsys.config.build_model passes rated_at
@@ -86,4 +88,4 @@ class SessionEASERecommender(EASERecommender):
         starts[1:] = (user[1:] != user[:-1]) | (np.diff(when) > self.gap_seconds)
         session = np.cumsum(starts) - 1
         return sp.csr_matrix((np.ones(len(item)), (session, item)),
-                             shape=(int(starts.sum()), self.n_items))  # fmt: skip
+                             shape=(int(starts.sum()), train.shape[1]))  # fmt: skip

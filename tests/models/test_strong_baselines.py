@@ -98,7 +98,6 @@ class TestSessionEASE(ModelContract):
         train, times = self.timed(rows)
         model = create_model("session_ease", seed=0, overrides={"gap_seconds": 60},
                              rated_at=times)  # fmt: skip
-        model.n_items = 4
         sessions = {tuple(np.flatnonzero(row)) for row in model.sessions(train).toarray()}
         assert sessions == {(0, 1, 2), (3,), (1, 3), (0, 2)}
         model.gap_seconds = 0.0  # only the same second: user 0's four ratings apart
@@ -202,8 +201,8 @@ class TestEnsemble(ModelContract):
     overrides = {"members": {"ease": {"regularization": 50.0, "dropout": 0.0,
                                       "zero_diagonal": True},
                              "als": {"factors": 8},
-                             # random synthetic times: one session a user, else none shares one
-                             "session_ease": {"regularization": 50.0, "gap_seconds": 10**9},
+                             # synthetic times are months apart: ~3 sessions a user
+                             "session_ease": {"regularization": 50.0, "gap_seconds": 10**6},
                              "multvae": {"hidden": 64, "latent": 16, "anneal_steps": 50,
                                          "trainer": {"epochs": 30, "batch_size": 20,
                                                      "lr": 0.003, "device": "cpu",
@@ -226,6 +225,15 @@ class TestEnsemble(ModelContract):
                 z.append((row - unseen.mean()) / unseen.std())
             by_hand = by_hand + weight * np.array(z)
         np.testing.assert_allclose(model.score(users), by_hand, rtol=1e-4, atol=1e-4)
+
+    def test_without_the_ratings_times_it_refuses_before_any_member_trains(
+            self, synthetic_matrices, monkeypatch):  # fmt: skip
+        train, _, _ = synthetic_matrices
+        model = create_model("ensemble", seed=0, overrides=self.overrides)  # no data given
+        for member in model.members.values():
+            monkeypatch.setattr(member, "fit_validated", None)  # any fit fails loudly
+        with pytest.raises(ConfigError, match="members.session_ease needs when each rating"):
+            model.fit(train)
 
     def test_standardising_leaves_out_the_given_entries(self):
         from recsys.models.ensemble import standardised
