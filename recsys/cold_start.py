@@ -211,21 +211,22 @@ def with_prior(scores: np.ndarray, revealed: sp.csr_matrix, popularity: np.ndarr
     return blended
 
 
-def check_grid(key: str, values, smallest: float = 0.0, inclusive: bool = True) -> list[float]:
+def check_grid(key: str, values, positive: bool = False) -> list[float]:
     """``protocol.<key>``, a grid to choose from per count, as floats; ``ConfigError`` unless a
-    list of numbers >= ``smallest`` (> it when not ``inclusive``)."""
-    bound = f"{'>=' if inclusive else '>'} {smallest:g}"
+    list of numbers >= 0 (> 0 if ``positive``)."""
     if isinstance(values, str) or not isinstance(values, Sequence) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool)
-            and (v >= smallest if inclusive else v > smallest) for v in values):  # fmt: skip
-        raise ConfigError(f"protocol.{key}={values} must be a list of numbers {bound} (the "
-                          f"values to choose among per revealed count; [] for none)")  # fmt: skip
+            isinstance(v, int | float) and not isinstance(v, bool) and (v > 0 or (v == 0
+                                                                          and not positive))
+            for v in values):  # fmt: skip
+        raise ConfigError(f"protocol.{key}={values} must be a list of numbers "
+                          f"{'>' if positive else '>='} 0 (the values to choose among per "
+                          f"revealed count; [] for none)")  # fmt: skip
     return [float(v) for v in values]
 
 
 def check_regularization(values) -> list[float]:
     """``protocol.first_ratings_regularization``: lambdas > 0 (0 leaves the ridge singular)."""
-    return check_grid("first_ratings_regularization", values, inclusive=False)
+    return check_grid("first_ratings_regularization", values, positive=True)
 
 
 def choose_per_count(counts: list[int], values: list[float], objective) -> dict:
@@ -241,10 +242,9 @@ def choose_per_count(counts: list[int], values: list[float], objective) -> dict:
     return {"chosen": chosen, "candidates": judged}
 
 
-def chosen_values(choice: dict, key: str) -> dict[int, float]:
-    """``{revealed count: value}`` a choice (``choose_per_count``'s record) holds under
-    ``key``; ``{}`` without it."""
-    return {c["revealed"]: c["value"] for c in choice.get(key, {}).get("chosen", [])}
+def chosen_values(record: dict) -> dict[int, float]:
+    """``{revealed count: value}`` of a ``choose_per_count`` record (``{}``: none)."""
+    return {c["revealed"]: c["value"] for c in record.get("chosen", [])}
 
 
 def cold_objective(model, cold: ColdUsers, revealed: list[int], data) -> float:
@@ -297,9 +297,7 @@ def inner_users(cfg, prepared, what: str) -> tuple[Split, ColdUsers]:
     not test users (all their train and validation rows) split again by the protocol's own
     splitter, with a seed derived from the run's. ``DataError`` naming ``what`` is chosen if
     none of its held-out users has a rating beyond the largest revealed count."""
-    test_users = np.zeros(prepared.interactions.n_users, dtype=bool)
-    test_users[prepared.split.test.user] = True
-    others = prepared.interactions.subset(~test_users[prepared.interactions.user])
+    others = held_in(prepared.interactions, prepared.split)
     inner = build(cfg.split, "split")(others, seed=np.random.default_rng([cfg.seed, INNER]))
     cold = cold_users(inner.test, list(cfg.protocol.revealed))
     if len(cold.users) == 0:
@@ -378,11 +376,12 @@ class FirstRatings:
         return base + sp.csr_matrix(revealed, dtype=np.float64) @ self.weights[r]
 
 
-def warm_history(split: Split) -> Interactions:
-    """Every rating of the users that are not held out (train and validation rows)."""
-    return Interactions(*(np.concatenate([getattr(split.train, c), getattr(split.validation, c)])
-                          for c in ("user", "item", "rating", "timestamp")),
-                        split.train.user_ids, split.train.item_ids)  # fmt: skip
+def held_in(interactions: Interactions, split: Split) -> Interactions:
+    """The rows of ``interactions`` of the users ``split`` does not hold out (its test part's
+    users: every rating of theirs is left out)."""
+    held_out = np.zeros(interactions.n_users, dtype=bool)
+    held_out[split.test.user] = True
+    return interactions.subset(~held_out[interactions.user])
 
 
 def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list, ColdUsers, dict]:
@@ -400,7 +399,7 @@ def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list, ColdUser
     revealed = list(cfg.protocol.revealed)
     counts, largest = [r for r in revealed if r > 0], max(revealed)
     inner, inner_cold = inner_users(cfg, prepared, "protocol.first_ratings_regularization")
-    history = warm_history(inner)
+    history = held_in(held_in(prepared.interactions, prepared.split), inner)
     fits = {lam: FirstRatings.fit(history, dict.fromkeys(counts, lam), largest) for lam in grid}
 
     def objective(r: int, lam: float) -> float:
@@ -408,8 +407,8 @@ def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list, ColdUser
         return ranked_metrics(scores, inner_cold, r, [K])[f"ndcg@{K}"].mean()
 
     choice = choose_per_count(counts, grid, objective)
-    final = FirstRatings.fit(warm_history(prepared.split), chosen_values(
-        {"regularization": choice}, "regularization"), largest)  # fmt: skip
+    final = FirstRatings.fit(held_in(prepared.interactions, prepared.split),
+                             chosen_values(choice), largest)  # fmt: skip
     cold = cold_users(prepared.split.test, revealed)
     measured = []
     for r in revealed:
@@ -476,9 +475,10 @@ def evaluate_model(cfg, prepared, ks: list[int]) -> tuple[list, ColdUsers, dict,
     validation = evaluate(fitted.model, split.validation.to_csr(), train, [K],
                           batch_size=cfg.eval_batch_size)  # fmt: skip
     cold = cold_users(split.test, list(cfg.protocol.revealed))
-    weight = chosen_values({"prior": prior_choice}, "prior")
-    prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
-                       else train)  # what the final model was fitted on  # fmt: skip
+    weight = chosen_values(prior_choice)
+    if weight:  # the popular list of what the final model was fitted on
+        prior = popularity(train + split.validation.to_csr() if fitted.metrics["train/refit"]
+                           else train)  # fmt: skip
     measured = []
     for r in cfg.protocol.revealed:
         scored = route_scores(fitted.final, cold, r, prepared.data)
@@ -666,10 +666,10 @@ def chosen_note(choices: list[dict]) -> str:
         runs = list(runs)
         values = [f"{key} ({', '.join(_value(run['chosen'][key]) for run in runs)})"
                   for key in runs[0].get("chosen", {})]  # fmt: skip
-        values += [f"{name} at {r} (" + ", ".join(_value(chosen_values(run, key)[r])
+        values += [f"{name} at {r} (" + ", ".join(_value(chosen_values(run[key])[r])
                                                   for run in runs) + ")"
-                   for key, name in PER_COUNT.items()
-                   for r in chosen_values(runs[0], key)]  # fmt: skip
+                   for key, name in PER_COUNT.items() if key in runs[0]
+                   for r in chosen_values(runs[0][key])]  # fmt: skip
         parts.append(f"{model}: " + "; ".join(values))
     return (f" Chosen per seed ({seeds}) on users held out of that seed's training part, "
             f"never the test users (`protocol.choose`, `protocol.prior_weights`, "
@@ -873,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
             print(frame[["model", "route", "revealed", "seed", f"ndcg@{K}"]]
                   .to_string(index=False, header=not frames), flush=True)  # fmt: skip
             if choice:
-                per_count = {PER_COUNT[key]: chosen_values(choice, key) for key in PER_COUNT
+                per_count = {PER_COUNT[key]: chosen_values(choice[key]) for key in PER_COUNT
                              if key in choice}  # fmt: skip
                 print(f"{name}, seed {seed}: chose {choice.get('chosen', {}) | per_count} on "
                       f"held-out training users", flush=True)  # fmt: skip
