@@ -77,7 +77,7 @@ class SessionEASERecommender(EASERecommender):
         user, item = train.nonzero()
         stored = sp.csr_matrix((np.ones(self.rated_at.nnz), self.rated_at.indices,
                                 self.rated_at.indptr), shape=train.shape)  # fmt: skip
-        missing = int((train != 0).sum() - (train != 0).multiply(stored).sum())
+        missing = len(user) - int(np.asarray(stored[user, item]).sum())  # pairs with no time
         if missing:
             raise ConfigError(f"session_ease: {missing} training interactions have no time in "
                               f"the data given: build the model with the data it trains on")
