@@ -102,15 +102,21 @@ def published_note(runs: Runs, published: dict) -> str:
 
 
 def timed_note(runs: Runs, published: dict) -> str:
-    """A sentence naming the recsys rows whose model (its YAML now) learns from when the
-    training ratings were given (``recsys.config.reads_times``); empty without such rows."""
+    """Sentences naming the rows that learn from when the training ratings were given: recsys'
+    (their model's YAML now, ``recsys.config.reads_times``) and the published table's (its
+    rows' ``reads_times``: how they read them, in words); empty without such rows."""
     names = sorted({row["algorithm"] for row in published_rows(runs, published)
                     if row["source"] != "published" and _reads_times(row["algorithm"])})
-    if not names:
-        return ""
-    subject = "these models learn" if len(names) > 1 else "this model learns"
-    return (f" {', '.join(names)}: {subject} also from when the training ratings were given (no "
-            f"test rating's time is read).")
+    theirs = [f"{row['algorithm']} ({row['reads_times']})" for row in published["rows"]
+              if row.get("reads_times")]  # fmt: skip
+    note = ""
+    if names:
+        subject = "these models learn" if len(names) > 1 else "this model learns"
+        note = (f" {', '.join(names)}: {subject} also from when the training ratings were given "
+                f"(no test rating's time is read).")
+    if theirs:
+        note += f" Published rows that read the ratings' times too: {'; '.join(theirs)}."
+    return note
 
 
 def _reads_times(name: str) -> bool:

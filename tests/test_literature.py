@@ -47,6 +47,20 @@ def test_a_published_table_of_another_protocol_is_refused(runs, tmp_path):
         literature.load_published(tmp_path / "bad.yaml")
 
 
+def test_the_note_names_the_rows_that_read_when_ratings_were_given(runs, tmp_path,
+                                                                    monkeypatch):
+    (tmp_path / "paper.yaml").write_text(PUBLISHED)
+    published = literature.load_published(tmp_path / "paper.yaml")
+    assert literature.timed_note(runs, published) == ""  # the bench models read no time
+    published["rows"][1]["reads_times"] = "decayed affinities"
+    monkeypatch.setattr(literature, "_reads_times", lambda name: name == "als")
+    note = literature.timed_note(runs, published)
+    assert note == (" als: this model learns also from when the training ratings were given (no "
+                    "test rating's time is read). Published rows that read the ratings' times "
+                    "too: Other (decayed affinities).")
+    assert note in literature.published_note(runs, published)
+
+
 def test_protocols_are_compared_side_by_side_never_mixed(tracked_benchmark, mlflow_uri,
                                                          tmp_path, monkeypatch):  # fmt: skip
     _, data_dir, _ = tracked_benchmark
