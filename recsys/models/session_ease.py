@@ -61,6 +61,12 @@ class SessionEASERecommender(EASERecommender):
         self._train = sp.csr_matrix(train, dtype=np.float32)
         return self
 
+    def __getstate__(self) -> dict:
+        """What a pickle (the model cache's entry) keeps: everything but ``rated_at``, which
+        holds every rating's time, the test ratings' too, and which scoring never reads. A
+        model loaded from it scores as before and, asked to fit again, says it needs the times."""
+        return self.__dict__ | {"rated_at": None}
+
     def sessions(self, train: sp.csr_matrix) -> sp.csr_matrix:
         """``(n_sessions, n_items)`` float64 binary matrix of the sessions of ``train``'s
         interactions (the times of its stored entries, looked up in ``rated_at``)."""

@@ -1,4 +1,5 @@
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -134,6 +135,15 @@ class TestSessionEASE(ModelContract):
             times[u, i] = rng.integers(0, 10**9)  # training times: the sessions change
         fitted.rated_at = times.tocsr()
         assert not np.array_equal(fitted.fit(train).score(np.arange(20)), scores)
+
+    def test_a_pickle_keeps_the_weights_and_no_rating_time(self, fitted, synthetic_matrices):
+        train, _, _ = synthetic_matrices
+        assert fitted.rated_at is not None
+        loaded = pickle.loads(pickle.dumps(fitted))
+        assert loaded.rated_at is None and fitted.rated_at is not None  # the original keeps them
+        np.testing.assert_array_equal(loaded.score(np.arange(20)), fitted.score(np.arange(20)))
+        with pytest.raises(ConfigError, match="needs when each rating was given"):
+            loaded.fit(train)
 
     def test_without_the_ratings_times_it_says_how_to_build_it(self, synthetic_matrices):
         train, _, _ = synthetic_matrices
