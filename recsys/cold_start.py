@@ -43,7 +43,10 @@ value of every metric and each held-out user's NDCG@10, with the split fingerpri
 ``--update`` trains only ``--models`` and keeps every other model's rows (and chosen settings)
 from the existing ``cold_start.json`` (a model whose default changed, without hours of the
 others again); it is refused, before any training, unless the kept rows are of the same
-seeds, revealed counts and splits (their fingerprints) and hold per-user values.
+seeds, revealed counts and splits (their fingerprints), hold per-user values, and were made
+with the settings this run gives their models (``row_settings``: the model's YAML, the
+protocol's grids it chooses from, the overrides; ``cold_start.json`` records them). A change
+of code is not detected: rerun every model after one that moves numbers.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from omegaconf import DictConfig, OmegaConf
 
+from recsys.cache import COSMETIC
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import build, check_overrides, compose_config, load_split, model_class
 from recsys.data import Interactions
@@ -420,6 +425,40 @@ def evaluate_first_ratings(cfg, prepared, ks: list[int]) -> tuple[list, ColdUser
     return measured, cold, {"chosen": {}, "candidates": [], "regularization": choice}
 
 
+def run_config(name: str, seed: int, overrides: list[str]) -> DictConfig:
+    """The composed config of one model (or the ``first_ratings`` baseline) on one seed's
+    ``cold_users`` split, ``overrides`` checked (``ConfigError`` naming a bad one)."""
+    # the baseline has no model config; any model composes the protocol, split and data
+    composed = "popular" if name == FIRST_RATINGS else name
+    arguments = ["protocol=cold_users", f"model={composed}", f"seed={seed}",
+                 *model_overrides(composed, overrides)]  # fmt: skip
+    check_overrides(arguments)
+    return compose_config(arguments)
+
+
+def row_settings(name: str, overrides: list[str]) -> dict:
+    """What a model's (or the baseline's) rows depend on besides the code, the seeds, the
+    revealed counts and the splits (``kept_rows`` and ``check_splits`` check those): its
+    resolved config less cosmetic keys, the protocol's refit and the selection objective, and
+    the grids it chooses from: its ``protocol.choose`` keys, ``prior_weights`` for a fold-in,
+    ``first_ratings_regularization`` for the baseline. ``cold_start.json`` records them per
+    model, so ``--update`` can refuse to keep rows made under other settings."""
+    cfg = run_config(name, 0, overrides)
+    protocol = OmegaConf.to_container(cfg.protocol, resolve=True)
+    settings = {"refit": protocol["refit"], "objective": cfg.objective}
+    if name == FIRST_RATINGS:
+        return settings | {"first_ratings_regularization":
+                           protocol.get("first_ratings_regularization", [])}  # fmt: skip
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    for key in COSMETIC:
+        model.get("trainer", {}).pop(key, None)
+    settings |= {"model": model, "choose": {key: values for key, values in protocol.get(
+        "choose", {}).items() if key in model}}  # fmt: skip
+    if route(model_class(cfg.model)) == "fold-in":
+        settings["prior_weights"] = protocol.get("prior_weights", [])
+    return settings
+
+
 def evaluate_seed(name: str, seed: int, overrides: list[str],
                   ks: list[int]) -> tuple[pd.DataFrame, dict]:  # fmt: skip
     """One model (or the ``first_ratings`` baseline) on one seed's ``cold_users`` split: a row
@@ -427,12 +466,7 @@ def evaluate_seed(name: str, seed: int, overrides: list[str],
     was chosen for cold start: a model's settings (``choose_settings``), a fold-in's prior
     weights under ``"prior"`` (``choose_prior_weights``), the baseline's lambdas under
     ``"regularization"``; ``{}`` for nothing chosen."""
-    # the baseline has no model config; any model composes the protocol, split and data
-    composed = "popular" if name == FIRST_RATINGS else name
-    arguments = ["protocol=cold_users", f"model={composed}", f"seed={seed}",
-                 *model_overrides(composed, overrides)]  # fmt: skip
-    check_overrides(arguments)
-    cfg = compose_config(arguments)
+    cfg = run_config(name, seed, overrides)
     prepared = load_split(cfg)
     if name == FIRST_RATINGS:
         measured, cold, choice = evaluate_first_ratings(cfg, prepared, ks)
@@ -746,6 +780,47 @@ def check_splits(kept: pd.DataFrame, fingerprints: dict[int, str], path: Path) -
                           f"model's rows")  # fmt: skip
 
 
+def check_settings(path: Path, models: list[str], overrides: list[str]) -> dict[str, dict]:
+    """The settings ``path`` (a ``cold_start.json``) records for ``models``, the models whose
+    rows ``--update`` keeps, checked to be what this run's config gives them (``row_settings``):
+    ``ConfigError`` naming the models and the first settings that differ otherwise (their YAML,
+    the protocol's grids or the overrides changed since)."""
+    recorded = json.loads(path.read_text()).get("settings")
+    if not isinstance(recorded, dict) or not set(models) <= set(recorded):
+        raise ConfigError(f"--update: {path} records no settings for the rows it would keep "
+                          f"(written before they were recorded): run without --update to "
+                          f"rebuild every model's rows")  # fmt: skip
+    changed = {}
+    for name in models:
+        try:
+            now = row_settings(name, overrides)
+        except ConfigError:  # a model no longer in conf/model, or an override it refuses
+            now = {"model": "not configured now"}
+        differ = differences(recorded[name], now)
+        if differ:
+            changed[name] = differ
+    if changed:
+        said = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                         for name, keys in changed.items())  # fmt: skip
+        raise ConfigError(f"--update: the kept rows of {said} were made with other settings "
+                          f"than this run gives: add {' '.join(changed)} to --models, or run "
+                          f"without --update")  # fmt: skip
+    return {name: recorded[name] for name in models}
+
+
+def differences(old, new, prefix: str = "") -> list[str]:
+    """The dotted keys where two nested settings differ (a key on one side only counts)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix.rstrip(".") or "settings"]
+    keys = []
+    for name in dict.fromkeys([*old, *new]):
+        if name in old and name in new:
+            keys += differences(old[name], new[name], f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 def updated(results: pd.DataFrame, kept: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``kept`` (the rows of ``path``) with those of the models in ``results`` replaced by
     ``results``' (in place; new models last). ``ConfigError`` unless they share the splits."""
@@ -783,9 +858,10 @@ def kept_choices(path: Path) -> list[dict]:
     return choices
 
 
-def write(results: pd.DataFrame, choices: list[dict], out: Path,
+def write(results: pd.DataFrame, choices: list[dict], settings: dict[str, dict], out: Path,
           readme: Path | None) -> None:  # fmt: skip
-    """``cold_start.md``, ``cold_start.json`` (rows, and the settings chosen for cold start),
+    """``cold_start.md``, ``cold_start.json`` (rows, the settings chosen for cold start, and
+    each model's ``row_settings``),
     ``figures/cold_start.png|pdf`` into ``out``, and the README's generated ``cold-start``
     section when ``readme`` is given."""
     text = markdown(results, choices)
@@ -800,7 +876,7 @@ def write(results: pd.DataFrame, choices: list[dict], out: Path,
                       + "\n\n![cold start](figures/cold_start.png)\n")  # fmt: skip
     rows = results.astype(object).where(results.notna(), None)  # NaN: null, valid JSON
     record = {"protocol": "cold_users", "rows": rows.to_dict(orient="records"),
-              "choices": choices}  # fmt: skip
+              "choices": choices, "settings": settings}  # fmt: skip
     text = _one_line_lists(json.dumps(record, indent=1, allow_nan=False))
     atomic_write_text(out / "cold_start.json", text + "\n")
     if readme_text is not None:
@@ -866,6 +942,9 @@ def main(argv: list[str] | None = None) -> int:
                                 .split.fingerprint for seed in args.seeds}, table)  # fmt: skip
         kept_choice = [] if kept is None else [c for c in kept_choices(table)
                                                if c["model"] not in args.models]  # fmt: skip
+        settings = {} if kept is None else check_settings(
+            table, [m for m in dict.fromkeys(kept["model"]) if m not in args.models], overrides)
+        settings |= {name: row_settings(name, overrides) for name in args.models}
         runs = [(name, seed) for name in args.models for seed in args.seeds]
         frames, choices = [], []
         for (name, seed), (frame, choice) in zip(runs, evaluated(runs, overrides, args.ks,
@@ -883,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
         if kept is not None:
             results = updated(results, kept, table)
             choices = kept_choice + choices
-        write(results, choices, args.out, args.readme)
+        write(results, choices, settings, args.out, args.readme)
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

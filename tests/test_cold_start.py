@@ -234,7 +234,8 @@ def test_tool_writes_table_figure_and_readme_section(synthetic_data, tmp_path):
     assert re.search(r"first_ratings: regularization at 1 \([0-9.]+, [0-9.]+\)", table)
     code = cold_start.main(["--models", "popular", "--seeds", "1", "2", "--update",
                             "--data-dir", str(synthetic_data), "--out", str(out),
-                            f"data.name={SYNTHETIC}"])  # fmt: skip
+                            f"data.name={SYNTHETIC}", "model.trainer.epochs=2",
+                            "model.trainer.min_epochs=0"])  # the kept two-tower's  # fmt: skip
     assert code == 0
     record = json.loads((out / "cold_start.json").read_text())
     assert record["rows"] == rows and record["choices"] == choices  # other models' choices kept
@@ -288,6 +289,47 @@ def test_update_retrains_only_the_models_named(synthetic_data, tmp_path, capsys,
                             "split.user_ratio=0.2"])  # fmt: skip
     assert code == 1 and "other splits" in capsys.readouterr().err
     assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+
+
+def test_update_refuses_rows_made_with_other_settings_before_training(synthetic_data, tmp_path,
+                                                                    capsys, monkeypatch):
+    out = tmp_path / "reports"
+    common = ["--data-dir", str(synthetic_data), "--out", str(out), f"data.name={SYNTHETIC}"]
+    assert cold_start.main(["--models", "popular", "ease", "first_ratings", "--seeds", "1",
+                            *common]) == 0  # fmt: skip
+    protocol = compose_config(["protocol=cold_users"]).protocol
+    settings = json.loads((out / "cold_start.json").read_text())["settings"]
+    assert list(settings) == ["popular", "ease", "first_ratings"]
+    assert settings["ease"]["model"] == dict(compose_config(["model=ease"]).model)
+    assert settings["ease"]["prior_weights"] == list(protocol.prior_weights)
+    assert settings["first_ratings"] == {
+        "refit": True, "objective": "val/ndcg@10",
+        "first_ratings_regularization": list(protocol.first_ratings_regularization)}
+    assert "prior_weights" not in settings["popular"]  # not a fold-in: the grid is not its
+    files = {f: f.read_bytes() for f in out.rglob("*") if f.is_file()}
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        patch.setattr(cold_start, "evaluated", None)  # any training fails loudly
+        for overrides, says in (
+                (["model.regularization=5000"], "kept rows of ease (model.regularization)"),
+                (["protocol.prior_weights=[0.0,1.0]"], "kept rows of ease (prior_weights)"),
+                (["protocol.first_ratings_regularization=[10.0]", "protocol.refit=false"],
+                 "ease (refit); first_ratings (refit, first_ratings_regularization)")):
+            assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
+                                    *overrides]) == 1  # fmt: skip
+            error = capsys.readouterr().err.strip().splitlines()
+            assert len(error) == 1 and says in error[0] and "to --models" in error[0], error
+            assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
+    # an override that reaches no kept model (ease has no trainer) keeps their rows
+    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
+                            "model.trainer.epochs=3"]) == 0  # fmt: skip
+    record = json.loads((out / "cold_start.json").read_text())
+    assert record["settings"] == settings
+    del record["settings"]  # as written before they were recorded
+    (out / "cold_start.json").write_text(json.dumps(record))
+    monkeypatch.setattr(cold_start, "evaluated", None)
+    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common]) == 1
+    assert "records no settings" in capsys.readouterr().err
 
 
 def table_rows(per_user: dict[tuple[str, str, int], list[list[float]]]) -> pd.DataFrame:
