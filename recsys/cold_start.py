@@ -72,7 +72,7 @@ from recsys.cli import ArgumentParser, positive_int
 from recsys.config import build, check_overrides, compose_config, load_split, model_class
 from recsys.data import Interactions
 from recsys.data.features import user_features
-from recsys.docs import replace_section
+from recsys.docs import read_readme, replace_section
 from recsys.errors import ConfigError, DataError, RecsysError
 from recsys.files import atomic_path, atomic_write_text
 from recsys.metrics import evaluate, ranking_metrics
@@ -923,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         if K not in args.ks:
             raise ConfigError(f"--ks must include {K}, the table's cut-off, got {args.ks}")
         if args.readme is not None:
-            replace_section(args.readme.read_text(), "cold-start", "")  # fails before training
+            read_readme(args.readme, "cold-start")  # fails before training
         for name, given in (("--models", args.models), ("--seeds", args.seeds)):
             if len(set(given)) < len(given):
                 raise ConfigError(f"{name} names {given}, with repeats: name each once")

@@ -34,6 +34,20 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text, count=1)
 
 
+def read_readme(path: Path, *sections: str) -> str:
+    """The README a command updates, read and its generated ``sections`` found, before any
+    work (``ConfigError`` in one line otherwise)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"cannot read --readme {path} ({reason}): give the README whose "
+                          f"{' and '.join(sections) or 'generated'} section to update") from None
+    for name in sections:
+        replace_section(text, name, "")  # ConfigError if it lacks the section
+    return text
+
+
 def models_table() -> str:
     """One row per file of ``conf/model/``: name, what (the module's summary line), module,
     and its settings (for torch models, the trainer settings it changes from the default)."""
@@ -79,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--check", action="store_true", help="only check, write nothing")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    updated = text
     try:
+        text = read_readme(args.readme, *SECTIONS)
+        updated = text
         for name, make in SECTIONS.items():
             updated = replace_section(updated, name, make())
     except RecsysError as error:

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 from recsys.cli import ArgumentParser
 from recsys.config import compose_config, reads_times
-from recsys.docs import replace_section
+from recsys.docs import read_readme, replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.report import LABELS, Runs, confidence_interval, describe_protocol, load_runs
@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plt.switch_backend("Agg")
+    name = "literature" if args.command == "published" else "protocols"
     try:
+        readme = None if args.readme is None else read_readme(args.readme, name)
         client = open_client(args.tracking_uri)
         if args.command == "published":
             table = load_published(args.table)
@@ -250,10 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             by_protocol = protocol_runs(client, args.experiment)
             path = write_protocols(by_protocol, args.out)
             section = "\n\n".join([protocols_markdown(by_protocol), protocols_note(by_protocol)])
-        if args.readme is not None:
-            name = "literature" if args.command == "published" else "protocols"
-            atomic_write_text(args.readme, replace_section(args.readme.read_text(), name,
-                                                           section))  # fmt: skip
+        if readme is not None:
+            atomic_write_text(args.readme, replace_section(readme, name, section))
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -45,7 +45,7 @@ from recsys.artifacts import RunArtifacts
 from recsys.cli import ArgumentParser, positive_int, probability
 from recsys.config import build
 from recsys.data import load_movielens
-from recsys.docs import replace_section
+from recsys.docs import read_readme, replace_section
 from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.tracking import canonical_metrics, mlflow_key, open_client
@@ -509,18 +509,6 @@ def check_output_folder(out: Path, runs: Runs, force: bool) -> None:
                           f"to overwrite it, or choose another --out")  # fmt: skip
 
 
-def _read_readme(path: Path) -> str:
-    """The README to update, read (and its results section found) before any work."""
-    try:
-        text = path.read_text()
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"cannot read --readme {path} ({reason}): give the README whose "
-                          f"results section to update") from None  # fmt: skip
-    replace_section(text, "results", "")  # ConfigError if it has no results section
-    return text
-
-
 def _latex_escape(text: str) -> str:
     return (text.replace("%", "\\%").replace("±", "$\\pm$").replace("†", "$^\\dagger$")
             .replace("α", "$\\alpha$"))  # fmt: skip
@@ -735,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)
     runs = None
     try:
-        readme = None if args.readme is None else _read_readme(args.readme)
+        readme = None if args.readme is None else read_readme(args.readme, "results")
         runs = load_runs(open_client(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)

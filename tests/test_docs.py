@@ -17,3 +17,21 @@ def test_replace_section_keeps_the_rest():
         "intro\n<!-- generated:x -->\nnew\n<!-- /generated:x -->\noutro\n")
     with pytest.raises(ConfigError, match="no generated section 'y'"):
         docs.replace_section(text, "y", "new")
+
+
+@pytest.mark.parametrize("command", ["docs", "report", "literature", "cold_start"])
+def test_a_readme_that_cannot_be_updated_is_one_line_before_any_work(command, tmp_path, capsys):
+    import importlib
+
+    module = importlib.import_module(f"recsys.{command}")
+    arguments = {"docs": [], "report": ["--out", str(tmp_path / "out")],
+                 "literature": ["protocols", "--tracking-uri", str(tmp_path / "none")],
+                 "cold_start": ["--out", str(tmp_path / "out")]}[command]  # fmt: skip
+    for readme, says in ((tmp_path / "missing.md", "cannot read --readme"),
+                         (tmp_path / "plain.md", "no generated section")):  # fmt: skip
+        if readme.name == "plain.md":
+            readme.write_text("# a README without the section\n")
+        assert module.main([*arguments, "--readme", str(readme)]) == 1
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and says in error[0], error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "none").exists()
