@@ -21,6 +21,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -182,35 +183,65 @@ def protocol_runs(client: MlflowClient, experiment: str) -> dict[str, Runs]:
 
 
 def protocols_markdown(by_protocol: dict[str, Runs], k: int = 10) -> str:
-    """Models as rows, protocol x metric as columns (mean ± CI over seeds)."""
+    """Models as rows, protocol x metric as columns (mean ± CI over seeds); a protocol whose
+    test users include some without history gets one more column: NDCG@k over the others."""
     models = []  # weakest first, as the first protocol orders them
     for runs in by_protocol.values():
         models += [m for m in runs.models if m not in models]
-    header = ["model", *[f"{p}: {LABELS[m]}@{k}" for p in by_protocol for m in PROTOCOL_METRICS]]
+    columns = []  # (protocol, metric, header)
+    for name, runs in by_protocol.items():
+        columns += [(name, f"test/{m}@{k}", f"{name}: {LABELS[m]}@{k}") for m in PROTOCOL_METRICS]
+        if cold_counts(runs):
+            columns.append((name, f"test/with_history/ndcg@{k}", f"{name}: NDCG@{k} with history"))
+    header = ["model", *[label for *_, label in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for model in models:
         cells = []
-        for runs in by_protocol.values():
-            grouped = runs.table.groupby("model")
-            for metric in PROTOCOL_METRICS:
-                if model not in runs.models:
-                    cells.append("—")
-                    continue
-                column = grouped[mlflow_key(f"test/{metric}@{k}")]
-                cells.append(_cell(column.mean()[model], confidence_interval(
-                    column.get_group(model))))  # fmt: skip
+        for name, metric, _ in columns:
+            runs = by_protocol[name]
+            if model not in runs.models or mlflow_key(metric) not in runs.table:
+                cells.append("—")
+                continue
+            column = runs.table.groupby("model")[mlflow_key(metric)]
+            values = column.get_group(model).dropna()
+            cells.append(_cell(values.mean(), confidence_interval(values)) if len(values)
+                         else "—")  # fmt: skip
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def cold_counts(runs: Runs) -> tuple[str, str] | None:
+    """How many of the test users had no training or validation interaction, and how many were
+    evaluated (each ``"n"``, or ``"n1–n2"`` where the seeds' splits differ), or ``None`` if no
+    run had such a user (or the runs predate the count)."""
+    key = mlflow_key("test/n_users_without_history")
+    if key not in runs.table or not (runs.table[key].fillna(0) > 0).any():
+        return None
+
+    def span(values: pd.Series) -> str:
+        low, high = int(values.min()), int(values.max())
+        return str(low) if low == high else f"{low}–{high}"
+
+    return span(runs.table[key].dropna()), span(runs.table[mlflow_key("test/n_users")])
 
 
 def protocols_note(by_protocol: dict[str, Runs]) -> str:
     described = " ".join(f"**{name}**: {describe_protocol(runs)}."
                          for name, runs in by_protocol.items())  # fmt: skip
     seeds = sorted({s for runs in by_protocol.values() for s in runs.table["seed"]})
+    cold = ""
+    for name, runs in by_protocol.items():
+        counts = cold_counts(runs)
+        if counts:
+            cold += (f" Under {name}, {counts[0]} of the {counts[1]} test users have no "
+                     f"training or validation interaction. A model that scores a user from "
+                     f"their history gives all of them one list, the order of its ties, where "
+                     f"the popular list gives them the list it gives everyone; \"NDCG@10 with "
+                     f"history\" averages over the other users only.")
     return (f"Test metrics, mean ± half-width of the 95% confidence interval over seeds "
             f"{', '.join(map(str, seeds))}, each cell within one protocol (a split that does "
             f"not draw at random, as loo's and temporal's, is the same for every seed: a "
-            f"deterministic model then has no spread). {described}")
+            f"deterministic model then has no spread). {described}{cold}")
 
 
 def write_protocols(by_protocol: dict[str, Runs], out: Path) -> Path:

@@ -154,7 +154,9 @@ class Evaluation:
     """Metrics of one model on one held-out part.
 
     ``per_user`` has one row per evaluated user (original ``user_id``) and one column per
-    metric@k; ``summary`` holds their means, catalogue coverage@k and the user counts;
+    metric@k; ``summary`` holds their means, catalogue coverage@k and the user counts (with
+    an ``exclude``, the users with no excluded item, no history, too), and, where only some
+    users have a history, the means over those users (``with_history/<metric>@k``);
     ``top_items`` is the ``(n_evaluated, max(ks))`` ranking behind them (item indices, rows in
     the order of ``per_user``).
     """
@@ -199,4 +201,12 @@ def evaluate(
         summary[f"coverage@{k}"] = catalogue_coverage(top_items, truth.shape[1], k)
     summary["n_users"] = float(len(users))
     summary["n_users_skipped"] = float(truth.shape[0] - len(users))
+    if exclude is not None:  # what each user is known by: their training items
+        # users with none (on a global time split, those whose whole history is late): a model
+        # that scores from a user's history ranks them by its ties alone
+        without = np.diff(sp.csr_matrix(exclude).indptr)[users] == 0
+        summary["n_users_without_history"] = float(without.sum())
+        if without.any() and not without.all():
+            summary |= {f"with_history/{name}": float(column[~without].mean())
+                        for name, column in values.items()}  # fmt: skip
     return Evaluation(per_user=per_user, summary=summary, top_items=top_items)

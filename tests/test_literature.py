@@ -79,3 +79,33 @@ def test_protocols_are_compared_side_by_side_never_mixed(tracked_benchmark, mlfl
     msr = by_protocol["msr"].table["test/ndcg_at_10"].mean()
     assert f"| popular | {msr:.4f} ± " in markdown
     assert "global temporal split" in literature.protocols_note(by_protocol)
+
+
+def test_test_users_without_history_are_counted_and_a_column_leaves_them_out(monkeypatch):
+    import pandas as pd
+
+    from recsys.report import Runs
+
+    def runs(name, without, with_history):
+        rows = [{"model": model, "seed": seed, "test/ndcg_at_10": 0.2 + 0.1 * (model == "ease"),
+                 "test/recall_at_10": 0.1, "test/hit_rate_at_10": 0.5, "test/n_users": 300.0,
+                 "test/n_users_without_history": without}
+                | ({"test/with_history/ndcg_at_10": score} if with_history else {})
+                for seed in (1, 2) for model, score in (("popular", 0.1), ("ease", 0.3))]
+        return Runs(pd.DataFrame(rows), None, "protocols", {"protocol.name": name})
+
+    by_protocol = {"msr": runs("msr", 0.0, False), "temporal": runs("temporal", 192.0, True)}
+    markdown = literature.protocols_markdown(by_protocol)
+    header, _, popular, ease = markdown.splitlines()
+    assert header.endswith("| temporal: HitRate@10 | temporal: NDCG@10 with history |")
+    assert "msr: NDCG@10 with history" not in header  # no such user under msr
+    assert popular.endswith("| 0.1000 ± 0.0000 |") and ease.endswith("| 0.3000 ± 0.0000 |")
+    monkeypatch.setattr(literature, "describe_protocol", lambda runs: "described")
+    note = literature.protocols_note(by_protocol)
+    assert "Under temporal, 192 of the 300 test users have no training or validation" in note
+    assert "Under msr" not in note
+    before = runs("temporal", 0.0, False)  # runs logged before the count: no column
+    older = {"temporal": Runs(before.table.drop(columns="test/n_users_without_history"), None,
+                              "protocols", before.protocol)}  # fmt: skip
+    assert "with history" not in literature.protocols_markdown(older)
+    assert "Under temporal" not in literature.protocols_note(older)

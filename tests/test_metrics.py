@@ -156,6 +156,22 @@ def test_coverage_counts_distinct_items():
     assert catalogue_coverage(top, n_items=10, k=3) == pytest.approx(5 / 10)
 
 
+def test_users_without_history_are_counted_and_the_others_averaged_apart():
+    train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]], float))
+    truth = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 1, 0]], float))
+    model = PopularRecommender(seed=0).fit(train)  # items 0, 1 first, then by index
+    result = evaluate(model, truth, train, ks=[1])
+    # user 0 (history 0, 1) gets item 2: a hit; users 1 and 2 (no history) get item 0
+    assert result.per_user["hit_rate@1"].tolist() == [1.0, 1.0, 0.0]
+    assert result.summary["n_users_without_history"] == 2
+    assert result.summary["with_history/hit_rate@1"] == 1.0  # user 0 alone
+    assert result.summary["hit_rate@1"] == pytest.approx(2 / 3)
+    none_known = evaluate(model, truth, sp.csr_matrix((3, 5)), ks=[1]).summary
+    assert none_known["n_users_without_history"] == 3
+    assert not any(key.startswith("with_history/") for key in none_known)  # the mean is all
+    assert "n_users_without_history" not in evaluate(model, truth, None, ks=[1]).summary
+
+
 def test_evaluate_skips_users_without_held_out_items_and_reports_them():
     train = sp.csr_matrix(np.array([[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [1, 0, 0, 0, 0]], float))
     truth = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0], [0, 1, 0, 0, 1]], float))
@@ -163,6 +179,8 @@ def test_evaluate_skips_users_without_held_out_items_and_reports_them():
     result = evaluate(model, truth, train, ks=[2], user_ids=np.array([10, 20, 30]))
     assert result.per_user["user_id"].tolist() == [10, 30]
     assert result.summary["n_users"] == 2 and result.summary["n_users_skipped"] == 1
+    assert result.summary["n_users_without_history"] == 0
+    assert not any(key.startswith("with_history/") for key in result.summary)
     # user 10 saw items 0,1 -> ranks 2,3 (ties by index); user 30 saw 0 -> ranks 1,2
     assert result.per_user["hit_rate@2"].tolist() == [1.0, 1.0]
     assert result.per_user["precision@2"].tolist() == [0.5, 0.5]
