@@ -234,10 +234,11 @@ def protocols_note(by_protocol: dict[str, Runs]) -> str:
         counts = cold_counts(runs)
         if counts:
             cold += (f" Under {name}, {counts[0]} of the {counts[1]} test users have no "
-                     f"training or validation interaction. A model that scores a user from "
-                     f"their history gives all of them one list, the order of its ties, where "
-                     f"the popular list gives them the list it gives everyone; \"NDCG@10 with "
-                     f"history\" averages over the other users only.")
+                     f"training or validation interaction. Each model gives all of them one "
+                     f"list, the one it gives an empty history: for a model that scores from "
+                     f"co-occurrence or factors (EASE, ALS, ItemKNN), the order of its ties, the "
+                     f"lowest item ids; \"NDCG@10 with history\" averages over the other users "
+                     f"only.")
     return (f"Test metrics, mean ± half-width of the 95% confidence interval over seeds "
             f"{', '.join(map(str, seeds))}, each cell within one protocol (a split that does "
             f"not draw at random, as loo's and temporal's, is the same for every seed: a "
