@@ -69,7 +69,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.cache import COSMETIC
 from recsys.cli import ArgumentParser, positive_int
-from recsys.config import build, check_overrides, compose_config, load_split, model_class
+from recsys.config import (
+    build,
+    check_overrides,
+    compose_config,
+    load_split,
+    model_class,
+    model_names,
+)
 from recsys.data import Interactions
 from recsys.data.features import user_features
 from recsys.docs import read_readme, replace_section
@@ -452,6 +459,7 @@ def row_settings(name: str, overrides: list[str]) -> dict:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for key in COSMETIC:
         model.get("trainer", {}).pop(key, None)
+    model.pop("num_threads", None)  # ALS's threads: the result does not depend on them
     settings |= {"model": model, "choose": {key: values for key, values in protocol.get(
         "choose", {}).items() if key in model}}  # fmt: skip
     if route(model_class(cfg.model)) == "fold-in":
@@ -527,6 +535,19 @@ def evaluate_model(cfg, prepared, ks: list[int]) -> tuple[list, ColdUsers, dict,
         choice = {"chosen": chosen, "candidates": choice.get("candidates", []),
                   "prior": prior_choice}  # fmt: skip
     return measured, cold, choice, validation.summary[f"ndcg@{K}"]
+
+
+def check_model_overrides(overrides: list[str], names: list[str]) -> None:
+    """``ConfigError`` for a ``model.KEY...`` override whose ``KEY`` none of the models
+    ``names`` has (a typo: ``model_overrides`` would drop it for every model)."""
+    keys = set().union(*(compose_config([f"model={name}"]).model for name in names
+                         if name != FIRST_RATINGS))  # fmt: skip
+    for override in overrides:
+        if override.startswith("model."):
+            key = override.split("=")[0].split(".")[1]
+            if key not in keys:
+                raise ConfigError(f"{override.split('=')[0]}: none of {', '.join(names)} has "
+                                  f"the key {key!r}: check its spelling")  # fmt: skip
 
 
 def model_overrides(name: str, overrides: list[str]) -> list[str]:
@@ -784,21 +805,21 @@ def check_settings(path: Path, models: list[str], overrides: list[str]) -> dict[
     """The settings ``path`` (a ``cold_start.json``) records for ``models``, the models whose
     rows ``--update`` keeps, checked to be what this run's config gives them (``row_settings``):
     ``ConfigError`` naming the models and the first settings that differ otherwise (their YAML,
-    the protocol's grids or the overrides changed since)."""
+    the protocol's grids or the overrides changed since), or a model no longer configured."""
+    if not models:
+        return {}
     recorded = json.loads(path.read_text()).get("settings")
     if not isinstance(recorded, dict) or not set(models) <= set(recorded):
         raise ConfigError(f"--update: {path} records no settings for the rows it would keep "
                           f"(written before they were recorded): run without --update to "
                           f"rebuild every model's rows")  # fmt: skip
-    changed = {}
-    for name in models:
-        try:
-            now = row_settings(name, overrides)
-        except ConfigError:  # a model no longer in conf/model, or an override it refuses
-            now = {"model": "not configured now"}
-        differ = differences(recorded[name], now)
-        if differ:
-            changed[name] = differ
+    gone = [name for name in models if name != FIRST_RATINGS and name not in model_names()]
+    if gone:
+        raise ConfigError(f"--update: {path} keeps rows of {', '.join(gone)}, no longer in "
+                          f"conf/model: run without --update to rebuild the table")  # fmt: skip
+    changed = {name: differences(recorded[name], row_settings(name, overrides))
+               for name in models}  # fmt: skip
+    changed = {name: keys for name, keys in changed.items() if keys}
     if changed:
         said = "; ".join(f"{name} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
                          for name, keys in changed.items())  # fmt: skip
@@ -809,15 +830,13 @@ def check_settings(path: Path, models: list[str], overrides: list[str]) -> dict[
 
 
 def differences(old, new, prefix: str = "") -> list[str]:
-    """The dotted keys where two nested settings differ (a key on one side only counts)."""
+    """Where two nested settings differ: ``"key: old -> new"`` for each dotted key, a key on
+    one side only shown as ``(none)`` on the other."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [] if old == new else [prefix.rstrip(".") or "settings"]
+        return [] if old == new else [f"{prefix.rstrip('.') or 'settings'}: {old} -> {new}"]
     keys = []
     for name in dict.fromkeys([*old, *new]):
-        if name in old and name in new:
-            keys += differences(old[name], new[name], f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
+        keys += differences(old.get(name, "(none)"), new.get(name, "(none)"), f"{prefix}{name}.")
     return keys
 
 
@@ -940,10 +959,12 @@ def main(argv: list[str] | None = None) -> int:
         if kept is not None:  # the splits too (loading them takes seconds, training hours)
             check_splits(kept, {seed: load_split(compose_config([*protocol, f"seed={seed}"]))
                                 .split.fingerprint for seed in args.seeds}, table)  # fmt: skip
+        kept_models = [] if kept is None else [m for m in dict.fromkeys(kept["model"])
+                                               if m not in args.models]  # fmt: skip
         kept_choice = [] if kept is None else [c for c in kept_choices(table)
                                                if c["model"] not in args.models]  # fmt: skip
-        settings = {} if kept is None else check_settings(
-            table, [m for m in dict.fromkeys(kept["model"]) if m not in args.models], overrides)
+        settings = check_settings(table, kept_models, overrides)
+        check_model_overrides(overrides, [*args.models, *kept_models])
         settings |= {name: row_settings(name, overrides) for name in args.models}
         runs = [(name, seed) for name in args.models for seed in args.seeds]
         frames, choices = [], []

@@ -41,8 +41,9 @@ def read_readme(path: Path, *sections: str) -> str:
         text = Path(path).read_text()
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"cannot read --readme {path} ({reason}): give the README whose "
-                          f"{' and '.join(sections) or 'generated'} section to update") from None
+        wanted = f" with a generated {' and '.join(sections)} section" if sections else ""
+        raise ConfigError(f"cannot read --readme {path} ({reason}): give a README"
+                          f"{wanted}") from None  # fmt: skip
     for name in sections:
         replace_section(text, name, "")  # ConfigError if it lacks the section
     return text

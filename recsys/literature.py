@@ -225,7 +225,7 @@ def cold_counts(runs: Runs) -> tuple[str, str] | None:
     return span(runs.table[key].dropna()), span(runs.table[mlflow_key("test/n_users")])
 
 
-def protocols_note(by_protocol: dict[str, Runs]) -> str:
+def protocols_note(by_protocol: dict[str, Runs], k: int = 10) -> str:
     described = " ".join(f"**{name}**: {describe_protocol(runs)}."
                          for name, runs in by_protocol.items())  # fmt: skip
     seeds = sorted({s for runs in by_protocol.values() for s in runs.table["seed"]})
@@ -237,7 +237,7 @@ def protocols_note(by_protocol: dict[str, Runs]) -> str:
                      f"training or validation interaction. Each model gives all of them one "
                      f"list, the one it gives an empty history: for a model that scores from "
                      f"co-occurrence or factors (EASE, ALS, ItemKNN), the order of its ties, the "
-                     f"lowest item ids; \"NDCG@10 with history\" averages over the other users "
+                     f"lowest item ids; \"NDCG@{k} with history\" averages over the other users "
                      f"only.")
     return (f"Test metrics, mean ± half-width of the 95% confidence interval over seeds "
             f"{', '.join(map(str, seeds))}, each cell within one protocol (a split that does "

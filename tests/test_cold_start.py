@@ -311,25 +311,56 @@ def test_update_refuses_rows_made_with_other_settings_before_training(synthetic_
     with monkeypatch.context() as patch:
         patch.setattr(cold_start, "evaluated", None)  # any training fails loudly
         for overrides, says in (
-                (["model.regularization=5000"], "kept rows of ease (model.regularization)"),
-                (["protocol.prior_weights=[0.0,1.0]"], "kept rows of ease (prior_weights)"),
+                (["model.regularization=5000"],
+                 "kept rows of ease (model.regularization: 196.0 -> 5000)"),
+                (["protocol.prior_weights=[0.0,1.0]"], "ease (prior_weights: [0.0, 0.5, "),
                 (["protocol.first_ratings_regularization=[10.0]", "protocol.refit=false"],
-                 "ease (refit); first_ratings (refit, first_ratings_regularization)")):
+                 "ease (refit: True -> False); first_ratings (refit: True -> False, "
+                 "first_ratings_regularization: [3.0, 10.0, 30.0, 100.0, 300.0] -> [10.0])"),
+                (["model.regularizaton=5"], "none of popular, ease, first_ratings has the key "
+                 "'regularizaton'"),  # a typo, not a change
+        ):
             assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
                                     *overrides]) == 1  # fmt: skip
             error = capsys.readouterr().err.strip().splitlines()
-            assert len(error) == 1 and says in error[0] and "to --models" in error[0], error
+            assert len(error) == 1 and says in error[0], error
+            assert ("to --models" in error[0]) == ("regularizaton" not in overrides[0])
             assert {f: f.read_bytes() for f in out.rglob("*") if f.is_file()} == files
-    # an override that reaches no kept model (ease has no trainer) keeps their rows
-    assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common,
-                            "model.trainer.epochs=3"]) == 0  # fmt: skip
+        record = json.loads((out / "cold_start.json").read_text())
+        for row in record["rows"]:  # ease's rows as if the model had left conf/model
+            row["model"] = "gone" if row["model"] == "ease" else row["model"]
+        record["settings"]["gone"] = record["settings"].pop("ease")
+        (out / "cold_start.json").write_text(json.dumps(record))
+        assert cold_start.main(["--models", "popular", "--seeds", "1", "--update",
+                                *common]) == 1  # fmt: skip
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "keeps rows of gone, no longer in conf/model" in error[0]
+        for path, content in files.items():
+            path.write_bytes(content)  # the table as it was
+    # an override that reaches only the model retrained keeps the others' rows
+    assert cold_start.main(["--models", "ease", "--seeds", "1", "--update", *common,
+                            "model.regularization=300"]) == 0  # fmt: skip
     record = json.loads((out / "cold_start.json").read_text())
-    assert record["settings"] == settings
+    assert record["settings"]["ease"]["model"]["regularization"] == 300
+    assert {k: v for k, v in record["settings"].items() if k != "ease"} == {
+        k: v for k, v in settings.items() if k != "ease"}  # fmt: skip
     del record["settings"]  # as written before they were recorded
     (out / "cold_start.json").write_text(json.dumps(record))
     monkeypatch.setattr(cold_start, "evaluated", None)
     assert cold_start.main(["--models", "popular", "--seeds", "1", "--update", *common]) == 1
     assert "records no settings" in capsys.readouterr().err
+
+
+def test_settings_hold_the_grids_a_model_chooses_from_and_differences_name_them():
+    two_tower = cold_start.row_settings("two_tower", ["protocol.choose.user_id_dropout=[0.0]"])
+    assert two_tower["choose"] == {"user_id_dropout": [0.0]} and "prior_weights" not in two_tower
+    ease = cold_start.row_settings("ease", ["protocol.choose.user_id_dropout=[0.0]"])
+    assert ease["choose"] == {} and "prior_weights" in ease  # not its key; a fold-in's grid
+    assert "num_threads" not in cold_start.row_settings("als", [])["model"]  # same result
+    assert cold_start.differences({"a": {"b": 1, "c": 2}, "d": [1]},
+                                  {"a": {"b": 1.0, "e": 3}, "d": [1]}) == [
+        "a.c: 2 -> (none)", "a.e: (none) -> 3"]  # 1 == 1.0: JSON's ints  # fmt: skip
+    assert cold_start.differences({"a": 1}, {"a": 1}) == []
 
 
 def table_rows(per_user: dict[tuple[str, str, int], list[list[float]]]) -> pd.DataFrame:

@@ -1,3 +1,5 @@
+import importlib
+
 import pytest
 
 from recsys import docs
@@ -21,8 +23,6 @@ def test_replace_section_keeps_the_rest():
 
 @pytest.mark.parametrize("command", ["docs", "report", "literature", "cold_start"])
 def test_a_readme_that_cannot_be_updated_is_one_line_before_any_work(command, tmp_path, capsys):
-    import importlib
-
     module = importlib.import_module(f"recsys.{command}")
     arguments = {"docs": [], "report": ["--out", str(tmp_path / "out")],
                  "literature": ["protocols", "--tracking-uri", str(tmp_path / "none")],

@@ -1,9 +1,11 @@
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from recsys import literature
 from recsys.config import compose_config
 from recsys.errors import ConfigError
+from recsys.report import Runs
 from recsys.train import run
 from tests.conftest import SYNTHETIC
 
@@ -82,10 +84,6 @@ def test_protocols_are_compared_side_by_side_never_mixed(tracked_benchmark, mlfl
 
 
 def test_test_users_without_history_are_counted_and_a_column_leaves_them_out(monkeypatch):
-    import pandas as pd
-
-    from recsys.report import Runs
-
     def runs(name, without, with_history):
         rows = [{"model": model, "seed": seed, "test/ndcg_at_10": 0.2 + 0.1 * (model == "ease"),
                  "test/recall_at_10": 0.1, "test/hit_rate_at_10": 0.5, "test/n_users": 300.0,
