@@ -33,6 +33,9 @@ from recsys.errors import ConfigError
 from recsys.models.base import Recommender, binary_rows, check_choice, check_positive
 
 STANDARDISE_OVER = ("unseen", "catalogue")
+# the weight search keeps each batch's standardised member scores (every grid point ranks the
+# same validation users) up to this many bytes; batches beyond it are scored again each time
+SEARCH_CACHE_BYTES = 2**30
 
 
 class EnsembleRecommender(Recommender):
@@ -87,6 +90,7 @@ class EnsembleRecommender(Recommender):
                                   f"supported in an ensemble")  # fmt: skip
         self.weights = None if weights is None else self._normalised(dict(weights))
         self.n_items = 0
+        self._search_cache = None  # {users' bytes: (members, B, n_items)} while searching
 
     def _normalised(self, weights: dict[str, float]) -> np.ndarray:
         if set(weights) != set(self.members) or any(w < 0 for w in weights.values()):
@@ -98,8 +102,12 @@ class EnsembleRecommender(Recommender):
         return values / values.sum()
 
     def memory_needed(self, n_users: int, n_items: int, nnz: int) -> dict[str, int]:
-        return {f"{name}: {what}": size for name, member in self.members.items()
-                for what, size in member.memory_needed(n_users, n_items, nnz).items()}  # fmt: skip
+        needed = {f"{name}: {what}": size for name, member in self.members.items()
+                  for what, size in member.memory_needed(n_users, n_items, nnz).items()}
+        if self.weights is None:  # the search's cache, at most SEARCH_CACHE_BYTES
+            needed["weight search: members' standardised scores"] = min(
+                SEARCH_CACHE_BYTES, 4 * len(self.members) * n_users * n_items)  # fmt: skip
+        return needed
 
     def fit(self, train: sp.csr_matrix) -> Self:
         return self.fit_validated(train)
@@ -120,13 +128,19 @@ class EnsembleRecommender(Recommender):
         return self
 
     def _search(self, validate) -> np.ndarray:
-        """The simplex grid point with the best validation objective."""
+        """The simplex grid point with the best validation objective. Every point ranks the
+        same users, so each batch's standardised member scores are computed once
+        (``SEARCH_CACHE_BYTES`` of them at most) and only the weighted sum is redone."""
         best, best_value = None, -np.inf
-        for weights in simplex_grid(len(self.members), self.weight_step):
-            self.weights = weights
-            value = validate(self)
-            if value > best_value:
-                best, best_value = weights, value
+        self._search_cache = {}
+        try:
+            for weights in simplex_grid(len(self.members), self.weight_step):
+                self.weights = weights
+                value = validate(self)
+                if value > best_value:
+                    best, best_value = weights, value
+        finally:
+            self._search_cache = None
         self.validation_value = best_value
         return best
 
@@ -144,14 +158,38 @@ class EnsembleRecommender(Recommender):
                             for name, member in self.members.items()}}  # fmt: skip
 
     def score(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
         blended = np.zeros((len(users), self.n_items), dtype=np.float32)
-        seen = self.seen[users] if self.standardise_over == "unseen" else None
-        counted = _counted(blended.shape, seen)  # once for every member
-        for weight, member in zip(self.weights, self.members.values(), strict=True):
+        cached = self._cached(users)
+        counted = self._counted(users) if cached is None else None  # once for every member
+        for m, (weight, member) in enumerate(zip(self.weights, self.members.values(),
+                                                 strict=True)):  # fmt: skip
             if weight > 0:
-                scores = np.asarray(member.score(users), dtype=np.float32)
-                blended += np.float32(weight) * _standardised_over(scores, counted)
+                z = cached[m] if cached is not None else _standardised_over(
+                    np.asarray(member.score(users), dtype=np.float32), counted)  # fmt: skip
+                blended += np.float32(weight) * z
         return blended
+
+    def _counted(self, users: np.ndarray) -> np.ndarray:
+        """``(B, n_items)`` booleans: the entries each user's standardising counts."""
+        seen = self.seen[users] if self.standardise_over == "unseen" else None
+        return _counted((len(users), self.n_items), seen)
+
+    def _cached(self, users: np.ndarray) -> np.ndarray | None:
+        """``(members, B, n_items)`` standardised member scores of ``users`` during the weight
+        search (computed on first use while the cache has room), else ``None``."""
+        if self._search_cache is None:
+            return None
+        key = users.tobytes()
+        if key not in self._search_cache:
+            used = sum(z.nbytes for z in self._search_cache.values())
+            if used + 4 * len(self.members) * len(users) * self.n_items > SEARCH_CACHE_BYTES:
+                return None
+            counted = self._counted(users)
+            self._search_cache[key] = np.stack([_standardised_over(np.asarray(
+                member.score(users), dtype=np.float32), counted)
+                for member in self.members.values()])  # fmt: skip
+        return self._search_cache[key]
 
 
 def standardised(scores: np.ndarray, left_out: sp.spmatrix | None = None) -> np.ndarray:

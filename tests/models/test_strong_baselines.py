@@ -300,6 +300,29 @@ class TestEnsemble(ModelContract):
         assert model.refit_overrides()["weights"] == pytest.approx(
             {"ease": 0.5, "als": 0.25, "multvae": 0.25, "session_ease": 0.0})
 
+    def test_the_weight_search_scores_each_member_once_and_chooses_as_without_its_cache(
+            self, synthetic_matrices, monkeypatch):  # fmt: skip
+        from recsys.models import ensemble
+        from recsys.train import validation_metric
+
+        train, validation, _ = synthetic_matrices
+        validate = validation_metric(validation, train, "val/ndcg@10", batch_size=16)
+        batches = -(-np.count_nonzero(np.diff(validation.indptr)) // 16)
+        found = []
+        for room in (ensemble.SEARCH_CACHE_BYTES, 0):
+            monkeypatch.setattr(ensemble, "SEARCH_CACHE_BYTES", room)
+            model = self.make_model(0, weights=None, weight_step=0.25)
+            ease, calls = model.members["ease"], []
+            monkeypatch.setattr(ease, "score", lambda users, score=ease.score, calls=calls: (
+                calls.append(len(users)), score(users))[1])  # fmt: skip
+            model.fit_validated(train, validate=validate)
+            found.append((model.weights, model.validation_value, len(calls)))
+            assert model._search_cache is None  # let go after the search
+        (cached_weights, cached_value, cached_calls), (weights, value, calls) = found
+        np.testing.assert_array_equal(cached_weights, weights)
+        assert cached_value == value
+        assert cached_calls == batches < calls  # once a batch, not once a grid point
+
     def test_simplex_grid_covers_every_point_once(self):
         from recsys.models.ensemble import simplex_grid
 
