@@ -547,7 +547,8 @@ def check_model_overrides(overrides: list[str], names: list[str]) -> None:
             key = override.split("=")[0].split(".")[1]
             if key not in keys:
                 raise ConfigError(f"{override.split('=')[0]}: none of {', '.join(names)} has "
-                                  f"the key {key!r}: check its spelling")  # fmt: skip
+                                  f"the key {key!r} (misspelt, or meant for a model this run "
+                                  f"does not train): drop it, or add that model to --models")
 
 
 def model_overrides(name: str, overrides: list[str]) -> list[str]:

@@ -42,6 +42,16 @@ def test_every_model_states_its_memory_in_whole_bytes(name):
     assert fit_need(model, binary(1_000, 500), 64).total > ranking_need(64, 500)
 
 
+def test_an_ensemble_that_searches_its_weights_counts_the_search_cache():
+    from recsys.models import ensemble
+
+    key = "weight search: members' standardised scores"
+    assert key not in create_model("ensemble", seed=0).memory_needed(1_000, 500, 20_000)
+    searching = create_model("ensemble", seed=0, overrides={"weights": None})
+    assert searching.memory_needed(1_000, 500, 20_000)[key] == 4 * 4 * 1_000 * 500  # 4 members
+    assert searching.memory_needed(10**6, 10**5, 1)[key] == ensemble.SEARCH_CACHE_BYTES
+
+
 def test_ml32m_sized_ease_refuses_with_its_need_and_the_fix():
     train = sp.csr_matrix((1, 87_585), dtype=np.float32)  # the shape is what counts
     with pytest.raises(ConfigError) as caught:

@@ -186,9 +186,11 @@ class EnsembleRecommender(Recommender):
             if used + 4 * len(self.members) * len(users) * self.n_items > SEARCH_CACHE_BYTES:
                 return None
             counted = self._counted(users)
-            self._search_cache[key] = np.stack([_standardised_over(np.asarray(
-                member.score(users), dtype=np.float32), counted)
-                for member in self.members.values()])  # fmt: skip
+            cached = np.empty((len(self.members), len(users), self.n_items), dtype=np.float32)
+            for m, member in enumerate(self.members.values()):
+                cached[m] = _standardised_over(np.asarray(member.score(users),
+                                                          dtype=np.float32), counted)  # fmt: skip
+            self._search_cache[key] = cached
         return self._search_cache[key]
 
 

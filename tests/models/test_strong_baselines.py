@@ -306,21 +306,28 @@ class TestEnsemble(ModelContract):
         from recsys.train import validation_metric
 
         train, validation, _ = synthetic_matrices
-        validate = validation_metric(validation, train, "val/ndcg@10", batch_size=16)
+        objective = validation_metric(validation, train, "val/ndcg@10", batch_size=16)
         batches = -(-np.count_nonzero(np.diff(validation.indptr)) // 16)
         found = []
         for room in (ensemble.SEARCH_CACHE_BYTES, 0):
             monkeypatch.setattr(ensemble, "SEARCH_CACHE_BYTES", room)
             model = self.make_model(0, weights=None, weight_step=0.25)
-            ease, calls = model.members["ease"], []
+            ease, calls, values = model.members["ease"], [], []
             monkeypatch.setattr(ease, "score", lambda users, score=ease.score, calls=calls: (
                 calls.append(len(users)), score(users))[1])  # fmt: skip
+
+            def validate(fitted, values=values, model=model):  # every grid point's, in order
+                value = objective(fitted)
+                if fitted is model:
+                    values.append(value)
+                return value
+
             model.fit_validated(train, validate=validate)
-            found.append((model.weights, model.validation_value, len(calls)))
+            found.append((model.weights, values, len(calls)))
             assert model._search_cache is None  # let go after the search
-        (cached_weights, cached_value, cached_calls), (weights, value, calls) = found
+        (cached_weights, cached_values, cached_calls), (weights, values, calls) = found
         np.testing.assert_array_equal(cached_weights, weights)
-        assert cached_value == value
+        assert len(values) == 35 and cached_values == values  # every point, bit for bit
         assert cached_calls == batches < calls  # once a batch, not once a grid point
 
     def test_simplex_grid_covers_every_point_once(self):
