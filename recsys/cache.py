@@ -69,12 +69,18 @@ def _version(name: str) -> str:
         return "absent"
 
 
-def cache_key(cfg: DictConfig, data_sha256: str, split_fingerprint: str) -> str:
-    """The entry name of the models a run of ``cfg`` fits on this data and split."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+def model_settings(model_cfg: DictConfig) -> dict:
+    """The resolved model config less the settings that change how training looks
+    (``COSMETIC``), not what it computes."""
+    model = OmegaConf.to_container(model_cfg, resolve=True)
     for key in COSMETIC:
         model.get("trainer", {}).pop(key, None)
-    described = {"model": model, "seed": cfg.seed, "objective": cfg.objective,
+    return model
+
+
+def cache_key(cfg: DictConfig, data_sha256: str, split_fingerprint: str) -> str:
+    """The entry name of the models a run of ``cfg`` fits on this data and split."""
+    described = {"model": model_settings(cfg.model), "seed": cfg.seed, "objective": cfg.objective,
                  "refit": cfg.protocol.refit, "data": data_sha256, "split": split_fingerprint,
                  "code": code_version(), "libraries": {n: _version(n) for n in LIBRARIES}}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

@@ -67,7 +67,7 @@ import pandas as pd
 import scipy.sparse as sp
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.cache import COSMETIC
+from recsys.cache import model_settings
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import (
     build,
@@ -456,9 +456,7 @@ def row_settings(name: str, overrides: list[str]) -> dict:
     if name == FIRST_RATINGS:
         return settings | {"first_ratings_regularization":
                            protocol.get("first_ratings_regularization", [])}  # fmt: skip
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in COSMETIC:
-        model.get("trainer", {}).pop(key, None)
+    model = model_settings(cfg.model)
     model.pop("num_threads", None)  # ALS's threads: the result does not depend on them
     settings |= {"model": model, "choose": {key: values for key, values in protocol.get(
         "choose", {}).items() if key in model}}  # fmt: skip
@@ -543,20 +541,23 @@ def check_model_overrides(overrides: list[str], names: list[str]) -> None:
     keys = set().union(*(compose_config([f"model={name}"]).model for name in names
                          if name != FIRST_RATINGS))  # fmt: skip
     for override in overrides:
-        if override.startswith("model."):
-            key = override.split("=")[0].split(".")[1]
-            if key not in keys:
-                raise ConfigError(f"{override.split('=')[0]}: none of {', '.join(names)} has "
-                                  f"the key {key!r} (misspelt, or meant for a model this run "
-                                  f"does not train): drop it, or add that model to --models")
+        key = _model_key(override)
+        if key is not None and key not in keys:
+            raise ConfigError(f"{override.split('=')[0]}: none of {', '.join(names)} has "
+                              f"the key {key!r} (misspelt, or meant for a model this run does "
+                              f"not train): drop it, or add that model to --models")
 
 
 def model_overrides(name: str, overrides: list[str]) -> list[str]:
     """``overrides`` without the ``model.KEY...`` ones whose ``KEY`` model ``name`` lacks, so
     ``model.trainer.epochs=5`` reaches the torch models and leaves EASE alone."""
     settings = compose_config([f"model={name}"]).model
-    return [o for o in overrides
-            if not o.startswith("model.") or o.split("=")[0].split(".")[1] in settings]
+    return [o for o in overrides if _model_key(o) in (None, *settings)]
+
+
+def _model_key(override: str) -> str | None:
+    """``KEY`` of a ``model.KEY...=value`` override, ``None`` for any other override."""
+    return override.split("=")[0].split(".")[1] if override.startswith("model.") else None
 
 
 def summary_table(results: pd.DataFrame, metric: str = f"ndcg@{K}") -> pd.DataFrame:

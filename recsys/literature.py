@@ -195,17 +195,16 @@ def protocols_markdown(by_protocol: dict[str, Runs], k: int = 10) -> str:
             columns.append((name, f"test/with_history/ndcg@{k}", f"{name}: NDCG@{k} with history"))
     header = ["model", *[label for *_, label in columns]]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    values = {}  # (protocol, metric): {model: its seeds' values}
+    for name, metric, _ in columns:
+        table = by_protocol[name].table
+        if mlflow_key(metric) in table:
+            values[name, metric] = dict(list(table.groupby("model")[mlflow_key(metric)]))
     for model in models:
         cells = []
         for name, metric, _ in columns:
-            runs = by_protocol[name]
-            if model not in runs.models or mlflow_key(metric) not in runs.table:
-                cells.append("—")
-                continue
-            column = runs.table.groupby("model")[mlflow_key(metric)]
-            values = column.get_group(model).dropna()
-            cells.append(_cell(values.mean(), confidence_interval(values)) if len(values)
-                         else "—")  # fmt: skip
+            seeds = values.get((name, metric), {}).get(model, pd.Series(dtype=float)).dropna()
+            cells.append(_cell(seeds.mean(), confidence_interval(seeds)) if len(seeds) else "—")
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
