@@ -212,6 +212,9 @@ def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndc
     validate = validation_metric(validation, train, objective, batch_size)
     model.fit_validated(train, validate=validate, on_epoch=record)
     metrics = {"time/fit_seconds": time.perf_counter() - start} | model.training_summary()
+    seconds = [values["seconds"] for _, values in epochs if "seconds" in values]
+    if seconds:  # a torch model's epochs: the pass over the training data, validation aside
+        metrics["time/epoch_seconds"] = sum(seconds) / len(seconds)
     final = model
     metrics["train/refit"] = float(refit is not None and validation.nnz > 0)
     if metrics["train/refit"]:
@@ -280,10 +283,12 @@ def validation_metric(validation, train, objective: str, batch_size: int):
 
 
 def _epoch_logger(tracker: RunTracker, objective: str):
-    """Per-epoch training loss and validation objective, logged with the epoch as step."""
+    """Per-epoch training loss, penalty, seconds (validation aside) and validation objective,
+    logged with the epoch as step."""
 
     def log_epoch(epoch: int, record: dict[str, float]) -> None:
-        names = {"loss": "epoch/loss", "penalty": "epoch/penalty", "val": f"epoch/{objective}"}
+        names = {"loss": "epoch/loss", "penalty": "epoch/penalty", "seconds": "epoch/seconds",
+                 "val": f"epoch/{objective}"}  # fmt: skip
         tracker.log_metrics({names[k]: v for k, v in record.items()}, step=epoch)
 
     return log_epoch

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import platform
+import time
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -302,7 +303,9 @@ class TorchRecommender(FactorRecommender):
         bar = tqdm(range(1, settings.epochs + 1), desc=type(self).__name__, leave=False,
                    disable=not settings.progress or None)  # fmt: skip
         for epoch in bar:
-            record = self._train_epoch(optimizer, generator)
+            start = time.perf_counter()
+            record = self._train_epoch(optimizer, generator)  # ends in a device sync
+            record["seconds"] = time.perf_counter() - start
             self.epochs_run = epoch
             if validate is not None and epoch % settings.eval_every == 0:
                 self._cache_embeddings()
