@@ -514,25 +514,6 @@ def test_device_ranking_equals_the_numpy_ranking_with_ties():
         np.testing.assert_array_equal(values.numpy(), expected_values)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_cuda_training_and_ranking_match_cpu_quality(synthetic_matrices):
-    train, validation, test = synthetic_matrices
-    results = {}
-    for device in ("cpu", "cuda"):
-        model = TestBPR.make_model(0, trainer={"device": device}).fit(train)
-        results[device] = evaluate(model, test, train + validation, [10]).summary["ndcg@10"]
-    assert results["cuda"] == pytest.approx(results["cpu"], abs=0.05)
-    scores = torch.randn(50, 400, device="cuda").round(decimals=1)  # ties on the GPU
-    items, _ = top_k_torch(scores, 20)
-    np.testing.assert_array_equal(items.cpu().numpy(), top_k(scores.cpu().numpy(), 20)[0])
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
-def test_cuda_without_gpu_is_a_config_error():
-    with pytest.raises(ConfigError, match="no CUDA GPU"):
-        create_model("bpr", seed=0, overrides={"trainer": {"device": "cuda"}})
-
-
 class TestMultVAE(ModelContract):
     model_name = "multvae"
     overrides = {"hidden": 64, "latent": 16, "anneal_steps": 50,
@@ -635,3 +616,43 @@ class TestMultVAE(ModelContract):
         damaged = NewUserParts(parts.kind, parts.spec, dict(parts.weights, extra=np.zeros(1)))
         with pytest.raises(ConfigError, match="do not fit the module"):
             VAEFoldIn(damaged)
+
+
+def quality_on_devices(contract: type[ModelContract], devices: tuple[str, ...],
+                       matrices) -> dict[str, float]:  # fmt: skip
+    """Test NDCG@10 of ``contract``'s model fitted (seed 0, its contract's settings) on each
+    device, keyed by device."""
+    train, validation, test = matrices
+    results = {}
+    for device in devices:
+        trainer = contract.overrides.get("trainer", {}) | {"device": device}
+        model = contract.make_model(0, trainer=trainer).fit(train)
+        assert model.device.type == device
+        results[device] = evaluate(model, test, train + validation, [10]).summary["ndcg@10"]
+    return results
+
+
+TORCH_CONTRACTS = [TestBPR, TestGraphSAGE, TestGraphSAGEClassic, TestLightGCN, TestMultVAE,
+                   TestTwoTower]  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("contract", TORCH_CONTRACTS, ids=lambda c: c.model_name)
+def test_cuda_training_and_ranking_match_cpu_quality(contract, synthetic_matrices):
+    results = quality_on_devices(contract, ("cpu", "cuda"), synthetic_matrices)
+    low, high = contract.ndcg_bounds
+    assert low <= results["cuda"] <= high
+    assert results["cuda"] == pytest.approx(results["cpu"], abs=0.05)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_ranking_breaks_ties_as_the_cpu_does():
+    scores = torch.randn(50, 400, device="cuda").round(decimals=1)  # ties on the GPU
+    items, _ = top_k_torch(scores, 20)
+    np.testing.assert_array_equal(items.cpu().numpy(), top_k(scores.cpu().numpy(), 20)[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_config_error():
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        create_model("bpr", seed=0, overrides={"trainer": {"device": "cuda"}})
