@@ -456,8 +456,7 @@ def row_settings(name: str, overrides: list[str]) -> dict:
     if name == FIRST_RATINGS:
         return settings | {"first_ratings_regularization":
                            protocol.get("first_ratings_regularization", [])}  # fmt: skip
-    model = model_settings(cfg.model)
-    model.pop("num_threads", None)  # ALS's threads: the result does not depend on them
+    model = without_threads(model_settings(cfg.model))
     settings |= {"model": model, "choose": {key: values for key, values in protocol.get(
         "choose", {}).items() if key in model}}  # fmt: skip
     if route(model_class(cfg.model)) == "fold-in":
@@ -803,9 +802,16 @@ def check_splits(kept: pd.DataFrame, fingerprints: dict[int, str], path: Path) -
                           f"model's rows")  # fmt: skip
 
 
+def without_threads(model: dict) -> dict:
+    """A model's settings less ALS's ``num_threads``: the result does not depend on them (a
+    ``cold_start.json`` written before they were left out still records them)."""
+    return {key: value for key, value in model.items() if key != "num_threads"}
+
+
 def check_settings(path: Path, models: list[str], overrides: list[str]) -> dict[str, dict]:
-    """The settings ``path`` (a ``cold_start.json``) records for ``models``, the models whose
-    rows ``--update`` keeps, checked to be what this run's config gives them (``row_settings``):
+    """The settings ``path`` (a ``cold_start.json``) records for ``models`` (less ALS's
+    threads), the models whose rows ``--update`` keeps, checked to be what this run's config
+    gives them (``row_settings``):
     ``ConfigError`` naming the models and the first settings that differ otherwise (their YAML,
     the protocol's grids or the overrides changed since), or a model no longer configured."""
     if not models:
@@ -819,6 +825,9 @@ def check_settings(path: Path, models: list[str], overrides: list[str]) -> dict[
     if gone:
         raise ConfigError(f"--update: {path} keeps rows of {', '.join(gone)}, no longer in "
                           f"conf/model: run without --update to rebuild the table")  # fmt: skip
+    recorded = {name: recorded[name] | ({"model": without_threads(recorded[name]["model"])}
+                                        if "model" in recorded[name] else {})
+                for name in models}  # fmt: skip
     changed = {name: differences(recorded[name], row_settings(name, overrides))
                for name in models}  # fmt: skip
     changed = {name: keys for name, keys in changed.items() if keys}

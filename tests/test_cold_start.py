@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from recsys import cold_start
-from recsys.config import compose_config, create_model, load_split
+from recsys.config import CONF_DIR, compose_config, create_model, load_split
 from recsys.data import Interactions
 from recsys.errors import ConfigError
 from recsys.train import model_factory, run
@@ -361,6 +361,22 @@ def test_settings_hold_the_grids_a_model_chooses_from_and_differences_name_them(
                                   {"a": {"b": 1.0, "e": 3}, "d": [1]}) == [
         "a.c: 2 -> (none)", "a.e: (none) -> 3"]  # 1 == 1.0: JSON's ints  # fmt: skip
     assert cold_start.differences({"a": 1}, {"a": 1}) == []
+
+
+def test_the_committed_table_was_made_with_what_the_configs_give_now():
+    # a fresh clone's `cold_start --update` keeps every other model's rows: they must match
+    path = CONF_DIR.parent / "reports" / "cold_start.json"
+    models = list(json.loads(path.read_text())["settings"])
+    assert set(models) == set(cold_start.check_settings(path, models, []))
+
+
+def test_a_table_recording_als_threads_is_still_kept(tmp_path):
+    path = tmp_path / "cold_start.json"
+    settings = cold_start.row_settings("als", [])
+    settings["model"]["num_threads"] = 4  # as written before threads were left out
+    path.write_text(json.dumps({"settings": {"als": settings}}))
+    kept = cold_start.check_settings(path, ["als"], [])  # written back as row_settings gives
+    assert kept == {"als": cold_start.row_settings("als", [])}
 
 
 def table_rows(per_user: dict[tuple[str, str, int], list[list[float]]]) -> pd.DataFrame:
