@@ -23,20 +23,44 @@ from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 
 README = CONF_DIR.parent / "README.md"
+EXPERIMENT_LINE = "<!-- from MLflow experiment {} -->"  # a section's first line: its source
 
 
-def replace_section(text: str, name: str, body: str) -> str:
-    """``text`` with the generated section ``name`` holding ``body``."""
+def _section(name: str) -> tuple[str, re.Pattern]:
     begin, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    return begin, re.compile(re.escape(begin) + r"\n?(.*?)" + re.escape(end), re.DOTALL)
+
+
+def replace_section(text: str, name: str, body: str, experiment: str | None = None) -> str:
+    """``text`` with the generated section ``name`` holding ``body``, its first line recording
+    the MLflow ``experiment`` it was made from, where given (an HTML comment)."""
+    begin, pattern = _section(name)
     if not pattern.search(text):
-        raise ConfigError(f"no generated section {name!r} ({begin} ... {end}) in the README")
-    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text, count=1)
+        raise ConfigError(f"no generated section {name!r} ({begin} ... <!-- /generated:{name} "
+                          f"-->) in the README")  # fmt: skip
+    if experiment is not None:
+        body = f"{EXPERIMENT_LINE.format(experiment)}\n{body.strip()}"
+    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n<!-- /generated:{name} -->", text,
+                       count=1)  # fmt: skip
 
 
-def read_readme(path: Path, *sections: str) -> str:
+def section_experiment(text: str, name: str) -> str | None:
+    """The MLflow experiment the generated section ``name`` of ``text`` records as its source
+    (``replace_section``), or ``None`` where it records none."""
+    found = _section(name)[1].search(text)
+    first = found.group(1).split("\n", 1)[0] if found else ""
+    prefix, suffix = EXPERIMENT_LINE.split("{}")
+    if first.startswith(prefix) and first.endswith(suffix):
+        return first[len(prefix) : -len(suffix)]
+    return None
+
+
+def read_readme(path: Path, *sections: str, experiment: str | None = None,
+                force: bool = False) -> str:  # fmt: skip
     """The README a command updates, read and its generated ``sections`` found, before any
-    work (``ConfigError`` in one line otherwise)."""
+    work (``ConfigError`` in one line otherwise). With ``experiment``, a section made from
+    another MLflow experiment is refused too, unless ``force``: the README's results are one
+    benchmark's, and a trial experiment must not replace them unasked."""
     try:
         text = Path(path).read_text()
     except (OSError, ValueError) as error:
@@ -46,6 +70,11 @@ def read_readme(path: Path, *sections: str) -> str:
                           f"{wanted}") from None  # fmt: skip
     for name in sections:
         replace_section(text, name, "")  # ConfigError if it lacks the section
+        recorded = section_experiment(text, name)
+        if experiment is not None and recorded not in (None, experiment) and not force:
+            raise ConfigError(f"--readme {path}: its {name} section is of MLflow experiment "
+                              f"{recorded!r}, not {experiment!r}: pass --force to replace it, "
+                              f"or leave out --readme")  # fmt: skip
     return text
 
 

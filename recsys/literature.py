@@ -1,16 +1,18 @@
 """recsys' numbers next to other numbers: a published table, and the protocols side by side.
 
     python -m recsys.literature published --experiment ml-100k-msr-benchmark \\
-        --table conf/literature/msr_ml100k.yaml --out reports [--readme README.md]
+        --table conf/literature/msr_ml100k.yaml --out reports [--readme README.md [--force]]
     python -m recsys.literature protocols --experiment ml-100k-protocols \\
-        --out reports/protocols [--readme README.md]
+        --out reports/protocols [--readme README.md [--force]]
 
 ``published`` writes ``literature.md`` and ``figures/literature.png|pdf``: the rows a paper or
 benchmark printed (``conf/literature/*.yaml``, copied once from the source) next to recsys'
 models on the same protocol, mean ± 95 % CI over seeds, with MAP in both definitions.
 ``protocols`` writes ``protocols.md``: the same models under every protocol preset of an
 experiment (``experiment=protocols``), one column group a protocol; each cell is computed
-within its protocol, never across. Both read finished MLflow runs, like ``recsys.report``.
+within its protocol, never across. Both read finished MLflow runs, like ``recsys.report``;
+a ``--readme`` section made from another experiment (its first line records which) is replaced
+only with ``--force``.
 """
 
 from __future__ import annotations
@@ -267,12 +269,15 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--tracking-uri", default=None)
         command.add_argument("--readme", type=Path, default=None,
                              help="also write the table into this README's generated section")
+        command.add_argument("--force", action="store_true",
+                             help="replace a --readme section made from another experiment")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plt.switch_backend("Agg")
     name = "literature" if args.command == "published" else "protocols"
     try:
-        readme = None if args.readme is None else read_readme(args.readme, name)
+        readme = None if args.readme is None else read_readme(
+            args.readme, name, experiment=args.experiment, force=args.force)
         client = open_client(args.tracking_uri)
         if args.command == "published":
             table = load_published(args.table)
@@ -284,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             path = write_protocols(by_protocol, args.out)
             section = "\n\n".join([protocols_markdown(by_protocol), protocols_note(by_protocol)])
         if readme is not None:
-            atomic_write_text(args.readme, replace_section(readme, name, section))
+            atomic_write_text(args.readme, replace_section(readme, name, section,
+                                                           experiment=args.experiment))
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

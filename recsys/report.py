@@ -21,7 +21,8 @@ Writes ``results.md`` and ``results.tex`` (booktabs), ``figures/*.png|pdf`` and 
 The protocol (dataset, rating filter, split) is read from the runs' logged config: runs of
 different protocols are refused in one table, and so are runs with a missing or NaN value of a
 metric the tables need (named by run id, model and seed). Models appear from the weakest to
-the strongest by the main NDCG. A folder holding another experiment's or protocol's report is
+the strongest by the main NDCG. A folder holding another experiment's or protocol's report, and a
+``--readme`` results section made from another experiment (its first line records which), are
 overwritten only with ``--force``.
 """
 
@@ -716,21 +717,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=None,
                         help="also write the main table into this README's results section")
     parser.add_argument("--force", action="store_true",
-                        help="overwrite a folder holding another experiment's or protocol's report")
+                        help="overwrite a folder holding another experiment's or protocol's "
+                             "report, and a --readme section of another experiment")
 
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plt.switch_backend("Agg")  # a CLI: files only (importing this module leaves notebooks alone)
     runs = None
     try:
-        readme = None if args.readme is None else read_readme(args.readme, "results")
+        readme = None if args.readme is None else read_readme(
+            args.readme, "results", experiment=args.experiment, force=args.force)
         runs = load_runs(open_client(args.tracking_uri), args.experiment, args.filter,
                          order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
         log_to_sweep(runs, Path(args.out))
         if readme is not None:
             section = readme_section(runs, args.ks[0], args.alpha, args.test)
-            atomic_write_text(args.readme, replace_section(readme, "results", section))
+            atomic_write_text(args.readme, replace_section(readme, "results", section,
+                                                           experiment=runs.experiment))
     except RecsysError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

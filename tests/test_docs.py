@@ -21,6 +21,24 @@ def test_replace_section_keeps_the_rest():
         docs.replace_section(text, "y", "new")
 
 
+def test_a_section_records_its_experiment_and_another_replaces_it_only_with_force(tmp_path):
+    text = "intro\n<!-- generated:x -->\nold\n<!-- /generated:x -->\noutro\n"
+    assert docs.section_experiment(text, "x") is None  # recorded nowhere: any may replace it
+    text = docs.replace_section(text, "x", "| table |\n", experiment="bench-1")
+    assert text == ("intro\n<!-- generated:x -->\n<!-- from MLflow experiment bench-1 -->\n"
+                    "| table |\n<!-- /generated:x -->\noutro\n")  # fmt: skip
+    assert docs.section_experiment(text, "x") == "bench-1"
+    assert docs.section_experiment(docs.replace_section(text, "x", "new"), "x") is None
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    assert docs.read_readme(readme, "x", experiment="bench-1") == text
+    assert docs.read_readme(readme, "x") == text  # no experiment: the docs' own sections
+    with pytest.raises(ConfigError, match="its x section is of MLflow experiment 'bench-1', "
+                                          "not 'trial': pass --force"):  # fmt: skip
+        docs.read_readme(readme, "x", experiment="trial")
+    assert docs.read_readme(readme, "x", experiment="trial", force=True) == text
+
+
 @pytest.mark.parametrize("command", ["docs", "report", "literature", "cold_start"])
 def test_a_readme_that_cannot_be_updated_is_one_line_before_any_work(command, tmp_path, capsys):
     module = importlib.import_module(f"recsys.{command}")

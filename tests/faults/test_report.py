@@ -165,6 +165,23 @@ def test_an_unreadable_readme_is_refused_before_anything_is_written(tracked_benc
         assert not (tmp_path / "out").exists()
 
 
+def test_a_readme_holding_another_experiments_results_is_kept(tracked_benchmark, tmp_path,
+                                                               capsys):  # fmt: skip
+    uri, _, _ = tracked_benchmark
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- generated:results -->\n<!-- from MLflow experiment "
+                      "ml-100k-msr-benchmark -->\n| 13 models x 5 seeds |\n"
+                      "<!-- /generated:results -->\n")  # fmt: skip
+    line = failing_cli(capsys, report.main, ["--tracking-uri", uri, "--experiment", "bench",
+                                             "--out", str(tmp_path / "out"),
+                                             "--readme", str(readme)],
+                       protect=(tmp_path,))  # fmt: skip
+    assert line == (f"error: --readme {readme}: its results section is of MLflow experiment "
+                    f"'ml-100k-msr-benchmark', not 'bench': pass --force to replace it, or "
+                    f"leave out --readme")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--ks", "0"], "argument --ks: expected a positive whole number, got '0'"),
