@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a CLI: one line
     try:
         settings = IndexSettings(args.index, args.nlist, args.nprobe, args.hnsw_m, args.ef_search)
-        client = open_client(args.tracking_uri)
+        client = open_client(args.tracking_uri, option="--tracking-uri")
         run = select_run(client, args.experiment, args.metric, args.run_id)
         out = args.out or f"data/bundles/{args.experiment}"
         manifest = export_bundle(client, run, out, settings, replace=args.replace)

@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         readme = None if args.readme is None else read_readme(
             args.readme, name, experiment=args.experiment, force=args.force)
-        client = open_client(args.tracking_uri)
+        client = open_client(args.tracking_uri, option="--tracking-uri")
         if args.command == "published":
             table = load_published(args.table)
             runs = load_runs(client, args.experiment)

@@ -727,8 +727,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         readme = None if args.readme is None else read_readme(
             args.readme, "results", experiment=args.experiment, force=args.force)
-        runs = load_runs(open_client(args.tracking_uri), args.experiment, args.filter,
-                         order_by=f"ndcg@{args.ks[0]}")  # fmt: skip
+        client = open_client(args.tracking_uri, option="--tracking-uri")
+        runs = load_runs(client, args.experiment, args.filter, order_by=f"ndcg@{args.ks[0]}")
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
         log_to_sweep(runs, Path(args.out))
         if readme is not None:

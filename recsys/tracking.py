@@ -90,12 +90,15 @@ def resolve_uri(tracking_uri: str | None) -> str:
     return get_tracking_uri()
 
 
-def open_client(tracking_uri: str | None, *, write: bool = False):
+def open_client(tracking_uri: str | None, *, write: bool = False, option: str = "tracking.uri"):
     """An ``MlflowClient`` on a store checked to be usable, or one ``TrackingError`` line.
 
     A server (``http(s)://``) must answer ``/health`` within ``CONNECT_TIMEOUT`` seconds. A
-    SQLite store's folder must exist (and, with ``write``, the store be writable); its schema is
-    created under a lock on that folder. Nothing in the store changes.
+    SQLite store's folder must exist; with ``write``, the store must be writable, and its schema
+    is created under a lock on that folder; without, the store must exist already (a reader
+    creates no empty ``mlflow.db`` where it was started, nor where a mistyped URI points).
+    Nothing in an existing store changes. ``option`` is how the caller's user sets the URI
+    (``tracking.uri``, or a reader's ``--tracking-uri``), named in the errors.
     """
     from mlflow.tracking import MlflowClient
 
@@ -103,19 +106,23 @@ def open_client(tracking_uri: str | None, *, write: bool = False):
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
-        check_server(uri)
+        check_server(uri, option)
         return MlflowClient(tracking_uri=uri)
     database = sqlite_path(uri)
     if database is None:  # another backend (a PostgreSQL URL, a file store): MLflow checks it
-        with mlflow_errors(uri, "cannot open"):
+        with mlflow_errors(uri, "cannot open", option):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
         return client
     folder = database.parent
     if not folder.is_dir():
-        raise TrackingError(f"tracking.uri={uri}: folder {folder} does not exist: create it, or "
-                            f"point tracking.uri at an existing folder")  # fmt: skip
-    with folder_lock(folder), mlflow_errors(uri, "cannot open"):
+        raise TrackingError(f"{_given(option, uri)}: folder {folder} does not exist: create it, or "
+                            f"point {option} at an existing folder")  # fmt: skip
+    if not write and not database.exists():
+        raise TrackingError(f"{_given(option, uri)}: no MLflow store at {database}: train a model "
+                            f"first (python -m recsys.train), or point {option} (or "
+                            f"MLFLOW_TRACKING_URI) at your store")  # fmt: skip
+    with folder_lock(folder), mlflow_errors(uri, "cannot open", option):
         if write:
             check_writable(database, uri)
         client = MlflowClient(tracking_uri=uri)
@@ -123,7 +130,7 @@ def open_client(tracking_uri: str | None, *, write: bool = False):
     return client
 
 
-def check_server(uri: str) -> None:
+def check_server(uri: str, option: str = "tracking.uri") -> None:
     """Fail fast, with one line, unless the tracking server at ``uri`` answers ``/health``."""
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT):
@@ -136,9 +143,19 @@ def check_server(uri: str) -> None:
         reason = str(getattr(error, "reason", error)) or type(error).__name__
     raise TrackingError(
         f"MLflow server {uri} is not reachable ({reason}, {CONNECT_TIMEOUT:.0f} s timeout): start "
-        f"it (mlflow server --host 127.0.0.1 --port PORT), or set tracking.uri=sqlite:///mlflow.db"
-        f" or tracking.enabled=false"
+        f"it (mlflow server --host 127.0.0.1 --port PORT), or point {option} at another store"
+        f"{_without_tracking(option)}"
     )
+
+
+def _given(option: str, uri: str) -> str:
+    """How the user gave ``uri``: ``tracking.uri=URI`` (an override), ``--tracking-uri URI``."""
+    return f"{option} {uri}" if option.startswith("--") else f"{option}={uri}"
+
+
+def _without_tracking(option: str) -> str:
+    """The other way out for a run (``tracking.uri``): not to track at all."""
+    return " (or set tracking.enabled=false)" if option == "tracking.uri" else ""
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -243,7 +260,7 @@ def _holds(folder: Path, database: Path) -> bool:
 
 
 @contextlib.contextmanager
-def mlflow_errors(uri: str, doing: str) -> Iterator[None]:
+def mlflow_errors(uri: str, doing: str, option: str = "tracking.uri") -> Iterator[None]:
     """MLflow's, SQLAlchemy's and the network's exceptions -> one ``TrackingError`` line."""
     try:
         yield
@@ -253,8 +270,8 @@ def mlflow_errors(uri: str, doing: str) -> Iterator[None]:
         if not _is_store_error(error):
             raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise TrackingError(f"MLflow store {uri}: {doing}: {first}: check tracking.uri (or set "
-                            f"tracking.enabled=false)") from None  # fmt: skip
+        raise TrackingError(f"MLflow store {uri}: {doing}: {first}: check {option}"
+                            f"{_without_tracking(option)}") from None  # fmt: skip
 
 
 def _is_store_error(error: Exception) -> bool:

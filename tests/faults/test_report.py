@@ -205,3 +205,20 @@ def test_readers_report_a_dead_tracking_server_in_one_line(capsys, tmp_path, com
     argv = ["--tracking-uri", "http://127.0.0.1:9", "--out", str(tmp_path / "out")]
     line = failing_cli(capsys, main, ["published", *argv] if command == "literature" else argv)
     assert "MLflow server http://127.0.0.1:9 is not reachable" in line
+
+
+@pytest.mark.parametrize("command", ["report", "export", "literature"])
+@pytest.mark.parametrize("given", [None, "sqlite:///typo.db"])
+def test_readers_create_no_store_where_there_is_none(capsys, tmp_path, monkeypatch, command,
+                                                     given):  # fmt: skip
+    from recsys import export, literature
+
+    monkeypatch.chdir(tmp_path)  # no mlflow.db here: a fresh clone before any training
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    main = {"report": report.main, "export": export.main, "literature": literature.main}[command]
+    argv = ["--out", str(tmp_path / "out"), *(["--tracking-uri", given] if given else [])]
+    line = failing_cli(capsys, main, ["published", *argv] if command == "literature" else argv)
+    database = tmp_path / ("typo.db" if given else "mlflow.db")
+    assert line.startswith("error: --tracking-uri sqlite:///") and "no MLflow store at" in line
+    assert "tracking.uri" not in line.replace("--tracking-uri", "")
+    assert not database.exists() and list(tmp_path.iterdir()) == []
