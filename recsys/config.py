@@ -200,6 +200,9 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if not is_valid(value):
             problems.append(f"{key}={_shown(value)}: expected {allowed}")
+    if not problems and int(cfg.objective.rpartition("@")[2]) not in cfg.ks:
+        problems.append(f"objective={cfg.objective}: its K is not one of ks={_shown(cfg.ks)} "
+                        f"(the metrics a run computes): add it to ks, or choose another K")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -219,7 +222,7 @@ _Rule = tuple[str, str, Callable[[object], bool]]
 _RULES: list[_Rule] = [
     ("seed", "an integer from 0 to 2**32 - 1", lambda v: _is_int(v, 0, 2**32)),
     ("ks", "a list of positive integers, e.g. [5,10,20]",
-     lambda v: v is not None and len(v) > 0 and all(_is_int(k, 1) for k in v)),
+     lambda v: isinstance(v, ListConfig | list) and len(v) > 0 and all(_is_int(k, 1) for k in v)),
     ("eval_batch_size", "a positive integer", lambda v: _is_int(v, 1)),
     ("memory_gb", "null (the memory available) or a positive number of GiB, e.g. 16",
      lambda v: v is None or isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0),

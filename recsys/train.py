@@ -415,8 +415,8 @@ def format_table(cfg: DictConfig, split: Split, result: RunResult, cached: bool 
             values = [metrics[f"{prefix}/{m}@{k}"] for m in (*METRICS, "coverage")]
             lines.append(f"{part:<11}{k:>3}" + "".join(f"{v:>10.4f}" for v in values))
     users = int(metrics["test/n_users"])
-    lines.append(f"test NDCG@10 = {metrics.get('test/ndcg@10', float('nan')):.4f} "
-                 f"over {users} users")  # fmt: skip
+    k = cfg.objective.rpartition("@")[2]  # one of ks (check_config)
+    lines.append(f"test NDCG@{k} = {metrics[f'test/ndcg@{k}']:.4f} over {users} users")
     return "\n".join(lines)
 
 
