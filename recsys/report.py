@@ -38,6 +38,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
@@ -104,8 +105,15 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "",
         raise ConfigError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}: run "
                           f"`make benchmark` (or `python -m recsys.train -m experiment=benchmark`)")
     query = "attributes.status = 'FINISHED'" + (f" and {filter_string}" if filter_string else "")
-    runs = client.search_runs([found.experiment_id], filter_string=query, max_results=10_000,
-                              order_by=["attributes.start_time DESC"])  # fmt: skip
+    try:
+        runs = client.search_runs([found.experiment_id], filter_string=query, max_results=10_000,
+                                  order_by=["attributes.start_time DESC"])  # fmt: skip
+    except MlflowException as error:
+        if error.error_code != "INVALID_PARAMETER_VALUE" or not filter_string:
+            raise
+        first = (str(error).strip().splitlines() or ["invalid"])[0][:200]
+        raise ConfigError(f"--filter {filter_string!r}: {first}: give an MLflow filter, e.g. "
+                          f"\"tags.model != 'random'\" or \"params.seed = '1'\"") from None
     runs = [r for r in runs if "model" in r.data.tags]  # not a sweep's parent run
     if not runs:
         raise ConfigError(f"no finished runs in {experiment!r} match {query!r}")

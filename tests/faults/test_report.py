@@ -222,3 +222,13 @@ def test_readers_create_no_store_where_there_is_none(capsys, tmp_path, monkeypat
     assert line.startswith("error: --tracking-uri sqlite:///") and "no MLflow store at" in line
     assert "tracking.uri" not in line.replace("--tracking-uri", "")
     assert not database.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("clause", ["bogus", "params.seed = 1"])
+def test_a_bad_filter_is_one_line(tracked_benchmark, tmp_path, capsys, clause):
+    uri, _, _ = tracked_benchmark
+    line = failing_cli(capsys, report.main, ["--tracking-uri", uri, "--experiment", "bench",
+                                             "--out", str(tmp_path / "out"), "--filter", clause],
+                       protect=(tmp_path,))  # fmt: skip
+    assert line.startswith(f"error: --filter {clause!r}: ") and "give an MLflow filter" in line
+    assert not (tmp_path / "out").exists()
