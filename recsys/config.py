@@ -195,11 +195,7 @@ def check_config(cfg: DictConfig) -> None:
     Every problem is one line of the ``ConfigError`` (key, value, what is allowed). Model and
     split values are checked by their constructors, which run before training.
     """
-    problems = []
-    for key, allowed, is_valid in _RULES:
-        value = OmegaConf.select(cfg, key, default=None)
-        if not is_valid(value):
-            problems.append(f"{key}={_shown(value)}: expected {allowed}")
+    problems = check_values(cfg, _RULES)
     if not problems and int(cfg.objective.rpartition("@")[2]) not in cfg.ks:
         problems.append(f"objective={cfg.objective}: its K is not one of ks={_shown(cfg.ks)} "
                         f"(the metrics a run computes): add it to ks, or choose another K")
@@ -207,7 +203,19 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def _is_int(value, low: int = 0, high: int | None = None) -> bool:
+def check_values(cfg: DictConfig, rules: list[_Rule]) -> list[str]:
+    """One line for each ``(key, what is allowed, test)`` of ``rules`` whose value in ``cfg``
+    fails its test: ``key=value: expected ...``."""
+    problems = []
+    for key, allowed, is_valid in rules:
+        value = OmegaConf.select(cfg, key, default=None)
+        if not is_valid(value):
+            problems.append(f"{key}={_shown(value)}: expected {allowed}")
+    return problems
+
+
+def is_int(value, low: int = 0, high: int | None = None) -> bool:
+    """An integer (not a bool) in ``[low, high)``."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
             and (high is None or value < high))  # fmt: skip
 
@@ -220,10 +228,10 @@ def _is_objective(value) -> bool:
 
 _Rule = tuple[str, str, Callable[[object], bool]]
 _RULES: list[_Rule] = [
-    ("seed", "an integer from 0 to 2**32 - 1", lambda v: _is_int(v, 0, 2**32)),
+    ("seed", "an integer from 0 to 2**32 - 1", lambda v: is_int(v, 0, 2**32)),
     ("ks", "a list of positive integers, e.g. [5,10,20]",
-     lambda v: isinstance(v, ListConfig | list) and len(v) > 0 and all(_is_int(k, 1) for k in v)),
-    ("eval_batch_size", "a positive integer", lambda v: _is_int(v, 1)),
+     lambda v: isinstance(v, ListConfig | list) and len(v) > 0 and all(is_int(k, 1) for k in v)),
+    ("eval_batch_size", "a positive integer", lambda v: is_int(v, 1)),
     ("memory_gb", "null (the memory available) or a positive number of GiB, e.g. 16",
      lambda v: v is None or isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0),
     ("objective", f"val/METRIC@K with METRIC one of {', '.join(METRICS)}", _is_objective),

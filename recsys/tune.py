@@ -42,10 +42,18 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from recsys.config import CONF_DIR, SplitData, build_model, check_config, load_split
-from recsys.errors import ConfigError
+from recsys.config import (
+    CONF_DIR,
+    SplitData,
+    build_model,
+    check_config,
+    check_values,
+    is_int,
+    load_split,
+)
+from recsys.errors import ConfigError, RecsysError
 from recsys.files import atomic_write_text
 from recsys.memory import check_fits
 from recsys.metrics import evaluate
@@ -135,17 +143,53 @@ def budget(cfg: DictConfig) -> int:
     return 30 if "trainer" in cfg.model else 50
 
 
+def _is_seeds(value) -> bool:
+    return value is None or (isinstance(value, ListConfig | list) and len(value) > 0
+                             and all(is_int(seed, 0, 2**32) for seed in value))  # fmt: skip
+
+
+_TUNE_RULES = [
+    ("tune.trials", "null (50 trials; 30 for a torch model) or a positive integer",
+     lambda v: v is None or is_int(v, 1)),
+    ("tune.study", "a name", lambda v: isinstance(v, str) and v != ""),
+    ("tune.storage", "an Optuna storage URL, e.g. sqlite:///optuna.db",
+     lambda v: isinstance(v, str) and "://" in v),
+    ("tune.seed", "an integer from 0 to 2**32 - 1", lambda v: is_int(v, 0, 2**32)),
+    ("tune.seeds", "null or a list of split seeds, e.g. [1,2,3]", _is_seeds),
+    ("tune.confirm_top", "an integer >= 0 (0: no confirmation)", lambda v: is_int(v, 0)),
+    ("tune.confirm_seeds", "null or a list of split seeds, e.g. [2,3]", _is_seeds),
+    ("tune.startup_trials", "an integer >= 0", lambda v: is_int(v, 0)),
+    ("tune.prune_after", "an integer >= 0", lambda v: is_int(v, 0)),
+    ("tune.write_back", "true or false", lambda v: isinstance(v, bool)),
+    ("tune.report_dir", "a folder path", lambda v: isinstance(v, str) and v != ""),
+]  # fmt: skip
+
+
+def check_tune(cfg: DictConfig) -> None:
+    """The ``tune.*`` values checked before any work, one ``ConfigError`` line each."""
+    problems = check_values(cfg, _TUNE_RULES)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 HEARTBEAT_SECONDS, GRACE_SECONDS = 2, 6  # a trial without a heartbeat for 6 s was killed
 
 
 def storage(url: str):
-    """Optuna's RDB storage with heartbeats, so trials of a killed process can be failed."""
+    """Optuna's RDB storage with heartbeats, so trials of a killed process can be failed; a
+    storage that cannot be opened is one ``ConfigError`` line."""
     import optuna
+    import sqlalchemy.exc
 
     with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)  # fmt: skip
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                              grace_period=GRACE_SECONDS)  # fmt: skip
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ConfigError(f"tune.storage={url}: cannot open it ({first}): point it at a "
+                              f"writable folder, e.g. tune.storage=sqlite:///optuna.db") from None
 
 
 def fail_killed_trials(study) -> None:
@@ -211,14 +255,19 @@ def tune(cfg: DictConfig):
                 seed=cfg.tune.seed + len(study.trials), n_startup_trials=cfg.tune.startup_trials)
             study.optimize(lambda trial: objective(trial, cfg, space, splits, parent),
                            n_trials=1, catch=())  # fmt: skip
+        if len(_finished(study)) == len(_pruned(study)):  # no trial completed: no best
+            raise RecsysError(f"study {cfg.tune.study}: no trial completed ({len(_pruned(study))} "
+                              f"pruned): let trials run longer (tune.prune_after) or give more "
+                              f"(tune.trials)")  # fmt: skip
+        if parent is not None:
+            parent.log_metrics({cfg.objective: study.best_value,
+                                "trials/finished": len(_finished(study)),
+                                "trials/pruned": len(_pruned(study))})  # fmt: skip
     except BaseException as error:
         if parent is not None:
             parent.fail(failure_reason(error))
         raise
     if parent is not None:
-        best = study.best_trial
-        parent.log_metrics({cfg.objective: best.value, "trials/finished": len(_finished(study)),
-                            "trials/pruned": len(_pruned(study))})  # fmt: skip
         parent.end()
     return study
 
@@ -559,6 +608,7 @@ def main(cfg: DictConfig) -> float | None:
             raise ConfigError(f"choose a model with a search space: model="
                               f"{'|'.join(_models_with_space())}")  # fmt: skip
         check_config(cfg)
+        check_tune(cfg)
         if cfg.tracking.enabled:
             open_client(cfg.tracking.uri, write=True)
         study = tune(cfg)

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from recsys import tune
 from recsys.config import CONF_DIR, compose_config, model_names
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, RecsysError
 from tests.conftest import SYNTHETIC
 
 SPACES = sorted(path.stem for path in (CONF_DIR / "search").glob("*.yaml"))
@@ -42,6 +42,45 @@ def test_bad_search_spaces_are_one_line_errors(tmp_path, monkeypatch):
     node = compose_config(["model=ease"]).model
     with pytest.raises(ConfigError, match="model.neighbors is not a setting"):
         tune.with_params(node, {"neighbors": 5})
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("tune.trials=abc", "tune.trials=abc: expected null (50 trials; 30 for a torch model) or a "
+                        "positive integer"),
+    ("tune.trials=0", "tune.trials=0: expected null"),
+    ("tune.seeds=[1,x]", "tune.seeds=[1, 'x']: expected null or a list of split seeds"),
+    ("tune.confirm_top=-1", "tune.confirm_top=-1: expected an integer >= 0"),
+    ("tune.write_back=maybe", "tune.write_back=maybe: expected true or false"),
+])  # fmt: skip
+def test_bad_tune_values_are_one_line_before_any_work(tmp_path, override, message):
+    with pytest.raises(ConfigError) as raised:
+        tune.check_tune(study_config(tmp_path, tmp_path, override))
+    assert str(raised.value) == message or str(raised.value).startswith(message)
+    tune.check_tune(study_config(tmp_path, tmp_path))  # the defaults pass
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/folder/optuna.db"
+    with pytest.raises(ConfigError, match=f"tune.storage={url}: cannot open it .*writable"):
+        tune.storage(url)
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_study_without_a_finished_trial_is_one_line_and_a_failed_run(synthetic_data, tmp_path,
+                                                                       monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=1",
+                       "tune.seeds=[42]", f"tracking.uri={uri}")  # fmt: skip
+    # every trial pruned: the study ends with no best trial to log
+    monkeypatch.setattr(tune, "objective", lambda *args: (_ for _ in ()).throw(
+        optuna.TrialPruned()))  # fmt: skip
+    with pytest.raises(RecsysError, match="no trial completed \\(1 pruned\\): let trials run"):
+        tune.tune(cfg)
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment)
+                                    .experiment_id])  # fmt: skip
+    assert parent.info.status == "FAILED"
 
 
 def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_data, tmp_path,
