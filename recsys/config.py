@@ -163,12 +163,46 @@ def data_source(data_cfg: DictConfig) -> str:
     return str(Path(data_cfg.dir or default_data_dir(), data_cfg.name).absolute())
 
 
+def protocol_split(protocol: str) -> str | None:
+    """The ``conf/split/`` option that ``conf/protocol/<protocol>.yaml`` picks, or ``None`` for
+    a protocol no file describes (a name the user gave)."""
+    path = CONF_DIR / "protocol" / f"{protocol}.yaml"
+    if not path.is_file():
+        return None
+    for entry in OmegaConf.load(path).get("defaults", []):
+        if isinstance(entry, Mapping) and "override /split" in entry:
+            return entry["override /split"]
+    return None
+
+
+def check_protocol_split(cfg: DictConfig) -> None:
+    """``ConfigError`` where ``split=`` chose another split than the protocol's: the run would
+    be labelled with the protocol, and carry its values (``test_ratio``...) to a split they are
+    not for. Another split is another protocol: one file in ``conf/protocol/``."""
+    name = OmegaConf.select(cfg, "protocol.name")
+    own = None if name is None else protocol_split(name)
+    if own is None or "_target_" not in cfg.split:
+        return
+    if OmegaConf.load(CONF_DIR / "split" / f"{own}.yaml")._target_ != cfg.split._target_:
+        chosen = next((path.stem for path in sorted((CONF_DIR / "split").glob("*.yaml"))
+                       if OmegaConf.load(path)._target_ == cfg.split._target_),
+                      cfg.split._target_)  # fmt: skip
+        using = [path.stem for path in sorted((CONF_DIR / "protocol").glob("*.yaml"))
+                 if protocol_split(path.stem) == chosen]  # fmt: skip
+        instead = (f"run protocol={'|'.join(using)}, which uses it" if using else
+                   "no protocol uses it: add one, conf/protocol/NAME.yaml as loo.yaml is, and "
+                   "run protocol=NAME")  # fmt: skip
+        raise ConfigError(f"split={chosen} is not protocol {name}'s split ({own}): a protocol "
+                          f"names its split and gives its values; {instead}")  # fmt: skip
+
+
 def load_split(cfg: DictConfig) -> SplitData:
     """Data -> interactions -> split, as ``cfg`` says (used by train, export and experiments).
 
     The splitter is built first, so a bad split value fails before any download. Data that
     filters to nothing, and a split that leaves a part empty, are ``DataError``s.
     """
+    check_protocol_split(cfg)
     splitter = build(cfg.split, "split")
     data = load_data(cfg.data)
     interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],

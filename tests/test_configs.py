@@ -140,3 +140,14 @@ def test_reads_times_names_the_models_that_learn_from_when_ratings_were_given():
     assert timed == {"session_ease", "ensemble"}  # the ensemble through its member
     plain = compose_config(["model=ensemble", "~model.members.session_ease"]).model
     assert not reads_times(plain)
+
+
+def test_every_protocol_names_its_split_and_a_named_one_may_choose_any():
+    from recsys.config import check_protocol_split, protocol_split
+
+    for path in sorted((CONF_DIR / "protocol").glob("*.yaml")):
+        cfg = compose_config([f"protocol={path.stem}"])
+        assert (CONF_DIR / "split" / f"{protocol_split(path.stem)}.yaml").is_file()
+        check_protocol_split(cfg)  # each protocol's own split passes
+    assert protocol_split("mine") is None  # no file: the user's own protocol, any split
+    check_protocol_split(compose_config(["protocol.name=mine", "split=leave_one_out"]))

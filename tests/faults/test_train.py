@@ -67,6 +67,10 @@ def runs_of(uri: str) -> list:
     ("data.min_rating=9", "data.min_rating=9 leaves no interactions in ml-synthetic (its ratings "
                           "run from 1 to 5)"),
     ("split.test_ratio=1.5", "split.test_ratio must be in (0, 1), got 1.5"),
+    ("split=temporal", "split=temporal is not protocol msr's split (random_ratio): a protocol "
+                       "names its split and gives its values; run protocol=temporal, which uses "
+                       "it"),
+    ("split=leave_one_out", "no protocol uses it: add one, conf/protocol/NAME.yaml as loo.yaml is"),
 ])  # fmt: skip
 def test_a_bad_value_or_key_is_one_line_and_no_run(capsys, project, mlflow_uri, tmp_path,
                                                    override, expected):  # fmt: skip
