@@ -324,9 +324,7 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         if group.startswith("hydra/") and override.package is None:
             _check_hydra_choice(override)
             continue
-        if group not in groups or override.package is not None:
-            continue
-        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        if group not in groups or override.value_type == ValueType.GLOB_CHOICE_SWEEP:
             continue
         values = (list(override.sweep_string_iterator()) if override.is_sweep_override()
                   else [override.value()])  # fmt: skip
@@ -336,17 +334,23 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
                 hint = _nearest(str(value), options)
                 raise ConfigError(f"unknown {group} {value!r} in `{override.input_line}`: choose "
                                   f"one of {', '.join(options)}{hint}")  # fmt: skip
-        if values and values[0] is not None:
-            choices.append(f"{group}={values[0]}")
+        if values and values[0] is not None and override.package is None:
+            choices.append(f"{group}={values[0]}")  # trainer@model.trainer=X: checked, not composed
     cfg = compose_config(choices, config_name=config_name)
     keys = _all_keys(OmegaConf.to_container(cfg))
     for override in overrides:
         key = override.key_or_group
         if (override.type != OverrideType.CHANGE or key in groups
-                or key.startswith(("hydra.", "hydra/")) or key in keys):  # fmt: skip
+                or key.startswith(("hydra.", "hydra/"))):  # fmt: skip
             continue
-        raise ConfigError(f"unknown key {key!r} in `{override.input_line}`"
-                          f"{_key_hint(key, keys, override.input_line)}")  # fmt: skip
+        # a mapping merges into a mapping (model.weights={ease: 0.5}): each of its keys must be one
+        value = None if override.is_sweep_override() else override.value()
+        merged = ([f"{key}.{name}" for name in value]
+                  if isinstance(value, dict) and isinstance(OmegaConf.select(cfg, key), DictConfig)
+                  else [])  # fmt: skip
+        for unknown in [k for k in [key, *merged] if k not in keys][:1]:
+            raise ConfigError(f"unknown key {unknown!r} in `{override.input_line}`"
+                              f"{_key_hint(unknown, keys, override.input_line)}")  # fmt: skip
 
 
 # Hydra's launchers that pip install -e '.[cluster]' adds (hydra-joblib-launcher, -submitit-)

@@ -53,6 +53,11 @@ def runs_of(uri: str) -> list:
     ("model=ease model.factors=64", "model has dropout, regularization, user_weight, "
                                      "zero_diagonal"),
     ("sed=3", "did you mean seed?"),
+    ("model=bpr trainer@model.trainer=fast", "unknown trainer 'fast' in "
+                                             "`trainer@model.trainer=fast`: choose one of default"),
+    ("model=ensemble model.weights={eas:0.5}", "unknown key 'model.weights.eas' in "
+                                               "`model.weights={eas:0.5}`; did you mean "
+                                               "model.weights.ease?"),
     ("model=alss", "unknown model 'alss' in `model=alss`: choose one of als, bpr"),
     ("seed=-1", "seed=-1: expected an integer from 0 to 2**32 - 1"),
     ("seed=abc", "seed=abc: expected an integer"),
