@@ -72,6 +72,10 @@ class BundleRecommender:
         self._titles = self.items["title"].tolist()
         self.normalised_titles = np.array([normalise_title(t) for t in self._titles])  # once a load
         self._title_index = {t: i for i, t in enumerate(self.normalised_titles)}
+        self._named = {}  # a title as said ("the shining"): its rows ("Shining, The (1980)")
+        for row, title in enumerate(self.normalised_titles):
+            for said in {spoken_title(title), spoken_title(title, year=False)}:
+                self._named.setdefault(said, []).append(row)
         unit = self.item_vectors / np.maximum(
             np.linalg.norm(self.item_vectors, axis=1, keepdims=True), 1e-12)
         self._similarity_index = faiss.IndexFlatIP(unit.shape[1])  # cosine between items
@@ -259,7 +263,9 @@ class BundleRecommender:
                                 f"recommend_for_new_user(liked=[...])", [known]) from None
 
     def movie_row(self, movie) -> int:
-        """Row of a movie given by id or (the start of) its title; ``NotFoundError`` with the
+        """Row of a movie given by id or by title: the whole title, the title without its year
+        and with a trailing article put first ("Heat" for "Heat (1995)", "the shining" for
+        "Shining, The (1980)"), or the start of one title alone; ``NotFoundError`` with the
         closest titles if there is none, or several."""
         if isinstance(movie, (int, np.integer)) or (isinstance(movie, str)
                                                     and re.fullmatch("[0-9]+", movie)):  # fmt: skip
@@ -271,6 +277,13 @@ class BundleRecommender:
         key = normalise_title(str(movie))
         if key in self._title_index:
             return self._title_index[key]
+        named = self._named.get(spoken_title(key), [])
+        if len(named) == 1:
+            return named[0]
+        if named:  # "Hamlet": two films of that name
+            titles = [self._titles[i] for i in named]
+            raise NotFoundError(f"{len(named)} films are called {movie!r}: "
+                                f"{'; '.join(titles)}: give the year too", titles)  # fmt: skip
         prefix = np.flatnonzero(np.char.startswith(self.normalised_titles, key))
         if len(prefix) == 1:  # "Fargo" for "Fargo (1996)"
             return int(prefix[0])
@@ -393,6 +406,20 @@ def check_k(k) -> None:
 def normalise_title(title: str) -> str:
     """Lower case, outer spaces removed, inner runs of spaces made one: how titles match."""
     return re.sub(r"\s+", " ", title.strip().lower())
+
+
+ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "das", "der", "die")
+
+
+def spoken_title(title: str, year: bool = True) -> str:
+    """A normalised title as people say it: MovieLens' trailing article put first, and the
+    year kept where it is there or dropped (``year=False``): "shining, the (1980)" -> "the
+    shining (1980)", or "the shining". A year someone typed is kept: a wrong one finds nothing."""
+    found = re.fullmatch(r"(.*?)\s*(\(\d{4}\))?", title)
+    name, when = found.group(1), found.group(2) if year else None
+    rest, _, article = name.rpartition(", ")
+    name = f"{article} {rest}" if rest and article in ARTICLES else name
+    return f"{name} {when}" if when else name
 
 
 # -- the command line's text ---------------------------------------------------------------------

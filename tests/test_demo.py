@@ -3,13 +3,15 @@
 
 import math
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.demo import co_rating_pmi, format_table, popularity_ranks
-from recsys.errors import RecsysError
+from recsys import bundle
+from recsys.demo import BundleRecommender, co_rating_pmi, format_table, popularity_ranks
+from recsys.errors import NotFoundError, RecsysError
 
 
 def rated_by(raters: dict[int, list[int]], n_users: int) -> sp.csr_matrix:
@@ -83,3 +85,50 @@ def test_format_table_of_ratings_has_no_rank_and_an_empty_table_no_lines():
     assert format_table(table, value="rating") == ["id  title         genres  rating",
                                                    " 3  Kolya (1996)  Comedy       3"]
     assert format_table(table.iloc[:0], value="rating") == []
+
+
+TITLES = ["Heat (1995)", "Heathers (1989)", "Shining, The (1980)", "Hamlet (1990)",
+          "Hamlet (1996)", "Fargo (1996)"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def titled(tmp_path_factory):
+    """A bundle of six films under the titles above (no training: random vectors)."""
+    n_items, n_users = len(TITLES), 2
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n_items, 4)).astype(np.float32)
+    index = faiss.IndexFlatIP(4)
+    index.add(vectors)
+    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1), "title": TITLES,
+                          "year": pd.array([int(t[-5:-1]) for t in TITLES], "Int64"),
+                          "genres": [["Drama"]] * n_items})  # fmt: skip
+    seen = sp.csr_matrix(([1.0], ([0], [0])), shape=(n_users, n_items), dtype=np.float32)
+    contents = bundle.Bundle(index=index, items=items, seen=seen, ratings=seen,
+                             user_embeddings=rng.normal(size=(n_users, 4)).astype(np.float32),
+                             item_embeddings=vectors, user_ids=np.arange(1, n_users + 1),
+                             item_ids=np.arange(1, n_items + 1),
+                             manifest={"run_id": "0123456789abcdef", "model": "als"})  # fmt: skip
+    out = tmp_path_factory.mktemp("titled") / "bundle"
+    bundle.write_bundle(out, contents)
+    return BundleRecommender.load(out)
+
+
+@pytest.mark.parametrize(("said", "title"), [
+    ("Heat", "Heat (1995)"),  # a title that starts another (Heathers) is still itself
+    ("  heat  (1995) ", "Heat (1995)"), ("The Shining", "Shining, The (1980)"),
+    ("shining, the", "Shining, The (1980)"), ("the shining (1980)", "Shining, The (1980)"),
+    ("Heathe", "Heathers (1989)"), ("Farg", "Fargo (1996)"), ("6", "Fargo (1996)"),
+])  # fmt: skip
+def test_a_film_is_found_by_its_title_as_people_say_it(titled, said, title):
+    assert TITLES[titled.movie_row(said)] == title
+
+
+@pytest.mark.parametrize(("said", "message"), [
+    ("Hamlet", "2 films are called 'Hamlet': Hamlet (1990); Hamlet (1996): give the year too"),
+    ("Heat (1994)", "unknown movie 'Heat (1994)'; did you mean: Heat (1995)"),  # its year
+    ("Hea", "unknown movie 'Hea'; did you mean: Heat (1995); Heathers (1989)"),
+])  # fmt: skip
+def test_a_title_that_names_no_film_or_two_says_which(titled, said, message):
+    with pytest.raises(NotFoundError) as raised:
+        titled.movie_row(said)
+    assert str(raised.value).startswith(message)
