@@ -35,6 +35,7 @@ import datetime
 import io
 import json
 import logging
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -212,6 +213,30 @@ def fail_killed_trials(study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def recorded_study(model: str, folder: Path = CONF_DIR / "model") -> tuple[str, int] | None:
+    """The study and finished trials that ``conf/model/<model>.yaml``'s tuned default records
+    (its provenance note), or ``None`` for a default no study wrote."""
+    header = "".join(line for line in (folder / f"{model}.yaml").read_text().splitlines(True)
+                     if line.startswith("#"))  # fmt: skip
+    found = re.search(r"\(study (\S+)\):\s+(\d+) trials", header.replace("\n#  ", " "))
+    return None if found is None else (found.group(1), int(found.group(2)))
+
+
+def check_not_smaller(cfg: DictConfig, trials: int, folder: Path = CONF_DIR / "model") -> None:
+    """``ConfigError`` where this study would end with fewer finished ``trials`` than the study of
+    the same name that wrote the model's tuned default: its write-back and its report (one file
+    a study name) would replace the larger study's (a fresh clone has no ``optuna.db`` to resume
+    from, so ``tune.trials=3`` starts over)."""
+    recorded = recorded_study(cfg.model_name, folder)
+    if recorded is None or recorded[0] != cfg.tune.study or trials >= recorded[1]:
+        return
+    raise ConfigError(f"study {cfg.tune.study} wrote conf/model/{cfg.model_name}.yaml's default "
+                      f"and its report in {cfg.tune.report_dir} from {recorded[1]} trials; this "
+                      f"run would replace them with {trials}: give tune.trials={recorded[1]} (or "
+                      f"more), or try the tool under another name: tune.study=NAME "
+                      f"tune.write_back=false")  # fmt: skip
+
+
 def check_space(study, space: list[Parameter], cfg: DictConfig) -> None:
     """Refuse to resume a study whose trials were drawn from another search space than
     ``conf/search/<model>.yaml`` now holds: their best would not be a best of this one."""
@@ -241,6 +266,7 @@ def tune(cfg: DictConfig):
     )  # fmt: skip
     check_space(study, space, cfg)
     fail_killed_trials(study)
+    check_not_smaller(cfg, max(budget(cfg), len(_finished(study))))
     if not study.trials:  # the current default is the first trial: a study never loses to it
         study.enqueue_trial(current_values(cfg.model, space), skip_if_exists=True)
     finished = _finished(study)

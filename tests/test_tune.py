@@ -83,6 +83,23 @@ def test_a_study_without_a_finished_trial_is_one_line_and_a_failed_run(synthetic
     assert parent.info.status == "FAILED"
 
 
+def test_a_smaller_study_does_not_replace_the_one_that_wrote_the_default(synthetic_data,
+                                                                         tmp_path):  # fmt: skip
+    study, trials = tune.recorded_study("ease")  # conf/model/ease.yaml's provenance
+    cfg = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3",
+                       f"tune.study={study}", "tune.seeds=[42]")  # fmt: skip
+    before = (CONF_DIR / "model" / "ease.yaml").read_text()
+    with pytest.raises(ConfigError, match=f"from {trials} trials; this run would replace them "
+                                          f"with 3: give tune.trials={trials}"):  # fmt: skip
+        tune.tune(cfg)
+    assert (CONF_DIR / "model" / "ease.yaml").read_text() == before
+    assert not (tmp_path / "reports").exists()
+    tune.check_not_smaller(cfg, trials)  # as many: a rerun of that study
+    other = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3")
+    tune.check_not_smaller(other, 3)  # another study's name: its own report, no conflict
+    assert tune.recorded_study("popular") is None  # a default no study wrote
+
+
 def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_data, tmp_path,
                                                                      mlflow_uri):  # fmt: skip
     first = tune.tune(study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3",
