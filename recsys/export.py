@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -117,10 +118,16 @@ def select_run(client: MlflowClient, experiment: str, metric: str, run_id: str |
         order_by=[f"metrics.`{key}` DESC"],
         max_results=1,
     )
-    if not runs or key not in runs[0].data.metrics:
-        raise ConfigError(f"no finished run with embeddings and metric {metric!r} in "
-                          f"experiment {experiment!r}: train e.g. `python -m recsys.train "
-                          f"model=als`")  # fmt: skip
+    if not runs:
+        raise ConfigError(f"no finished run with embeddings in experiment {experiment!r}: "
+                          f"train e.g. `python -m recsys.train model=als`")  # fmt: skip
+    if key not in runs[0].data.metrics:  # ordered by a metric no run logged
+        logged = [re.fullmatch(r"val/(\w+)_at_0*(\d+)", name) for name in runs[0].data.metrics]
+        names = sorted({m.group(1) for m in logged if m})
+        ks = sorted({int(m.group(2)) for m in logged if m})
+        raise ConfigError(f"--metric {metric}: no run with embeddings in experiment "
+                          f"{experiment!r} logged it; they logged val/METRIC@K, METRIC one of "
+                          f"{', '.join(names)}, K one of {', '.join(map(str, ks))}")  # fmt: skip
     return runs[0]
 
 

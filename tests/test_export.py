@@ -57,6 +57,11 @@ def test_best_run_with_embeddings_is_selected(client):
         select_run(client, "bench", "val/ndcg@10", popular.info.run_id)
     with pytest.raises(ConfigError, match="no MLflow experiment"):
         select_run(client, "nope", "val/ndcg@10", None)
+    with pytest.raises(ConfigError, match="--metric val/ndcg@11: no run with embeddings in "
+                                          "experiment 'bench' logged it; they logged "
+                                          "val/METRIC@K, METRIC one of .*ndcg.*, K one of 5, "
+                                          "10, 20"):  # fmt: skip
+        select_run(client, "bench", "val/ndcg@11", None)
 
 
 @pytest.fixture(scope="module")
