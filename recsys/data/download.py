@@ -677,9 +677,16 @@ def _aside_if_damaged(target: Path, spec: DatasetSpec) -> Path | None:
 
 def _not_writable(target: Path, error: OSError) -> DataError:
     folder = target.parent
-    if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
+    if error.errno == errno.ENOSPC:
         return DataError(f"could not write {target} ({_one_line(error)}); free some space or "
                          f"set data.dir=<another folder> (--data-dir) and run again")  # fmt: skip
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder belongs
+        return DataError(f"data.dir {folder}: a file is in the way of the folder {target} "
+                         f"({_one_line(error)}); set data.dir=<a folder> (--data-dir)")  # fmt: skip
+    if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
+        return DataError(f"could not write {target} ({_one_line(error)}); set "
+                         f"data.dir=<a folder you can write> (--data-dir) and run "
+                         f"again")  # fmt: skip
     manual = folder / f"{target.name}.zip"
     move = f", and move {manual} there" if manual.exists() else ""
     return DataError(f"the data folder {folder} is not writable ({error.strerror}); make it "
