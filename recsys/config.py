@@ -278,7 +278,7 @@ _RULES: list[_Rule] = [
     ("protocol.refit", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.enabled", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.uri", "null or a URI, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000",
-     lambda v: v is None or isinstance(v, str) and v != ""),
+     lambda v: v is None or isinstance(v, str) and "://" in v),
     ("tracking.experiment", "a name", lambda v: isinstance(v, str) and v != ""),
     ("tracking.log_embeddings", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.log_model", "true or false", lambda v: isinstance(v, bool)),
@@ -331,9 +331,10 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         options = sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
         for value in values:
             if value is not None and str(value) not in options:
-                hint = _nearest(str(value), options)
+                shown = [o for o in options if not _is_alias(CONF_DIR / group / f"{o}.yaml")]
+                hint = _nearest(str(value), shown)
                 raise ConfigError(f"unknown {group} {value!r} in `{override.input_line}`: choose "
-                                  f"one of {', '.join(options)}{hint}")  # fmt: skip
+                                  f"one of {', '.join(shown)}{hint}")  # fmt: skip
         if values and values[0] is not None and override.package is None:
             choices.append(f"{group}={values[0]}")  # trainer@model.trainer=X: checked, not composed
     cfg = compose_config(choices, config_name=config_name)
@@ -351,6 +352,14 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         for unknown in [k for k in [key, *merged] if k not in keys][:1]:
             raise ConfigError(f"unknown key {unknown!r} in `{override.input_line}`"
                               f"{_key_hint(unknown, keys, override.input_line)}")  # fmt: skip
+
+
+def _is_alias(path: Path) -> bool:
+    """A config file that is another's former name: nothing but ``defaults: [OTHER@_here_]``
+    (``conf/data/ml100k.yaml``); it still runs, but is neither listed nor suggested."""
+    node = OmegaConf.load(path)
+    defaults = node.get("defaults", [])
+    return set(node) == {"defaults"} and any(str(d).endswith("@_here_") for d in defaults)
 
 
 # Hydra's launchers that pip install -e '.[cluster]' adds (hydra-joblib-launcher, -submitit-)

@@ -103,6 +103,9 @@ def open_client(tracking_uri: str | None, *, write: bool = False, option: str = 
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_uri)
+    if "://" not in uri:  # a path: MLflow's file store, which MLflow 3 no longer opens
+        raise TrackingError(f"{_given(option, uri)}: not a store URI: a SQLite store is "
+                            f"sqlite:///{uri}, a server http://HOST:PORT")  # fmt: skip
     if uri.startswith(("http://", "https://")):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
@@ -269,7 +272,9 @@ def mlflow_errors(uri: str, doing: str, option: str = "tracking.uri") -> Iterato
     except Exception as error:  # noqa: BLE001 - MLflow raises many types; all are store failures
         if not _is_store_error(error):
             raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if len(first) > 300:  # MLflow's longer texts: to the last whole sentence that fits
+            first = first[: first.rfind(". ", 0, 300) + 1 or 300]
         raise TrackingError(f"MLflow store {uri}: {doing}: {first}: check {option}"
                             f"{_without_tracking(option)}") from None  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import os
 import shutil
 import subprocess
@@ -106,6 +107,17 @@ def private_user_cache(tmp_path_factory, monkeypatch):
     ``RECSYS_DATA_DIR`` of the developer's reaches a test: tests name their data folders."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
     monkeypatch.delenv("RECSYS_DATA_DIR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A CLI's ``main`` called in a test (``export.main``) may ``logging.basicConfig`` a
+    handler on that test's captured stderr, which closes with the test: later tests' log lines
+    would then print "--- Logging error ---" into their own stderr."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture(autouse=True)

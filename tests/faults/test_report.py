@@ -208,7 +208,7 @@ def test_readers_report_a_dead_tracking_server_in_one_line(capsys, tmp_path, com
 
 
 @pytest.mark.parametrize("command", ["report", "export", "literature"])
-@pytest.mark.parametrize("given", [None, "sqlite:///typo.db"])
+@pytest.mark.parametrize("given", [None, "sqlite:///typo.db", "typo.db"])
 def test_readers_create_no_store_where_there_is_none(capsys, tmp_path, monkeypatch, command,
                                                      given):  # fmt: skip
     from recsys import export, literature
@@ -219,7 +219,9 @@ def test_readers_create_no_store_where_there_is_none(capsys, tmp_path, monkeypat
     argv = ["--out", str(tmp_path / "out"), *(["--tracking-uri", given] if given else [])]
     line = failing_cli(capsys, main, ["published", *argv] if command == "literature" else argv)
     database = tmp_path / ("typo.db" if given else "mlflow.db")
-    assert line.startswith("error: --tracking-uri sqlite:///") and "no MLflow store at" in line
+    expected = "not a store URI: a SQLite store is sqlite:///typo.db" if given == "typo.db" \
+        else "no MLflow store at"
+    assert line.startswith("error: --tracking-uri ") and expected in line
     assert "tracking.uri" not in line.replace("--tracking-uri", "")
     assert not database.exists() and list(tmp_path.iterdir()) == []
 

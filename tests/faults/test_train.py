@@ -53,6 +53,10 @@ def runs_of(uri: str) -> list:
     ("model=ease model.factors=64", "model has dropout, regularization, user_weight, "
                                      "zero_diagonal"),
     ("sed=3", "did you mean seed?"),
+    ("data=ml100", "choose one of ml-100k, ml-10m, ml-1m, ml-20m, ml-25m, ml-32m, synthetic; "
+                   "did you mean ml-100k?"),  # the alias ml100k runs, but is not offered
+    ("tracking.uri=mlflow.db", "tracking.uri=mlflow.db: expected null or a URI, e.g. "
+                               "sqlite:///mlflow.db"),
     ("model=bpr trainer@model.trainer=fast", "unknown trainer 'fast' in "
                                              "`trainer@model.trainer=fast`: choose one of default"),
     ("model=ensemble model.weights={eas:0.5}", "unknown key 'model.weights.eas' in "
