@@ -22,6 +22,7 @@ from pathlib import Path
 from hydra.errors import HydraException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigKeyError
 
 from recsys.data import Interactions, MovieLens, load_movielens, to_interactions
 from recsys.data.download import DATASETS, default_data_dir
@@ -129,7 +130,14 @@ def create_model(name: str, *, seed: int, overrides: Mapping | None = None,
         raise ConfigError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
     node = compose_config([f"model={name}"]).model
     if overrides:
-        node = OmegaConf.merge(node, OmegaConf.create(dict(overrides)))
+        try:
+            node = OmegaConf.merge(node, OmegaConf.create(dict(overrides)))
+        except ConfigKeyError as error:  # a key the model does not have
+            keys = sorted(k for k in _all_keys(OmegaConf.to_container(node))
+                          if not k.rpartition(".")[2].startswith("_"))  # fmt: skip
+            key = str(error.full_key).removeprefix("model.")
+            hint = _nearest(key, keys) or f"; its settings: {', '.join(keys) or 'none'}"
+            raise ConfigError(f"unknown setting {key!r} of model {name}{hint}") from None
     return build_model(node, seed, data, **inputs)
 
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from recsys.config import CONF_DIR, compose_config, create_model, model_class, model_names
 from recsys.docs import is_model_group
+from recsys.errors import ConfigError
 from recsys.models.base import Recommender
 from recsys.models.torch_base import TorchRecommender, TrainerConfig
 from tests.conftest import synthetic_movielens
@@ -151,3 +152,15 @@ def test_every_protocol_names_its_split_and_a_named_one_may_choose_any():
         check_protocol_split(cfg)  # each protocol's own split passes
     assert protocol_split("mine") is None  # no file: the user's own protocol, any split
     check_protocol_split(compose_config(["protocol.name=mine", "split=leave_one_out"]))
+
+
+def test_a_mistyped_setting_in_the_python_api_is_one_line_with_the_nearest():
+    with pytest.raises(ConfigError, match="unknown setting 'regularisation' of model ease; did "
+                                          "you mean regularization\\?"):  # fmt: skip
+        create_model("ease", seed=1, overrides={"regularisation": 1.0})
+    with pytest.raises(ConfigError, match="'trainer.epoch' of model bpr; did you mean "
+                                          "trainer.epochs\\?"):  # fmt: skip
+        create_model("bpr", seed=1, overrides={"trainer": {"epoch": 3}})
+    settings = "dropout, regularization, user_weight, zero_diagonal$"
+    with pytest.raises(ConfigError, match=f"'zzz' of model ease; its settings: {settings}"):
+        create_model("ease", seed=1, overrides={"zzz": 1})
