@@ -278,8 +278,9 @@ class BundleRecommender:
         if key in self._title_index:
             return self._title_index[key]
         named = self._named.get(spoken_title(key), [])
-        if len(named) == 1:
-            return named[0]
+        titles = {self.normalised_titles[i] for i in named}
+        if len(titles) == 1:  # one title (MovieLens lists some films twice: as the title does)
+            return self._title_index[titles.pop()]
         if named:  # "Hamlet": two films of that name
             titles = [self._titles[i] for i in named]
             raise NotFoundError(f"{len(named)} films are called {movie!r}: "
