@@ -54,12 +54,19 @@ from recsys.config import (
     is_int,
     load_split,
 )
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, RecsysError, first_line
 from recsys.files import atomic_write_text
 from recsys.memory import check_fits
 from recsys.metrics import evaluate
 from recsys.rng import seed_everything
-from recsys.tracking import RunTracker, flatten, git_state, open_client, package_versions
+from recsys.tracking import (
+    RunTracker,
+    flatten,
+    git_state,
+    open_client,
+    package_versions,
+    sqlite_path,
+)
 from recsys.train import cli, exit_on_error, failure_reason, signals_raise, validation_metric
 
 log = logging.getLogger(__name__)
@@ -188,9 +195,9 @@ def storage(url: str):
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
                                               grace_period=GRACE_SECONDS)  # fmt: skip
         except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise ConfigError(f"tune.storage={url}: cannot open it ({first}): point it at a "
-                              f"writable folder, e.g. tune.storage=sqlite:///optuna.db") from None
+            raise ConfigError(f"tune.storage={url}: cannot open it ({first_line(error, 200)}): "
+                              f"point it at a writable folder, e.g. "
+                              f"tune.storage=sqlite:///optuna.db") from None
 
 
 def fail_killed_trials(study) -> None:
@@ -215,26 +222,44 @@ def fail_killed_trials(study) -> None:
 
 def recorded_study(model: str, folder: Path = CONF_DIR / "model") -> tuple[str, int] | None:
     """The study and finished trials that ``conf/model/<model>.yaml``'s tuned default records
-    (its provenance note), or ``None`` for a default no study wrote."""
+    (its provenance note, however ``_wrap_comment`` broke its lines), or ``None`` for a default
+    no study wrote."""
     header = "".join(line for line in (folder / f"{model}.yaml").read_text().splitlines(True)
                      if line.startswith("#"))  # fmt: skip
-    found = re.search(r"\(study (\S+)\):\s+(\d+) trials", header.replace("\n#  ", " "))
+    found = re.search(r"\(study\s+(\S+)\):\s+(\d+)\s+trials", re.sub(r"\n#\s*", " ", header))
     return None if found is None else (found.group(1), int(found.group(2)))
+
+
+def finished_in_storage(cfg: DictConfig) -> int:
+    """Finished trials of the study ``cfg.tune.study`` in its storage so far: 0 where there is
+    none (a SQLite file that does not exist is not created to find out)."""
+    import optuna
+
+    database = sqlite_path(cfg.tune.storage)
+    if database is not None and not database.exists():
+        return 0
+    try:
+        return len(_finished(optuna.load_study(study_name=cfg.tune.study,
+                                               storage=storage(cfg.tune.storage))))  # fmt: skip
+    except KeyError:  # no such study there
+        return 0
 
 
 def check_not_smaller(cfg: DictConfig, trials: int, folder: Path = CONF_DIR / "model") -> None:
     """``ConfigError`` where this study would end with fewer finished ``trials`` than the study of
-    the same name that wrote the model's tuned default: its write-back and its report (one file
-    a study name) would replace the larger study's (a fresh clone has no ``optuna.db`` to resume
-    from, so ``tune.trials=3`` starts over)."""
+    the same name that wrote the model's tuned default, and would write over that default
+    (``tune.write_back``) or that study's report in ``tune.report_dir`` (a fresh clone has no
+    ``optuna.db`` to resume from, so ``tune.trials=3`` starts the study over)."""
     recorded = recorded_study(cfg.model_name, folder)
     if recorded is None or recorded[0] != cfg.tune.study or trials >= recorded[1]:
         return
+    report = Path(cfg.tune.report_dir) / f"{cfg.tune.study}.md"
+    if not cfg.tune.write_back and not report.exists():
+        return
     raise ConfigError(f"study {cfg.tune.study} wrote conf/model/{cfg.model_name}.yaml's default "
-                      f"and its report in {cfg.tune.report_dir} from {recorded[1]} trials; this "
-                      f"run would replace them with {trials}: give tune.trials={recorded[1]} (or "
-                      f"more), or try the tool under another name: tune.study=NAME "
-                      f"tune.write_back=false")  # fmt: skip
+                      f"and {report} from {recorded[1]} trials; this run would replace them "
+                      f"with {trials}: give tune.trials={recorded[1]} (or more), or try the "
+                      f"tool apart: tune.write_back=false tune.report_dir=OTHER")  # fmt: skip
 
 
 def check_space(study, space: list[Parameter], cfg: DictConfig) -> None:
@@ -256,6 +281,7 @@ def tune(cfg: DictConfig):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = search_space(cfg.model_name)
     with_params(cfg.model, {p.key: 0 for p in space})  # every key exists, before any work
+    check_not_smaller(cfg, max(budget(cfg), finished_in_storage(cfg)))
     splits = {seed: load_split(OmegaConf.merge(cfg, {"seed": seed}))
               for seed in tuning_seeds(cfg)}  # fmt: skip
     study = optuna.create_study(
@@ -266,7 +292,6 @@ def tune(cfg: DictConfig):
     )  # fmt: skip
     check_space(study, space, cfg)
     fail_killed_trials(study)
-    check_not_smaller(cfg, max(budget(cfg), len(_finished(study))))
     if not study.trials:  # the current default is the first trial: a study never loses to it
         study.enqueue_trial(current_values(cfg.model, space), skip_if_exists=True)
     finished = _finished(study)

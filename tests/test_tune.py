@@ -86,18 +86,37 @@ def test_a_study_without_a_finished_trial_is_one_line_and_a_failed_run(synthetic
 def test_a_smaller_study_does_not_replace_the_one_that_wrote_the_default(synthetic_data,
                                                                          tmp_path):  # fmt: skip
     study, trials = tune.recorded_study("ease")  # conf/model/ease.yaml's provenance
-    cfg = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3",
-                       f"tune.study={study}", "tune.seeds=[42]")  # fmt: skip
-    before = (CONF_DIR / "model" / "ease.yaml").read_text()
-    with pytest.raises(ConfigError, match=f"from {trials} trials; this run would replace them "
-                                          f"with 3: give tune.trials={trials}"):  # fmt: skip
+    run = tmp_path / "run"  # the study's storage and report folder
+    (run / "reports").mkdir(parents=True)
+    (run / "reports" / f"{study}.md").write_text(f"the {trials}-trial study")
+    cfg = study_config(synthetic_data, run, "model=ease", "tune.trials=3", f"tune.study={study}",
+                       "tune.seeds=[42]")  # fmt: skip
+    with pytest.raises(ConfigError, match=f"and {run}/reports/{study}.md from {trials} trials; "
+                                          f"this run would replace them with 3: give "
+                                          f"tune.trials={trials}"):  # fmt: skip
         tune.tune(cfg)
-    assert (CONF_DIR / "model" / "ease.yaml").read_text() == before
-    assert not (tmp_path / "reports").exists()
+    assert [p.name for p in run.iterdir()] == ["reports"]  # no optuna.db: refused before it
+    assert (run / "reports" / f"{study}.md").read_text() == f"the {trials}-trial study"
     tune.check_not_smaller(cfg, trials)  # as many: a rerun of that study
-    other = study_config(synthetic_data, tmp_path, "model=ease", "tune.trials=3")
+    (run / "reports" / f"{study}.md").unlink()
+    tune.check_not_smaller(cfg, 3)  # no write-back, and no report of that study to replace
+    writes_back = study_config(synthetic_data, run, "model=ease", f"tune.study={study}",
+                               "tune.write_back=true")  # fmt: skip
+    with pytest.raises(ConfigError, match="this run would replace them with 3"):
+        tune.check_not_smaller(writes_back, 3)  # the default in conf/model/ease.yaml
+    other = study_config(synthetic_data, run, "model=ease", "tune.write_back=true")
     tune.check_not_smaller(other, 3)  # another study's name: its own report, no conflict
     assert tune.recorded_study("popular") is None  # a default no study wrote
+
+
+def test_the_study_behind_a_default_is_read_however_its_note_was_wrapped(tmp_path):
+    for name in ("two_tower-temporal-synthetic-v2", "a-very-long-study-name-" * 4):
+        note = (f"{tune.PROVENANCE} model=two_tower` (study {name}): 100 trials, 7 pruned; "
+                f"best val/ndcg@10 0.1795 (trial 16) on split seeds 42; 2026-11-24.")
+        for width in range(40, 101, 3):  # every place a line can break
+            (tmp_path / "two_tower.yaml").write_text(
+                "".join(tune._wrap_comment(note, width)) + "dim: 8\n")
+            assert tune.recorded_study("two_tower", tmp_path) == (name, 100), width
 
 
 def test_a_study_resumes_where_it_stopped_and_is_mirrored_in_mlflow(synthetic_data, tmp_path,
