@@ -10,8 +10,8 @@ own process (a torch model trains on one thread), the longest first (by
 ``reports/report.json``): the last line is the wall time of them all, which is what "all models
 train in N minutes on this many cores" measures, and the sum of the models' own times.
 ``total s`` includes loading the data, the refit on train + validation and the evaluation;
-``s/epoch`` is a torch model's mean pass over its training data (``time/epoch_seconds``:
-validation aside, the first fit's epochs).
+``s/epoch`` is a torch model's median pass over its training data (``time/epoch_seconds``:
+validation aside, the first fit's epochs; a first epoch's warm-up does not move it).
 
 ``--devices cpu cuda`` trains each model that has a trainer (the torch models; by default all
 of them) once per device (``model.trainer.device=...``) and ends with their seconds an epoch

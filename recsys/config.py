@@ -210,7 +210,6 @@ def load_split(cfg: DictConfig) -> SplitData:
     The splitter is built first, so a bad split value fails before any download. Data that
     filters to nothing, and a split that leaves a part empty, are ``DataError``s.
     """
-    check_protocol_split(cfg)
     splitter = build(cfg.split, "split")
     data = load_data(cfg.data)
     interactions = to_interactions(data.ratings, data.users["user_id"], data.items["item_id"],
@@ -234,8 +233,10 @@ def load_split(cfg: DictConfig) -> SplitData:
 def check_config(cfg: DictConfig) -> None:
     """Check the run-wide values of a composed config (types and ranges), before any work.
 
-    Every problem is one line of the ``ConfigError`` (key, value, what is allowed). Model and
-    split values are checked by their constructors, which run before training.
+    Every problem is one line of the ``ConfigError`` (key, value, what is allowed); then the
+    split is checked to be the protocol's (``check_protocol_split``). Model and split values are
+    checked by their constructors, which run before training. (A logged config that ``export``
+    rebuilds a split from is not checked again: it ran.)
     """
     problems = check_values(cfg, _RULES)
     if not problems and int(cfg.objective.rpartition("@")[2]) not in cfg.ks:
@@ -243,6 +244,7 @@ def check_config(cfg: DictConfig) -> None:
                         f"(the metrics a run computes): add it to ks, or choose another K")
     if problems:
         raise ConfigError("\n".join(problems))
+    check_protocol_split(cfg)
 
 
 def check_values(cfg: DictConfig, rules: list[_Rule]) -> list[str]:
@@ -286,7 +288,7 @@ _RULES: list[_Rule] = [
     ("protocol.refit", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.enabled", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.uri", "null or a URI, e.g. sqlite:///mlflow.db or http://127.0.0.1:5000",
-     lambda v: v is None or isinstance(v, str) and "://" in v),
+     lambda v: v is None or isinstance(v, str) and ("://" in v or v.startswith("databricks"))),
     ("tracking.experiment", "a name", lambda v: isinstance(v, str) and v != ""),
     ("tracking.log_embeddings", "true or false", lambda v: isinstance(v, bool)),
     ("tracking.log_model", "true or false", lambda v: isinstance(v, bool)),

@@ -31,6 +31,16 @@ class TrackingError(RecsysError):
     """The MLflow store cannot be reached, written, or failed while a run was logged."""
 
 
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of another library's exception, for one of ours: at most ``limit``
+    characters, cut after the last whole sentence that fits (MLflow's and SQLAlchemy's texts
+    run on); the exception's type where it says nothing."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if len(line) > limit:
+        line = line[: line.rfind(". ", 0, limit) + 1 or limit]
+    return line
+
+
 def print_error(error: BaseException) -> None:
     """One ``error: ...`` line on stderr per line of the message (a config check reports each
     problem on its own line)."""

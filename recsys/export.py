@@ -125,9 +125,10 @@ def select_run(client: MlflowClient, experiment: str, metric: str, run_id: str |
         logged = [re.fullmatch(r"val/(\w+)_at_0*(\d+)", name) for name in runs[0].data.metrics]
         names = sorted({m.group(1) for m in logged if m})
         ks = sorted({int(m.group(2)) for m in logged if m})
+        logged = (f"they logged val/METRIC@K, METRIC one of {', '.join(names)}, K one of "
+                  f"{', '.join(map(str, ks))}" if names else "they logged no validation metric")
         raise ConfigError(f"--metric {metric}: no run with embeddings in experiment "
-                          f"{experiment!r} logged it; they logged val/METRIC@K, METRIC one of "
-                          f"{', '.join(names)}, K one of {', '.join(map(str, ks))}")  # fmt: skip
+                          f"{experiment!r} logged it; {logged}")  # fmt: skip
     return runs[0]
 
 

@@ -48,7 +48,7 @@ from recsys.cli import ArgumentParser, positive_int, probability
 from recsys.config import build
 from recsys.data import load_movielens
 from recsys.docs import read_readme, replace_section
-from recsys.errors import ConfigError, RecsysError
+from recsys.errors import ConfigError, RecsysError, first_line
 from recsys.files import atomic_write_text
 from recsys.tracking import canonical_metrics, mlflow_key, open_client
 
@@ -111,8 +111,8 @@ def load_runs(client: MlflowClient, experiment: str, filter_string: str = "",
     except MlflowException as error:
         if error.error_code != "INVALID_PARAMETER_VALUE" or not filter_string:
             raise
-        first = (str(error).strip().splitlines() or ["invalid"])[0][:200]
-        raise ConfigError(f"--filter {filter_string!r}: {first}: give an MLflow filter, e.g. "
+        raise ConfigError(f"--filter {filter_string!r}: {first_line(error, 200)}: give an "
+                          f"MLflow filter, e.g. "
                           f"\"tags.model != 'random'\" or \"params.seed = '1'\"") from None
     runs = [r for r in runs if "model" in r.data.tags]  # not a sweep's parent run
     if not runs:

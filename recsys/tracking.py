@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from hydra.experimental.callback import Callback
 
-from recsys.errors import RecsysError, TrackingError, print_error
+from recsys.errors import RecsysError, TrackingError, first_line, print_error
 from recsys.files import atomic_write_text, process_exists
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def open_client(tracking_uri: str | None, *, write: bool = False, option: str = 
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(tracking_uri)
-    if "://" not in uri:  # a path: MLflow's file store, which MLflow 3 no longer opens
+    if "://" not in uri and not uri.startswith("databricks"):  # a path: MLflow's file store
         raise TrackingError(f"{_given(option, uri)}: not a store URI: a SQLite store is "
                             f"sqlite:///{uri}, a server http://HOST:PORT")  # fmt: skip
     if uri.startswith(("http://", "https://")):
@@ -118,7 +118,7 @@ def open_client(tracking_uri: str | None, *, write: bool = False, option: str = 
             client.search_experiments(max_results=1)
         return client
     folder = database.parent
-    if not folder.is_dir():
+    if write and not folder.is_dir():
         raise TrackingError(f"{_given(option, uri)}: folder {folder} does not exist: create it, or "
                             f"point {option} at an existing folder")  # fmt: skip
     if not write and not database.exists():
@@ -272,10 +272,7 @@ def mlflow_errors(uri: str, doing: str, option: str = "tracking.uri") -> Iterato
     except Exception as error:  # noqa: BLE001 - MLflow raises many types; all are store failures
         if not _is_store_error(error):
             raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if len(first) > 300:  # MLflow's longer texts: to the last whole sentence that fits
-            first = first[: first.rfind(". ", 0, 300) + 1 or 300]
-        raise TrackingError(f"MLflow store {uri}: {doing}: {first}: check {option}"
+        raise TrackingError(f"MLflow store {uri}: {doing}: {first_line(error)}: check {option}"
                             f"{_without_tracking(option)}") from None  # fmt: skip
 
 

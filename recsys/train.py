@@ -213,8 +213,9 @@ def fit_selected(model, split: Split, batch_size: int, objective: str = "val/ndc
     model.fit_validated(train, validate=validate, on_epoch=record)
     metrics = {"time/fit_seconds": time.perf_counter() - start} | model.training_summary()
     seconds = [values["seconds"] for _, values in epochs if "seconds" in values]
-    if seconds:  # a torch model's epochs: the pass over the training data, validation aside
-        metrics["time/epoch_seconds"] = sum(seconds) / len(seconds)
+    if seconds:  # a torch model's epochs: the pass over the training data, validation aside;
+        # the median, which a first epoch's warm-up (CUDA's start, the allocator) does not move
+        metrics["time/epoch_seconds"] = float(np.median(seconds))
     final = model
     metrics["train/refit"] = float(refit is not None and validation.nnz > 0)
     if metrics["train/refit"]:

@@ -677,7 +677,7 @@ def _aside_if_damaged(target: Path, spec: DatasetSpec) -> Path | None:
 
 def _not_writable(target: Path, error: OSError) -> DataError:
     folder = target.parent
-    if error.errno == errno.ENOSPC:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return DataError(f"could not write {target} ({_one_line(error)}); free some space or "
                          f"set data.dir=<another folder> (--data-dir) and run again")  # fmt: skip
     if error.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder belongs

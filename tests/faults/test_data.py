@@ -271,6 +271,7 @@ def test_a_killed_downloads_leftover_is_removed_by_the_next_download(
 
 @pytest.mark.parametrize(("error", "advice"), [
     (OSError(errno.ENOSPC, "No space left on device"), "free some space"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "free some space"),
     (FileExistsError(errno.EEXIST, "File exists"), "a file is in the way of the folder"),
     (NotADirectoryError(errno.ENOTDIR, "Not a directory"), "a file is in the way of the folder"),
     (FileNotFoundError(errno.ENOENT, "No such file or directory"), "a folder you can write"),
@@ -279,4 +280,4 @@ def test_a_killed_downloads_leftover_is_removed_by_the_next_download(
 def test_a_data_folder_that_cannot_be_written_gets_the_advice_for_its_cause(error, advice):
     message = str(download._not_writable(Path("/somewhere/ml-100k"), error))
     assert advice in message and "data.dir=" in message
-    assert ("free some space" in message) == (error.errno == errno.ENOSPC)
+    assert ("free some space" in message) == (error.errno in (errno.ENOSPC, errno.EDQUOT))

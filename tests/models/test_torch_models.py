@@ -1,10 +1,12 @@
+import time
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 from torch_geometric.nn import LGConv, SAGEConv
 
-from recsys.config import create_model
+from recsys.config import compose_config, create_model, model_names
 from recsys.data.features import user_features
 from recsys.errors import ConfigError
 from recsys.metrics import evaluate
@@ -33,7 +35,7 @@ from recsys.models.two_tower import DemographicsTower
 from recsys.split import Split
 from recsys.train import train_and_evaluate
 from tests.conftest import synthetic_movielens, synthetic_split
-from tests.models.contract import ModelContract
+from tests.models.contract import ModelContract, contract_for
 
 CPU = {"device": "cpu", "progress": False, "ema": 0.0}  # a few steps an epoch here: no average
 
@@ -632,8 +634,26 @@ def quality_on_devices(contract: type[ModelContract], devices: tuple[str, ...],
     return results
 
 
-TORCH_CONTRACTS = [TestBPR, TestGraphSAGE, TestGraphSAGEClassic, TestLightGCN, TestMultVAE,
-                   TestTwoTower]  # fmt: skip
+# every model whose config has a trainer (a torch model), by its contract
+TORCH_CONTRACTS = [contract_for(name) for name in model_names()
+                   if "trainer" in compose_config([f"model={name}"]).model]  # fmt: skip
+
+
+def test_an_epochs_seconds_leave_validation_out(synthetic_matrices):
+    train, validation, _ = synthetic_matrices
+    pause, history = 0.3, []
+
+    def validate(model):  # a slow validation: its time must not count in an epoch's
+        time.sleep(pause)
+        return evaluate(model, validation, train, [10]).summary["ndcg@10"]
+
+    model = TestBPR.make_model(0, trainer={**TestBPR.overrides["trainer"], "epochs": 3,
+                                           "patience": 0})  # fmt: skip
+    start = time.perf_counter()
+    model.fit(train, validate=validate, on_epoch=lambda e, r: history.append(r["seconds"]))
+    fitted = time.perf_counter() - start
+    assert len(history) == 3 and min(history) > 0
+    assert sum(history) <= fitted - 3 * pause  # with validation in, it would exceed that
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
