@@ -71,15 +71,39 @@ def is_bundle(folder: str | Path) -> bool:
     nothing but bundle files (a damaged bundle: a truncated manifest, a file gone).
     """
     folder = Path(folder)
+    if not folder.is_dir() or foreign_entries(folder):  # something of someone else's
+        return False
+    return _lists_bundle_files(folder) or (folder / MANIFEST).exists()
+
+
+def _lists_bundle_files(folder: Path) -> bool:
+    """Whether ``folder``'s manifest reads and lists a bundle's files."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
-        manifest = None
+        return False
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if isinstance(files, dict) and set(FILES) <= set(files) <= {*FILES, *NEW_USER_FILES}:
-        return True
-    names = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
-    return MANIFEST in names and names <= {MANIFEST, *FILES, *NEW_USER_FILES}
+    return isinstance(files, dict) and set(FILES) <= set(files) <= {*FILES, *NEW_USER_FILES}
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The names in ``folder`` that no export writes (notes, a subfolder), sorted."""
+    return sorted(entry.name for entry in folder.iterdir()
+                  if entry.name not in {MANIFEST, *FILES, *NEW_USER_FILES})  # fmt: skip
+
+
+def check_replaceable(out: Path) -> None:
+    """``ConfigError`` unless the existing ``out`` is a bundle and nothing else, which
+    ``--replace`` may then replace whole."""
+    if is_bundle(out):
+        return
+    foreign = foreign_entries(out) if out.is_dir() else []
+    if foreign and _lists_bundle_files(out):  # a bundle someone put their own files into
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ConfigError(f"{out} holds files no export wrote ({shown}): refusing to replace "
+                          f"it; move them out, or choose another --out")  # fmt: skip
+    raise ConfigError(f"{out} exists and is not a bundle (no {MANIFEST} listing its files): "
+                      f"refusing to replace it; choose another --out")
 
 
 def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict:
@@ -91,9 +115,8 @@ def write_bundle(out: str | Path, bundle: Bundle, replace: bool = False) -> dict
     out = Path(out)
     if out.exists() and not replace:
         raise ConfigError(f"bundle {out} exists: pass --replace to overwrite it, or --out")
-    if out.exists() and not is_bundle(out):
-        raise ConfigError(f"{out} exists and is not a bundle (no {MANIFEST} listing its files): "
-                          f"refusing to replace it; choose another --out")  # fmt: skip
+    if out.exists():
+        check_replaceable(out)
     with atomic_path(out, directory=True) as tmp:
         faiss.write_index(bundle.index, str(tmp / "index.faiss"))
         for name in ARRAYS:

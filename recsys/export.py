@@ -138,9 +138,8 @@ def export_bundle(client: MlflowClient, run, out: str | Path, settings: IndexSet
     out = Path(out)
     if out.exists() and not replace:  # before any work; write_bundle checks again
         raise ConfigError(f"bundle {out} exists: pass --replace to overwrite it, or --out")
-    if out.exists() and not bundle.is_bundle(out):
-        raise ConfigError(f"{out} exists and is not a bundle (no {bundle.MANIFEST} listing its "
-                          f"files): refusing to replace it; choose another --out")  # fmt: skip
+    if out.exists():
+        bundle.check_replaceable(out)
     with RunArtifacts(client, run.info.run_id) as logged:
         cfg = logged.config()
         vectors = logged.embeddings()

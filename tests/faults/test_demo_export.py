@@ -160,6 +160,21 @@ def test_export_replace_refuses_a_folder_that_is_not_a_bundle(tracked_benchmark,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]  # no temporary folder
 
 
+def test_export_replace_keeps_a_bundle_someone_put_files_into(tracked_benchmark, small_bundle,
+                                                              tmp_path, capsys):  # fmt: skip
+    uri, _, root = tracked_benchmark
+    copy = shutil.copytree(small_bundle, tmp_path / "bundle")
+    (copy / "my_notes.txt").write_text("what the committee asked")
+    (copy / "sub").mkdir()
+    line = failing_cli(capsys, export.main, ["--tracking-uri", uri, "--experiment", "bench",
+                                             "--out", str(copy), "--replace"],
+                       protect=(copy, root))  # fmt: skip
+    assert line == (f"error: {copy} holds files no export wrote (my_notes.txt, sub): refusing "
+                    f"to replace it; move them out, or choose another --out")  # fmt: skip
+    assert (copy / "my_notes.txt").read_text() == "what the committee asked"
+    assert not bundle.is_bundle(copy)
+
+
 @pytest.mark.parametrize(("main", "argv", "message"), [
     (demo.main, ["--user", "1", "--bogus"], "unrecognized arguments: --bogus"),
     (demo.main, ["--user", "x"], "argument --user: invalid int value: 'x'"),
