@@ -65,14 +65,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from recsys.cache import model_settings
 from recsys.cli import ArgumentParser, positive_int
 from recsys.config import (
     build,
+    check_ks,
     check_overrides,
     compose_config,
+    load_data,
     load_split,
     model_class,
     model_names,
@@ -129,6 +131,9 @@ def cold_users(test, counts: list[int]) -> ColdUsers:
     """Split each test user's ratings by time (ties by item) into the first ``r`` for every
     ``r`` in ``counts`` and the targets after ``max(counts)``."""
     largest = max(counts)
+    if not (np.bincount(test.user, minlength=test.n_users) > largest).any():
+        raise ConfigError(f"no held-out user rated more than {largest} films, the most "
+                          f"protocol.revealed reveals: lower it")  # fmt: skip
     order = np.lexsort((test.item, test.timestamp, test.user))
     user, item = test.user[order], test.item[order]
     n_rated = np.bincount(user, minlength=test.n_users)
@@ -221,6 +226,39 @@ def with_prior(scores: np.ndarray, revealed: sp.csr_matrix, popularity: np.ndarr
         prior = np.broadcast_to(np.asarray(popularity, dtype=np.float32), scores.shape)
         blended += np.float32(weight) * standardised(prior, revealed)
     return blended
+
+
+# what the tool's own arguments set, and so no override may (a seed= would replace every --seeds)
+OWNED = {"seed": "give the seeds with --seeds", "ks": "give the cut-offs with --ks",
+         "model": "give the models with --models",
+         "protocol": "the tool runs protocol cold_users alone; change its values with "
+                     "protocol.KEY=..."}  # fmt: skip
+
+
+def check_arguments(args) -> None:
+    """The command line's own values, before any work: seeds in numpy's range, ``--out`` a
+    folder (or none yet), and no override of what an argument sets (``OWNED``)."""
+    bad = [seed for seed in args.seeds if not 0 <= seed < 2**32]
+    if bad:
+        raise ConfigError(f"--seeds {' '.join(map(str, bad))}: a seed is an integer from 0 to "
+                          f"2**32 - 1")  # fmt: skip
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file, not a folder: choose another --out")
+    for override in args.overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in OWNED:
+            raise ConfigError(f"`{override}`: {key} is the tool's to set: {OWNED[key]}")
+
+
+def check_revealed(values) -> list[int]:
+    """``protocol.revealed``: the counts of first ratings revealed, distinct whole numbers >= 0
+    in increasing order (``ConfigError`` otherwise)."""
+    counts = list(values) if isinstance(values, ListConfig | list) else None
+    if not counts or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0
+                             for r in counts) or counts != sorted(set(counts)):  # fmt: skip
+        raise ConfigError(f"protocol.revealed={values}: expected distinct whole numbers >= 0 in "
+                          f"increasing order, e.g. [0,1,3,5]")  # fmt: skip
+    return counts
 
 
 def check_grid(key: str, values, positive: bool = False) -> list[float]:
@@ -950,6 +988,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None:
         overrides.insert(0, f"data.dir={args.data_dir}")
     try:
+        check_arguments(args)
         if K not in args.ks:
             raise ConfigError(f"--ks must include {K}, the table's cut-off, got {args.ks}")
         if args.readme is not None:
@@ -962,7 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
         protocol = ["protocol=cold_users", *(o for o in overrides if not o.startswith("model."))]
         check_overrides(protocol)
         protocol_cfg = compose_config(protocol).protocol
-        revealed = list(protocol_cfg.revealed)
+        revealed = check_revealed(protocol_cfg.get("revealed"))
+        check_ks(args.ks, len(load_data(compose_config(protocol).data).items))  # seconds
         check_grid("prior_weights", protocol_cfg.get("prior_weights", []))
         check_regularization(protocol_cfg.get("first_ratings_regularization", []))
         # fails before training

@@ -363,6 +363,28 @@ def test_settings_hold_the_grids_a_model_chooses_from_and_differences_name_them(
     assert cold_start.differences({"a": 1}, {"a": 1}) == []
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--seeds", "1", "-1"], "--seeds -1: a seed is an integer from 0 to 2**32 - 1"),
+    (["--", "seed=5"], "`seed=5`: seed is the tool's to set: give the seeds with --seeds"),
+    (["--", "protocol=msr"], "the tool runs protocol cold_users alone"),
+    (["--", "protocol.revealed=[3,1]"], "protocol.revealed=[3, 1]: expected distinct whole "
+                                        "numbers >= 0 in increasing order"),
+    (["--ks", "10", "5000"], "a cut-off of 5000 exceeds the 200 items of the catalogue"),
+    (["--", "protocol.revealed=[0,5000]"], "no held-out user rated more than 5000 films"),
+])  # fmt: skip
+def test_a_mistake_is_one_line_before_any_training(synthetic_data, tmp_path, capsys, argv,
+                                                   message):  # fmt: skip
+    out = tmp_path / "out"
+    arguments = ["--models", "popular", "--seeds", "1", "--out", str(out),
+                 "--data-dir", str(synthetic_data)]  # fmt: skip
+    tail = argv[argv.index("--") + 1:] if "--" in argv else []
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    assert cold_start.main([*arguments, *head, "--", f"data.name={SYNTHETIC}", *tail]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
+    assert not out.exists()
+
+
 def test_the_committed_table_was_made_with_what_the_configs_give_now():
     # a fresh clone's `cold_start --update` keeps every other model's rows: they must match
     path = CONF_DIR.parent / "reports" / "cold_start.json"
