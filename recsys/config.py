@@ -362,6 +362,32 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         for unknown in [k for k in [key, *merged] if k not in keys][:1]:
             raise ConfigError(f"unknown key {unknown!r} in `{override.input_line}`"
                               f"{_key_hint(unknown, keys, override.input_line)}")  # fmt: skip
+    _check_swept_values(overrides, choices, config_name)
+    for override in overrides:  # joblib's "n_jobs == 0 has no meaning", as a traceback
+        if override.key_or_group == "hydra.launcher.n_jobs" and not override.is_sweep_override():
+            jobs = override.value()
+            if not is_int(jobs, -(2**31)) or jobs == 0:
+                raise ConfigError(f"`{override.input_line}`: expected a number of processes, "
+                                  f"e.g. 2 (-1: one per core)")  # fmt: skip
+
+
+def _check_swept_values(overrides, choices: list[str], config_name: str) -> None:
+    """Each value of a swept run-wide key (``seed=1,-1``, ``ks=[5,10],[0]``) checked as
+    ``check_config`` checks a run's, before the sweep starts its first job."""
+    from hydra.core.override_parser.types import OverrideType, ValueType
+
+    checked = {key for key, _, _ in _RULES}
+    for override in overrides:
+        key = override.key_or_group
+        if (override.type != OverrideType.CHANGE or not override.is_sweep_override()
+                or key not in checked or override.value_type == ValueType.GLOB_CHOICE_SWEEP):
+            continue  # fmt: skip
+        for value in override.sweep_string_iterator():
+            try:
+                check_config(compose_config([*choices, f"{key}={value}"], config_name))
+            except ConfigError as error:
+                raise ConfigError(f"{str(error).splitlines()[0]} (a value of the sweep "
+                                  f"`{override.input_line}`)") from None
 
 
 def _is_alias(path: Path) -> bool:

@@ -53,6 +53,10 @@ def runs_of(uri: str) -> list:
     ("model=ease model.factors=64", "model has dropout, regularization, user_weight, "
                                      "zero_diagonal"),
     ("sed=3", "did you mean seed?"),
+    ("-m model=popular seed=1,-1", "seed=-1: expected an integer from 0 to 2**32 - 1 (a value "
+                                   "of the sweep `seed=1,-1`)"),  # before job #0 runs
+    ("-m model=popular hydra/launcher=basic hydra.launcher.n_jobs=0",
+     "`hydra.launcher.n_jobs=0`: expected a number of processes"),
     ("data=ml100", "choose one of ml-100k, ml-10m, ml-1m, ml-20m, ml-25m, ml-32m, synthetic; "
                    "did you mean ml-100k?"),  # the alias ml100k runs, but is not offered
     ("tracking.uri=mlflow.db", "tracking.uri=mlflow.db: expected null or a URI, e.g. "
