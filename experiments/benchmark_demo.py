@@ -9,11 +9,11 @@ for all users at once.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.demo import BundleRecommender
 
 
@@ -23,9 +23,9 @@ def percentiles(seconds: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser("experiments/benchmark_demo.py", description=__doc__)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
-    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--queries", type=positive_int, default=10_000)
     args = parser.parse_args()
     demo = BundleRecommender.load(args.bundle)
     users = np.random.default_rng(0).choice(demo.user_ids, size=args.queries)
@@ -56,4 +56,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

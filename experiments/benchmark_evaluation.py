@@ -9,12 +9,12 @@ top-K, metrics) and (b) the metrics alone on a precomputed top-K matrix.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.config import build_model, compose_config, load_split
 from recsys.metrics import evaluate, ranking_metrics
 
@@ -31,9 +31,9 @@ def timed(function, repeats: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser("experiments/benchmark_evaluation.py", description=__doc__)
     parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=positive_int, default=20)
     args = parser.parse_args()
 
     cfg = compose_config(["model=als", f"data.dir={args.data_dir}"])  # the default protocol
@@ -55,4 +55,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

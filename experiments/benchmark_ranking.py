@@ -11,12 +11,12 @@ mask, top-k), each the best of three, and their ratio.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.models.base import FactorRecommender
 
 
@@ -39,13 +39,13 @@ def best_of(function, repeats: int = 3) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--items", type=int, default=27_000)
-    parser.add_argument("--dim", type=int, default=64)
+    parser = ArgumentParser("experiments/benchmark_ranking.py", description=__doc__)
+    parser.add_argument("--users", type=positive_int, default=20_000)
+    parser.add_argument("--items", type=positive_int, default=27_000)
+    parser.add_argument("--dim", type=positive_int, default=64)
     parser.add_argument("--seen", type=int, default=145)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--k", type=positive_int, default=20)
+    parser.add_argument("--batch", type=positive_int, default=1024)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     users = rng.standard_normal((args.users, args.dim), dtype=np.float32)
@@ -70,4 +70,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.memory import GIB
 
 MODELS = {
@@ -227,14 +228,14 @@ def figure(records: list[dict], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser("experiments/benchmark_scale.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e6, 4e6, 16e6, 32e6])
-    parser.add_argument("--items", type=int, default=16_000)
+    parser.add_argument("--items", type=positive_int, default=16_000)
     parser.add_argument("--per-user", type=float, default=160.0)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--graph-max", type=float, default=4e6)
-    parser.add_argument("--batch", type=int, default=1024, help="users ranked at once")
+    parser.add_argument("--batch", type=positive_int, default=1024, help="users ranked at once")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--replot", action="store_true",
                         help="redraw scale.md and the figure from <out>/scale.json, run nothing")
@@ -273,4 +274,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

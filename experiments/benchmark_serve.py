@@ -31,6 +31,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from recsys.bundle import is_bundle
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
+from recsys.errors import ConfigError
+
 WARM_UP = 50
 TIMEOUT_SECONDS = 5.0
 IDLE_SECONDS = 2.0
@@ -169,16 +173,19 @@ def report(result: dict, rate: float, url: str, load_average: tuple[float, ...],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser("experiments/benchmark_serve.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
     parser.add_argument("--url", default=None, help="a running server (loopback only)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=positive_int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=60.0)
     args = parser.parse_args()
     if not (0 < args.rate <= 5000 and 0 < args.requests <= 100_000 and args.max_seconds > 0):
         sys.exit("error: --rate must be in (0, 5000], --requests in 1..100000, --max-seconds > 0")
+    if not is_bundle(args.bundle):
+        raise ConfigError(f"--bundle {args.bundle} is not a bundle: export one with "
+                          f"`python -m recsys.export`, or pass --bundle PATH")  # fmt: skip
     ids = np.load(Path(args.bundle) / "user_ids.npy")
     users = np.random.default_rng(0).choice(ids, size=WARM_UP + args.requests)
     process = None
@@ -202,4 +209,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -5,27 +5,27 @@
 
 from __future__ import annotations
 
-import argparse
-
-from mlflow.tracking import MlflowClient
-
-from recsys.tracking import mlflow_key
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
+from recsys.errors import ConfigError
+from recsys.tracking import mlflow_key, open_client
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser("experiments/best_runs.py", description=__doc__)
     parser.add_argument("experiment")
     parser.add_argument("--metric", default="val/ndcg@10")
-    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--top", type=positive_int, default=10)
     parser.add_argument("--tracking-uri", default=None)
     args = parser.parse_args()
-    client = MlflowClient(args.tracking_uri)
+    client = open_client(args.tracking_uri, option="--tracking-uri")  # creates no mlflow.db
     experiment = client.get_experiment_by_name(args.experiment)
     if experiment is None:
-        raise SystemExit(f"error: no experiment {args.experiment!r} in {client.tracking_uri}")
+        raise ConfigError(f"no experiment {args.experiment!r} in {client.tracking_uri}")
     key = mlflow_key(args.metric)
     runs = client.search_runs([experiment.experiment_id], order_by=[f"metrics.`{key}` DESC"],
                               max_results=args.top)  # fmt: skip
+    if runs and key not in runs[0].data.metrics:  # ordered by a metric no run logged
+        raise ConfigError(f"--metric {args.metric}: no run of {args.experiment!r} logged it")
     print(f"{'run':<34}{args.metric:>14}{'test/ndcg@10':>14}  model params")
     for found in runs:
         params = {k.removeprefix("model."): v for k, v in found.data.params.items()
@@ -35,4 +35,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from recsys.cli import ArgumentParser, one_line_errors
 from recsys.files import atomic_path
 
 
@@ -45,7 +46,7 @@ def capture(url: str, likes: list[str], out: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser("experiments/demo_page_screenshot.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000/")
     parser.add_argument("--like", action="append", default=None,
@@ -59,4 +60,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -12,12 +12,12 @@ default comes from the study, which sees validation alone.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors
 from recsys.config import compose_config
 from recsys.train import run
 
@@ -37,7 +37,7 @@ def ndcg(weight: float, seeds: list[int], part: str, overrides: list[str]) -> np
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser("experiments/ease_user_weight.py", description=__doc__)
     parser.add_argument("--weights", type=float, nargs="+",
                         default=[0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0])  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
@@ -55,4 +55,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

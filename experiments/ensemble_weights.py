@@ -22,10 +22,9 @@ these members reach, for the discussion, never a default.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int, split_seed
 from recsys.config import compose_config, load_split
 from recsys.metrics import evaluate
 from recsys.models.ensemble import simplex_grid
@@ -69,14 +68,16 @@ def grid_values(seed: int, test: bool, step: float, overrides: list[str]):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+    parser = ArgumentParser("experiments/ensemble_weights.py", description=__doc__)
+    parser.add_argument("--seeds", type=split_seed, nargs="+", default=None,
                         help="split seeds (default: 100-104; with --test 1-5)")  # fmt: skip
     parser.add_argument("--step", type=float, default=0.05)
-    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--top", type=positive_int, default=10)
     parser.add_argument("--test", action="store_true", help="score the grid on test (a ceiling)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_args()
+    if not 0 < args.step <= 1 or abs(round(1 / args.step) * args.step - 1) > 1e-9:
+        parser.error(f"--step must divide 1 (0.05, 0.1, 0.25...), got {args.step}")
     seeds = args.seeds or ([1, 2, 3, 4, 5] if args.test else [100, 101, 102, 103, 104])
     per_seed = []
     for seed in seeds:
@@ -101,4 +102,5 @@ def _weights(names: list[str], weights: np.ndarray) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

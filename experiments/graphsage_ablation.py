@@ -14,13 +14,13 @@ and fit time per variant, and each variant's test difference from the default.
 
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from recsys.cli import ArgumentParser, one_line_errors, split_seed
 from recsys.config import compose_config
 from recsys.files import atomic_write_text
 from recsys.report import confidence_interval
@@ -40,8 +40,8 @@ VARIANTS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser = ArgumentParser("experiments/graphsage_ablation.py", description=__doc__)
+    parser.add_argument("--seeds", type=split_seed, nargs="+", default=[1, 2, 3])
     parser.add_argument("--data-dir", default=None,
                         help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else data)")
     parser.add_argument("--tracking-uri", default=None)
@@ -100,4 +100,5 @@ def _cell(values: pd.Series) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -15,10 +15,9 @@ to the next. Test is never evaluated.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int, split_seed
 from recsys.config import build_model, compose_config, load_split
 from recsys.rng import seed_everything
 from recsys.train import validation_metric
@@ -48,13 +47,16 @@ def curve_summary(curve: list[float], window: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser("experiments/refit_stability.py", description=__doc__)
     parser.add_argument("--model", default="graphsage")
     parser.add_argument("--ema", type=float, nargs="+", default=[0.0, 0.99])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--window", type=int, default=5)
+    parser.add_argument("--seeds", type=split_seed, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--window", type=positive_int, default=5)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
+    if "trainer" not in compose_config([f"model={args.model}"]).model:
+        parser.error(f"--model {args.model} has no epochs (no trainer): name a torch model, e.g. "
+                     f"graphsage")  # fmt: skip
     print(f"{args.model}: validation NDCG@10 curves (near best: epochs within {args.window})")
     print("| ema | seed | best epoch | max | near best | epoch-to-epoch |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -72,4 +74,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

@@ -18,6 +18,7 @@ import argparse
 
 import numpy as np
 
+from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.demo import PMI_SHRINKAGE, BundleRecommender, neighbour_popularity_ranks
 
 FILMS = ["Fargo (1996)", "Toy Story (1995)", "Star Wars (1977)", "Pulp Fiction (1994)",
@@ -67,11 +68,12 @@ def sweep_table(demo: BundleRecommender, shrinkages: list[float], k: int, top: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser("experiments/similar_popularity.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="data/bundles/ml-100k")
-    parser.add_argument("--k", type=int, default=10, help="neighbours per film")
-    parser.add_argument("--top", type=int, default=20, help="the most-rated films that count")
+    parser.add_argument("--k", type=positive_int, default=10, help="neighbours per film")
+    parser.add_argument("--top", type=positive_int, default=20,
+                        help="the most-rated films that count")
     parser.add_argument("--shrinkage", type=float, default=PMI_SHRINKAGE)
     parser.add_argument("--films", nargs="+", default=FILMS, help="titles or ids")
     parser.add_argument("--sweep", nargs="*", type=float, default=[],
@@ -89,4 +91,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

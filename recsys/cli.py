@@ -7,8 +7,12 @@ argparse prints its usage block and ``prog: error: ...``; our other errors are o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import NoReturn
+
+from recsys.errors import RecsysError, print_error
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -61,3 +65,25 @@ def probability(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
     return value
+
+
+def split_seed(text: str) -> int:
+    """An argparse ``type``: a split or model seed, a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A script's mistakes a user can fix (``RecsysError``) as ``error:`` lines and exit status
+    1, not a traceback: ``with one_line_errors(): main()``."""
+    try:
+        yield
+    except RecsysError as error:
+        print_error(error)
+        sys.exit(1)

@@ -29,7 +29,7 @@ from recsys.data.download import DATASETS, default_data_dir
 from recsys.data.features import DEMOGRAPHICS, item_features, user_features
 from recsys.data.synthetic import NAME as SYNTHETIC
 from recsys.data.synthetic import synthetic_movielens
-from recsys.errors import ConfigError, DataError, RecsysError
+from recsys.errors import ConfigError, DataError, RecsysError, first_line
 from recsys.metrics import METRICS
 from recsys.split import Split
 
@@ -38,15 +38,27 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 OmegaConf.register_new_resolver("recsys.data_dir", default_data_dir, replace=True)
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config",
+                   checked: bool = False) -> DictConfig:  # fmt: skip
     """The config ``python -m recsys.train OVERRIDES`` would run, composed in-process and
     resolved (for tests, experiments and notebooks: ``run(compose_config(["model=ease"]))``);
-    ``config_name="tune"`` composes ``python -m recsys.tune``'s."""
+    ``config_name="tune"`` composes ``python -m recsys.tune``'s. An override Hydra cannot
+    compose is one ``ConfigError`` line, with the nearest match where ``check_overrides`` finds
+    one (``checked``: it has run, and composes through here)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
 
+    failed = None
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="recsys"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        try:
+            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        except HydraException as error:
+            failed = error
+    if failed is not None:  # outside Hydra's context: check_overrides composes on its own
+        if not checked:
+            check_overrides(overrides, config_name)
+        raise ConfigError(f"cannot compose the config of `{' '.join(overrides)}`: "
+                          f"{first_line(failed)}")
     HydraConfig.instance().set_config(cfg)  # resolves ${hydra:...} the way the app does
     with open_dict(cfg):
         del cfg["hydra"]
@@ -347,7 +359,7 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
                                   f"one of {', '.join(shown)}{hint}")  # fmt: skip
         if values and values[0] is not None and override.package is None:
             choices.append(f"{group}={values[0]}")  # trainer@model.trainer=X: checked, not composed
-    cfg = compose_config(choices, config_name=config_name)
+    cfg = compose_config(choices, config_name=config_name, checked=True)
     keys = _all_keys(OmegaConf.to_container(cfg))
     for override in overrides:
         key = override.key_or_group
@@ -384,7 +396,8 @@ def _check_swept_values(overrides, choices: list[str], config_name: str) -> None
             continue  # fmt: skip
         for value in override.sweep_string_iterator():
             try:
-                check_config(compose_config([*choices, f"{key}={value}"], config_name))
+                check_config(compose_config([*choices, f"{key}={value}"], config_name,
+                                            checked=True))  # fmt: skip
             except ConfigError as error:
                 raise ConfigError(f"{str(error).splitlines()[0]} (a value of the sweep "
                                   f"`{override.input_line}`)") from None
@@ -429,7 +442,9 @@ def _key_hint(key: str, keys: set[str], line: str) -> str:
     parent, _, leaf = key.rpartition(".")
     siblings = sorted(k for k in keys if k.rpartition(".")[0] == parent
                       and not k.rpartition(".")[2].startswith("_"))  # fmt: skip
-    hint = _nearest(key, siblings) or _nearest(key, sorted(keys))
+    others = sorted(k for k in keys if not k.rpartition(".")[2].startswith("_")
+                    and not key.startswith(f"{k}."))  # not the key's own parents  # fmt: skip
+    hint = _nearest(key, siblings) or _nearest(key, others)
     if hint:
         return hint
     if siblings and parent:
