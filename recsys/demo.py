@@ -151,7 +151,10 @@ class BundleRecommender:
     def liked_rows(self, liked: list[int | str]) -> np.ndarray:
         """The distinct rows of liked movies given by id or title (``NotFoundError`` for one
         the bundle does not have, ``RecsysError`` for none at all)."""
-        if not liked:
+        if isinstance(liked, str | int) or liked is None:  # "Fargo" is one film, not 5 letters
+            raise RecsysError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
+                              f"liked=['Fargo (1996)']")  # fmt: skip
+        if not len(liked):
             raise RecsysError("name at least one liked movie (title or id)")
         return np.unique([self.movie_row(m) for m in liked])
 
@@ -253,7 +256,12 @@ class BundleRecommender:
 
     def user_index(self, user_id) -> int:
         """Row of a MovieLens user id in the bundle's user vectors (``RecsysError`` if unknown)."""
+        whole = isinstance(user_id, int | np.integer) and not isinstance(user_id, bool)
+        if isinstance(user_id, str) and re.fullmatch(r"\s*[0-9]+\s*", user_id):
+            user_id, whole = int(user_id), True  # "196" from a command line
         try:
+            if not whole:  # 196.7 is no user, nor is True (1)
+                raise TypeError
             return self._user_index[int(user_id)]
         except (KeyError, ValueError, TypeError):
             ids = self.user_ids

@@ -3,6 +3,7 @@ the synthetic release and tracked in a real MLflow store): each route against th
 computed by hand from the bundle's arrays."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -47,6 +48,20 @@ def test_an_unknown_user_is_not_found_with_the_ids_there_are(routers):
     assert raised.value.suggestions == ["MovieLens user ids here run from 1 to 120 (120 users)"]
     with pytest.raises(ConfigError, match="not both"):
         routers["als"].recommend(user_id=7, liked=[5])
+
+
+@pytest.mark.parametrize("liked", ["Fargo (1996)", 5, None])
+def test_liked_films_must_be_a_list_not_one_title_read_as_letters(routers, liked):
+    given = re.escape(repr(liked))
+    with pytest.raises(ConfigError, match=f"liked is a list of films .*got {given}"):
+        routers["als"].recommend(liked=liked)
+
+
+@pytest.mark.parametrize("user_id", [7.6, True])
+def test_a_user_id_is_a_whole_number_not_one_rounded_down(routers, user_id):
+    with pytest.raises(NotFoundError, match=f"unknown user {user_id!r}"):
+        routers["als"].recommend(user_id=user_id)
+    assert routers["als"].recommend(user_id="7").route == "known-user"  # from a command line
 
 
 def test_liked_films_fold_in_by_als_and_each_film_says_which_liked_one_it_is_like(
