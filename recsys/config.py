@@ -339,6 +339,11 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         overrides = OverridesParser.create().parse_overrides(texts)
     except OverrideParseException as error:
         raise ConfigError(f"cannot read the command line: {str(error).splitlines()[0]}") from None
+    multirun = any(a in ("-m", "--multirun") for a in arguments)
+    for override in overrides:  # Hydra's own word for it is "Ambiguous value", in five lines
+        if override.is_sweep_override() and not multirun and not override.is_hydra_override():
+            raise ConfigError(f"`{override.input_line}` lists several values: a sweep runs with "
+                              f"-m (python -m recsys.train -m {override.input_line})")  # fmt: skip
     groups = {path.name for path in CONF_DIR.iterdir() if path.is_dir()}
     choices = []
     for override in overrides:
