@@ -101,7 +101,12 @@ def build_model(model_cfg: DictConfig, seed: int, data: MovieLens | None = None,
     """The model of ``model_cfg`` with the run's ``seed``; models that use side features
     (``uses_side_features``) or the ratings' times (``uses_timestamps``) get them from ``data``
     unless given in ``inputs``."""
-    if getattr(model_class(model_cfg), "uses_side_features", False) and data is not None:
+    side = getattr(model_class(model_cfg), "uses_side_features", False)
+    if side and data is None and not {"user_features", "item_features"} <= set(inputs):
+        raise ConfigError(f"model {model_cfg._target_.rsplit('.', 1)[-1]} reads the users' and "
+                          f"films' features: pass the data, create_model(..., "
+                          f"data=load_data(cfg.data))")  # fmt: skip
+    if side and data is not None:
         if not set(DEMOGRAPHICS) <= set(data.users.columns):
             raise ConfigError(f"model {model_cfg._target_.rsplit('.', 1)[-1]} uses the users' "
                               f"demographics, which {data.name} does not have: use data=ml-100k "

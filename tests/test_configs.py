@@ -161,6 +161,8 @@ def test_a_mistyped_setting_in_the_python_api_is_one_line_with_the_nearest():
     with pytest.raises(ConfigError, match="'trainer.epoch' of model bpr; did you mean "
                                           "trainer.epochs\\?"):  # fmt: skip
         create_model("bpr", seed=1, overrides={"trainer": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="reads the users' and films' features: pass the data"):
+        create_model("two_tower", seed=1)  # no data=: its side features have no source
     settings = "dropout, regularization, user_weight, zero_diagonal$"
     with pytest.raises(ConfigError, match=f"'zzz' of model ease; its settings: {settings}"):
         create_model("ease", seed=1, overrides={"zzz": 1})
