@@ -132,9 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.check:
-        if updated != text:
-            print(f"error: {args.readme} is out of date: run `python -m recsys.docs`",
-                  file=sys.stderr)
+        stale = [name for name, make in SECTIONS.items()
+                 if replace_section(text, name, make()) != text]  # fmt: skip
+        if stale:
+            own = Path(args.readme).resolve() == README.resolve()
+            given = "" if own else f" --readme {args.readme}"
+            print(f"error: {args.readme}'s generated {', '.join(stale)} section is out of date: "
+                  f"run `python -m recsys.docs{given}`", file=sys.stderr)
             return 1
         return 0
     if updated != text:

@@ -13,6 +13,16 @@ def test_readme_models_table_is_generated_and_current():
     assert [row.split("`")[1] for row in table.splitlines()[2:]] == model_names()
 
 
+def test_a_stale_readme_names_its_section_and_the_command_that_regenerates_it(tmp_path,
+                                                                              capsys):  # fmt: skip
+    readme = tmp_path / "R.md"
+    readme.write_text(docs.README.read_text().replace("| `als` |", "| `alsx` |"))
+    assert docs.main(["--check", "--readme", str(readme)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: {readme}'s generated models section is out of date: run `python -m recsys.docs "
+        f"--readme {readme}`")  # fmt: skip
+
+
 def test_replace_section_keeps_the_rest():
     text = "intro\n<!-- generated:x -->\nold\n<!-- /generated:x -->\noutro\n"
     assert docs.replace_section(text, "x", "new") == (
