@@ -1,7 +1,7 @@
 """How long evaluating every user takes: rank the full catalogue (training items excluded) and
 compute all metrics at K in {5, 10, 20}, for the default ALS on the default ML-100K split.
 
-    python experiments/benchmark_evaluation.py [--data-dir data] [--repeats 20]
+    python experiments/benchmark_evaluation.py [--data-dir DIR] [--repeats 20]
 
 Prints the median and best wall time of (a) the whole ``evaluate`` call (scoring, masking,
 top-K, metrics) and (b) the metrics alone on a precomputed top-K matrix.
@@ -32,11 +32,14 @@ def timed(function, repeats: int) -> list[float]:
 
 def main() -> None:
     parser = ArgumentParser("experiments/benchmark_evaluation.py", description=__doc__)
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
+                             "~/.cache/recsys/data)")
     parser.add_argument("--repeats", type=positive_int, default=20)
     args = parser.parse_args()
 
-    cfg = compose_config(["model=als", f"data.dir={args.data_dir}"])  # the default protocol
+    where = [f"data.dir={args.data_dir}"] if args.data_dir else []
+    cfg = compose_config(["model=als", *where])  # the default protocol
     split = load_split(cfg).split
     train, validation, test = (split.train.to_csr(), split.validation.to_csr(),
                                split.test.to_csr())  # fmt: skip

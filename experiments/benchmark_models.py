@@ -1,6 +1,6 @@
 """Train and evaluate every model with its default config; print time and test NDCG@10 each.
 
-    python experiments/benchmark_models.py [--data-dir data] [--models als ease ...]
+    python experiments/benchmark_models.py [--data-dir DIR] [--models als ease ...]
                                            [--jobs 2] [--devices cpu cuda] [-- OVERRIDE ...]
 
 Extra Hydra overrides (after ``--``) apply to every model listed (``seed=7``). Runs through the
@@ -39,11 +39,13 @@ from recsys.train import run
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "report.json"
 
 
-def train_one(model: str, data_dir: str, overrides: list[str], device: str | None = None) -> dict:
+def train_one(model: str, data_dir: str | None, overrides: list[str],
+              device: str | None = None) -> dict:
     """One model's run (on ``device`` where given): fit seconds, seconds in all, epochs
     (best/run), seconds a training epoch and test NDCG@10."""
     on = [] if device is None else [f"model.trainer.device={device}"]
-    cfg = compose_config([f"model={model}", f"data.dir={data_dir}", "tracking.enabled=false",
+    where = [f"data.dir={data_dir}"] if data_dir else []
+    cfg = compose_config([f"model={model}", *where, "tracking.enabled=false",
                           "cache.enabled=false", *on, *overrides])  # fmt: skip
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the run's own table
@@ -75,7 +77,9 @@ def longest_first(models: list[str], report: Path = REPORT) -> list[str]:
 
 def main() -> None:
     parser = ArgumentParser("experiments/benchmark_models.py", description=__doc__)
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
+                             "~/.cache/recsys/data)")
     parser.add_argument("--models", nargs="+",
                         help="default: every file of conf/model/ (with --devices: those with a "
                              "trainer)")  # fmt: skip
@@ -102,7 +106,8 @@ def main() -> None:
         print(epoch_table(rows, args.devices))
 
 
-def benchmark(models: list[str], devices: list[str | None], data_dir: str, overrides: list[str],
+def benchmark(models: list[str], devices: list[str | None], data_dir: str | None,
+              overrides: list[str],
               jobs: int) -> list[dict]:  # fmt: skip
     """Train every (model, device) pair, ``jobs`` at a time, printing a row as each finishes,
     then the wall time of them all; returns the rows."""

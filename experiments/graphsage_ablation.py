@@ -2,7 +2,7 @@
 Hamilton et al.'s classic configuration (graphsage_classic.yaml), and the default with one
 choice at a time switched to the classic one.
 
-    python experiments/graphsage_ablation.py [--seeds 1 2 3] [--data-dir data]
+    python experiments/graphsage_ablation.py [--seeds 1 2 3] [--data-dir DIR]
                                              [--tracking-uri sqlite:///mlflow.db] [--out reports]
                                              [-- OVERRIDE ...]   (after --: --seeds takes a list)
 
@@ -43,7 +43,8 @@ def main() -> None:
     parser = ArgumentParser("experiments/graphsage_ablation.py", description=__doc__)
     parser.add_argument("--seeds", type=split_seed, nargs="+", default=[1, 2, 3])
     parser.add_argument("--data-dir", default=None,
-                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else data)")
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
+                             "~/.cache/recsys/data)")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("overrides", nargs="*",

@@ -23,9 +23,10 @@ from recsys.rng import seed_everything
 from recsys.train import validation_metric
 
 
-def validation_curve(model_name: str, ema: float, seed: int, data_dir: str) -> list[float]:
+def validation_curve(model_name: str, ema: float, seed: int, data_dir: str | None) -> list[float]:
     """Validation NDCG@10 of every epoch of one early-stopped training run."""
-    cfg = compose_config([f"model={model_name}", f"seed={seed}", f"data.dir={data_dir}",
+    where = [f"data.dir={data_dir}"] if data_dir else []
+    cfg = compose_config([f"model={model_name}", f"seed={seed}", *where,
                           f"model.trainer.ema={ema}", "model.trainer.progress=false"])  # fmt: skip
     prepared = load_split(cfg)
     train, validation = prepared.split.train.to_csr(), prepared.split.validation.to_csr()
@@ -52,7 +53,9 @@ def main() -> None:
     parser.add_argument("--ema", type=float, nargs="+", default=[0.0, 0.99])
     parser.add_argument("--seeds", type=split_seed, nargs="+", default=[42, 43, 44])
     parser.add_argument("--window", type=positive_int, default=5)
-    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--data-dir", default=None,
+                        help="the data folder (default: data.dir: $RECSYS_DATA_DIR, else "
+                             "~/.cache/recsys/data)")
     args = parser.parse_args()
     if "trainer" not in compose_config([f"model={args.model}"]).model:
         parser.error(f"--model {args.model} has no epochs (no trainer): name a torch model, e.g. "
