@@ -247,7 +247,14 @@ def main() -> None:
         return
     from recsys.files import atomic_write_text
 
+    if min(args.sizes) < 1 or args.per_user <= 0 or args.graph_max < 0:
+        parser.error("--sizes and --per-user must be positive, --graph-max at least 0")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder")
     if args.replot:
+        if not (args.out / "scale.json").is_file():
+            parser.error(f"--replot: no {args.out / 'scale.json'} to redraw: run without "
+                         f"--replot first")  # fmt: skip
         saved = json.loads((args.out / "scale.json").read_text())
         atomic_write_text(args.out / "scale.md",
                           markdown(saved["records"], saved["slopes"], saved["command"]))

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         "verified, and kept as <name>.damaged-<time> if it did not verify",
     )
     args = parser.parse_args(argv)
+    if not str(args.data_dir).strip():  # "" would put the release in the working folder
+        parser.error("--data-dir is empty: give a folder")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.force:
