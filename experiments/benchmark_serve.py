@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from recsys.bundle import is_bundle
+from recsys.bundle import MANIFEST
 from recsys.cli import ArgumentParser, one_line_errors, positive_int
 from recsys.errors import ConfigError
 
@@ -183,9 +183,9 @@ def main() -> None:
     args = parser.parse_args()
     if not (0 < args.rate <= 5000 and 0 < args.requests <= 100_000 and args.max_seconds > 0):
         sys.exit("error: --rate must be in (0, 5000], --requests in 1..100000, --max-seconds > 0")
-    if not is_bundle(args.bundle):
-        raise ConfigError(f"--bundle {args.bundle} is not a bundle: export one with "
-                          f"`python -m recsys.export`, or pass --bundle PATH")  # fmt: skip
+    if not (Path(args.bundle) / MANIFEST).is_file():  # the server checks the rest
+        raise ConfigError(f"--bundle {args.bundle} is not a bundle (no {MANIFEST}): export one "
+                          f"with `python -m recsys.export`, or pass --bundle PATH")  # fmt: skip
     ids = np.load(Path(args.bundle) / "user_ids.npy")
     users = np.random.default_rng(0).choice(ids, size=WARM_UP + args.requests)
     process = None

@@ -131,9 +131,6 @@ def cold_users(test, counts: list[int]) -> ColdUsers:
     """Split each test user's ratings by time (ties by item) into the first ``r`` for every
     ``r`` in ``counts`` and the targets after ``max(counts)``."""
     largest = max(counts)
-    if not (np.bincount(test.user, minlength=test.n_users) > largest).any():
-        raise ConfigError(f"no held-out user rated more than {largest} films, the most "
-                          f"protocol.revealed reveals: lower it")  # fmt: skip
     order = np.lexsort((test.item, test.timestamp, test.user))
     user, item = test.user[order], test.item[order]
     n_rated = np.bincount(user, minlength=test.n_users)
@@ -245,20 +242,29 @@ def check_arguments(args) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file, not a folder: choose another --out")
     for override in args.overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key in OWNED:
+        key = override.partition("=")[0].lstrip("+~")
+        if key in OWNED and override != "protocol=cold_users":  # its own, said again
             raise ConfigError(f"`{override}`: {key} is the tool's to set: {OWNED[key]}")
 
 
 def check_revealed(values) -> list[int]:
     """``protocol.revealed``: the counts of first ratings revealed, distinct whole numbers >= 0
-    in increasing order (``ConfigError`` otherwise)."""
+    in increasing order, the table's columns (``ConfigError`` otherwise)."""
     counts = list(values) if isinstance(values, ListConfig | list) else None
     if not counts or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0
                              for r in counts) or counts != sorted(set(counts)):  # fmt: skip
         raise ConfigError(f"protocol.revealed={values}: expected distinct whole numbers >= 0 in "
                           f"increasing order, e.g. [0,1,3,5]")  # fmt: skip
     return counts
+
+
+def check_counts(protocol: list[str], seed: int, largest: int) -> None:
+    """``ConfigError`` before any training where no held-out user of ``seed``'s split rated
+    more than ``largest`` films: nothing would be left to judge the revealed counts by."""
+    test = load_split(compose_config([*protocol, f"seed={seed}"])).split.test
+    if not (np.bincount(test.user, minlength=test.n_users) > largest).any():
+        raise ConfigError(f"protocol.revealed: no held-out user of seed {seed} rated more than "
+                          f"{largest} films, the most it reveals: lower it")  # fmt: skip
 
 
 def check_grid(key: str, values, positive: bool = False) -> list[float]:
@@ -1003,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
         protocol_cfg = compose_config(protocol).protocol
         revealed = check_revealed(protocol_cfg.get("revealed"))
         check_ks(args.ks, len(load_data(compose_config(protocol).data).items))  # seconds
+        check_counts(protocol, args.seeds[0], max(revealed))
         check_grid("prior_weights", protocol_cfg.get("prior_weights", []))
         check_regularization(protocol_cfg.get("first_ratings_regularization", []))
         # fails before training

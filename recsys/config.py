@@ -344,7 +344,13 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         overrides = OverridesParser.create().parse_overrides(texts)
     except OverrideParseException as error:
         raise ConfigError(f"cannot read the command line: {str(error).splitlines()[0]}") from None
-    multirun = any(a in ("-m", "--multirun") for a in arguments)
+    multirun = any(a in ("-m", "--multirun") for a in arguments) or any(
+        o.key_or_group in ("hydra.mode", "experiment") for o in overrides)  # a mode of its own
+    for override in overrides:  # Hydra's basic sweeper lists values; it cannot sample a range
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            raise ConfigError(f"`{override.input_line}`: a sweep here lists its values, "
+                              f"a,b,c or range(start,stop,step); an interval needs a sampler: "
+                              f"python -m recsys.tune")  # fmt: skip
     for override in overrides:  # Hydra's own word for it is "Ambiguous value", in five lines
         if override.is_sweep_override() and not multirun and not override.is_hydra_override():
             raise ConfigError(f"`{override.input_line}` lists several values: a sweep runs with "
@@ -388,29 +394,40 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
     for override in overrides:  # joblib's "n_jobs == 0 has no meaning", as a traceback
         if override.key_or_group == "hydra.launcher.n_jobs" and not override.is_sweep_override():
             jobs = override.value()
-            if not is_int(jobs, -(2**31)) or jobs == 0:
+            if "${" not in str(jobs) and (not is_int(jobs, -(2**31)) or jobs == 0):
                 raise ConfigError(f"`{override.input_line}`: expected a number of processes, "
                                   f"e.g. 2 (-1: one per core)")  # fmt: skip
 
 
 def _check_swept_values(overrides, choices: list[str], config_name: str) -> None:
-    """Each value of a swept run-wide key (``seed=1,-1``, ``ks=[5,10],[0]``) checked as
-    ``check_config`` checks a run's, before the sweep starts its first job."""
+    """Each value of a swept run-wide key (``seed=1,-1``, ``ks=[5,10],[0]``) checked by its own
+    rule (``_RULES``), beside the command line's other settings, before the sweep starts its
+    first job (rules across keys, an objective's K in ks, are each job's: the values of two
+    swept keys combine)."""
     from hydra.core.override_parser.types import OverrideType, ValueType
 
-    checked = {key for key, _, _ in _RULES}
-    for override in overrides:
+    rules = {key: (key, allowed, test) for key, allowed, test in _RULES}
+    swept = [o for o in overrides if o.is_sweep_override()]
+    fixed = [o.input_line for o in overrides
+             if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")]  # fmt: skip
+    groups = {o.key_or_group for o in swept}
+    # a swept group at its first value (choices holds it), every other setting as given
+    base = [*fixed, *(c for c in choices if c.partition("=")[0] in groups)]
+    for override in swept:
         key = override.key_or_group
-        if (override.type != OverrideType.CHANGE or not override.is_sweep_override()
-                or key not in checked or override.value_type == ValueType.GLOB_CHOICE_SWEEP):
+        if (override.type != OverrideType.CHANGE or key not in rules
+                or override.value_type == ValueType.GLOB_CHOICE_SWEEP):
             continue  # fmt: skip
-        for value in override.sweep_string_iterator():
-            try:
-                check_config(compose_config([*choices, f"{key}={value}"], config_name,
-                                            checked=True))  # fmt: skip
-            except ConfigError as error:
-                raise ConfigError(f"{str(error).splitlines()[0]} (a value of the sweep "
-                                  f"`{override.input_line}`)") from None
+        try:
+            values = list(override.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - interval(...): the sweeper's to expand, or refuse
+            continue
+        for value in values:
+            cfg = compose_config([*base, f"{key}={value}"], config_name, checked=True)
+            problems = check_values(cfg, [rules[key]])
+            if problems:
+                raise ConfigError(f"{problems[0]} (a value of the sweep "
+                                  f"`{override.input_line}`)")  # fmt: skip
 
 
 def _is_alias(path: Path) -> bool:

@@ -151,7 +151,7 @@ class BundleRecommender:
     def liked_rows(self, liked: list[int | str]) -> np.ndarray:
         """The distinct rows of liked movies given by id or title (``NotFoundError`` for one
         the bundle does not have, ``RecsysError`` for none at all)."""
-        if isinstance(liked, str | int) or liked is None:  # "Fargo" is one film, not 5 letters
+        if isinstance(liked, str) or not isinstance(liked, list | tuple | np.ndarray):  # "Fargo"
             raise RecsysError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
                               f"liked=['Fargo (1996)']")  # fmt: skip
         if not len(liked):

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             own = Path(args.readme).resolve() == README.resolve()
             given = "" if own else f" --readme {args.readme}"
-            print(f"error: {args.readme}'s generated {', '.join(stale)} section is out of date: "
+            sections = "section is" if len(stale) == 1 else "sections are"
+            print(f"error: {args.readme}'s generated {', '.join(stale)} {sections} out of date: "
                   f"run `python -m recsys.docs{given}`", file=sys.stderr)
             return 1
         return 0

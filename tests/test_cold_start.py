@@ -370,7 +370,8 @@ def test_settings_hold_the_grids_a_model_chooses_from_and_differences_name_them(
     (["--", "protocol.revealed=[3,1]"], "protocol.revealed=[3, 1]: expected distinct whole "
                                         "numbers >= 0 in increasing order"),
     (["--ks", "10", "5000"], "a cut-off of 5000 exceeds the 200 items of the catalogue"),
-    (["--", "protocol.revealed=[0,5000]"], "no held-out user rated more than 5000 films"),
+    (["--", "protocol.revealed=[0,5000]"], "no held-out user of seed 1 rated more than 5000 "
+                                           "films"),
 ])  # fmt: skip
 def test_a_mistake_is_one_line_before_any_training(synthetic_data, tmp_path, capsys, argv,
                                                    message):  # fmt: skip

@@ -9,7 +9,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from recsys.config import CONF_DIR, compose_config, create_model, model_class, model_names
+from recsys.config import (
+    CONF_DIR,
+    check_overrides,
+    compose_config,
+    create_model,
+    model_class,
+    model_names,
+)
 from recsys.docs import is_model_group
 from recsys.errors import ConfigError
 from recsys.models.base import Recommender
@@ -166,3 +173,13 @@ def test_a_mistyped_setting_in_the_python_api_is_one_line_with_the_nearest():
     settings = "dropout, regularization, user_weight, zero_diagonal$"
     with pytest.raises(ConfigError, match=f"'zzz' of model ease; its settings: {settings}"):
         create_model("ease", seed=1, overrides={"zzz": 1})
+
+
+@pytest.mark.parametrize("arguments", [
+    ["-m", "ks=[20,50]", "objective=val/ndcg@20,val/ndcg@50"],  # each value beside ks=[20,50]
+    ["-m", "ks=[20,50],[50,100]", "objective=val/ndcg@50"],
+    ["hydra.mode=MULTIRUN", "seed=1,2"],  # a multirun without -m
+    ["-m", "model=popular,ease", "seed=range(1,4)"],
+])  # fmt: skip
+def test_a_valid_sweep_passes_the_check_before_its_first_job(arguments):
+    check_overrides(arguments)

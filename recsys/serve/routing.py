@@ -140,7 +140,7 @@ class RoutedRecommender:
     def recommend(self, user_id: int | None = None, liked: list[int | str] | tuple = (),
                   demographics: Demographics | None = None, k: int = 10) -> Recommendation:
         """Top-``k`` films by the first route of the chain that fits what is given."""
-        if liked is None or isinstance(liked, str | int):  # "Fargo" is one film, not 5 letters
+        if isinstance(liked, str) or not isinstance(liked, list | tuple | np.ndarray):  # "Fargo"
             raise ConfigError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
                               f"liked=['Fargo (1996)']")  # fmt: skip
         if user_id is not None:

@@ -54,6 +54,7 @@ def runs_of(uri: str) -> list:
                                      "zero_diagonal"),
     ("sed=3", "did you mean seed?"),
     ("model=popular,ease", "`model=popular,ease` lists several values: a sweep runs with -m"),
+    ("-m model=popular data.min_rating=interval(3,5)", "an interval needs a sampler"),
     ("-m model=popular seed=1,-1", "seed=-1: expected an integer from 0 to 2**32 - 1 (a value "
                                    "of the sweep `seed=1,-1`)"),  # before job #0 runs
     ("-m model=popular hydra/launcher=basic hydra.launcher.n_jobs=0",
