@@ -738,7 +738,8 @@ def main(argv: list[str] | None = None) -> int:
         client = open_client(args.tracking_uri, option="--tracking-uri")
         runs = load_runs(client, args.experiment, args.filter, order_by=f"ndcg@{args.ks[0]}")
         path = write_report(runs, Path(args.out), args.ks, args.alpha, args.test, args.force)
-        log_to_sweep(runs, Path(args.out))
+        if not args.filter:  # a report of some of a sweep's runs is no report of the sweep
+            log_to_sweep(runs, Path(args.out))
         if readme is not None:
             section = readme_section(runs, args.ks[0], args.alpha, args.test)
             atomic_write_text(args.readme, replace_section(readme, "results", section,

@@ -186,3 +186,18 @@ def test_the_report_goes_to_the_sweep_holding_most_runs(tmp_path, parents, expec
     runs = Runs(pd.DataFrame({"parent": parents}), client, "x", {})
     assert log_to_sweep(runs, tmp_path) == expected
     assert {run_id for run_id, _ in client.logged} == ({expected} if expected else set())
+
+
+def test_a_filtered_report_is_not_attached_to_the_sweep(tracked_benchmark, tmp_path,
+                                                        monkeypatch):  # fmt: skip
+    # a report of some of a sweep's runs must not replace the sweep's own report in MLflow
+    uri, _, _ = tracked_benchmark
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    attached = []
+    monkeypatch.setattr(report, "log_to_sweep", lambda runs, out: attached.append(out))
+    argv = ["--tracking-uri", uri, "--experiment", "bench", "--ks", "10"]
+    assert report.main([*argv, "--out", str(tmp_path / "some"),
+                        "--filter", "tags.model != 'popular'"]) == 0  # fmt: skip
+    assert attached == []
+    assert report.main([*argv, "--out", str(tmp_path / "all")]) == 0
+    assert attached == [tmp_path / "all"]
