@@ -327,6 +327,9 @@ def port_number(text: str) -> int:
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` and listening (connections wait in its backlog until
     the server accepts them); ``RecsysError`` with the fix if the address cannot be had."""
+    if not host.strip():
+        raise RecsysError("--host is empty: give an address, e.g. 127.0.0.1 (this machine only) "
+                          "or 0.0.0.0 (every interface)")  # fmt: skip
     try:
         family, kind, protocol, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM)[0]

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recsys.errors import RecsysError
 from recsys.serve import app as app_module
 from recsys.serve.routing import Demographics, RoutedRecommender
 from tests.serve.conftest import start_server, stop_server
@@ -281,6 +282,12 @@ def test_the_listening_socket_says_tcp_so_that_asyncio_turns_nagle_off():
     with listening:
         assert listening.proto == socket.IPPROTO_TCP
         assert listening.getsockname()[0] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_host_is_one_line_naming_what_to_give(host):
+    with pytest.raises(RecsysError, match="--host is empty: give an address, e.g. 127.0.0.1"):
+        app_module.listen(host, 0)
 
 
 def test_the_load_test_script_runs_bounded_against_a_server(served, new_user_bundles):
