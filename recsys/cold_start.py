@@ -74,7 +74,7 @@ from recsys.config import (
     check_ks,
     check_overrides,
     compose_config,
-    load_data,
+    is_seed,
     load_split,
     model_class,
     model_names,
@@ -235,7 +235,7 @@ OWNED = {"seed": "give the seeds with --seeds", "ks": "give the cut-offs with --
 def check_arguments(args) -> None:
     """The command line's own values, before any work: seeds in numpy's range, ``--out`` a
     folder (or none yet), and no override of what an argument sets (``OWNED``)."""
-    bad = [seed for seed in args.seeds if not 0 <= seed < 2**32]
+    bad = [seed for seed in args.seeds if not is_seed(seed)]
     if bad:
         raise ConfigError(f"--seeds {' '.join(map(str, bad))}: a seed is an integer from 0 to "
                           f"2**32 - 1")  # fmt: skip
@@ -258,10 +258,12 @@ def check_revealed(values) -> list[int]:
     return counts
 
 
-def check_counts(protocol: list[str], seed: int, largest: int) -> None:
-    """``ConfigError`` before any training where no held-out user of ``seed``'s split rated
-    more than ``largest`` films: nothing would be left to judge the revealed counts by."""
+def check_sizes(protocol: list[str], seed: int, ks: list[int], largest: int) -> None:
+    """``ConfigError`` before any training where a cut-off of ``ks`` exceeds the catalogue, or
+    no held-out user of ``seed``'s split rated more than ``largest`` films: nothing would be
+    left to judge the revealed counts by (one split loaded: seconds; training takes hours)."""
     test = load_split(compose_config([*protocol, f"seed={seed}"])).split.test
+    check_ks(ks, test.n_items)
     if not (np.bincount(test.user, minlength=test.n_users) > largest).any():
         raise ConfigError(f"protocol.revealed: no held-out user of seed {seed} rated more than "
                           f"{largest} films, the most it reveals: lower it")  # fmt: skip
@@ -1008,8 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         check_overrides(protocol)
         protocol_cfg = compose_config(protocol).protocol
         revealed = check_revealed(protocol_cfg.get("revealed"))
-        check_ks(args.ks, len(load_data(compose_config(protocol).data).items))  # seconds
-        check_counts(protocol, args.seeds[0], max(revealed))
+        check_sizes(protocol, args.seeds[0], args.ks, max(revealed))
         check_grid("prior_weights", protocol_cfg.get("prior_weights", []))
         check_regularization(protocol_cfg.get("first_ratings_regularization", []))
         # fails before training

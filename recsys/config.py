@@ -150,8 +150,7 @@ def create_model(name: str, *, seed: int, overrides: Mapping | None = None,
         try:
             node = OmegaConf.merge(node, OmegaConf.create(dict(overrides)))
         except ConfigKeyError as error:  # a key the model does not have
-            keys = sorted(k for k in _all_keys(OmegaConf.to_container(node))
-                          if not k.rpartition(".")[2].startswith("_"))  # fmt: skip
+            keys = settable(_all_keys(OmegaConf.to_container(node)))
             key = str(error.full_key).removeprefix("model.")
             hint = _nearest(key, keys) or f"; its settings: {', '.join(keys) or 'none'}"
             raise ConfigError(f"unknown setting {key!r} of model {name}{hint}") from None
@@ -281,6 +280,11 @@ def is_int(value, low: int = 0, high: int | None = None) -> bool:
             and (high is None or value < high))  # fmt: skip
 
 
+def is_seed(value) -> bool:
+    """A seed numpy takes: an integer from 0 to 2**32 - 1."""
+    return is_int(value, 0, 2**32)
+
+
 def _is_objective(value) -> bool:
     part, _, name = str(value).partition("/")
     metric, _, k = name.partition("@")
@@ -289,7 +293,7 @@ def _is_objective(value) -> bool:
 
 _Rule = tuple[str, str, Callable[[object], bool]]
 _RULES: list[_Rule] = [
-    ("seed", "an integer from 0 to 2**32 - 1", lambda v: is_int(v, 0, 2**32)),
+    ("seed", "an integer from 0 to 2**32 - 1", is_seed),
     ("ks", "a list of positive integers, e.g. [5,10,20]",
      lambda v: isinstance(v, ListConfig | list) and len(v) > 0 and all(is_int(k, 1) for k in v)),
     ("eval_batch_size", "a positive integer", lambda v: is_int(v, 1)),
@@ -344,17 +348,7 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
         overrides = OverridesParser.create().parse_overrides(texts)
     except OverrideParseException as error:
         raise ConfigError(f"cannot read the command line: {str(error).splitlines()[0]}") from None
-    multirun = any(a in ("-m", "--multirun") for a in arguments) or any(
-        o.key_or_group in ("hydra.mode", "experiment") for o in overrides)  # a mode of its own
-    for override in overrides:  # Hydra's basic sweeper lists values; it cannot sample a range
-        if override.value_type == ValueType.INTERVAL_SWEEP:
-            raise ConfigError(f"`{override.input_line}`: a sweep here lists its values, "
-                              f"a,b,c or range(start,stop,step); an interval needs a sampler: "
-                              f"python -m recsys.tune")  # fmt: skip
-    for override in overrides:  # Hydra's own word for it is "Ambiguous value", in five lines
-        if override.is_sweep_override() and not multirun and not override.is_hydra_override():
-            raise ConfigError(f"`{override.input_line}` lists several values: a sweep runs with "
-                              f"-m (python -m recsys.train -m {override.input_line})")  # fmt: skip
+    _check_sweep_syntax(arguments, overrides)
     groups = {path.name for path in CONF_DIR.iterdir() if path.is_dir()}
     choices = []
     for override in overrides:
@@ -397,6 +391,25 @@ def check_overrides(arguments: Sequence[str], config_name: str = "config") -> No
             if "${" not in str(jobs) and (not is_int(jobs, -(2**31)) or jobs == 0):
                 raise ConfigError(f"`{override.input_line}`: expected a number of processes, "
                                   f"e.g. 2 (-1: one per core)")  # fmt: skip
+
+
+def _check_sweep_syntax(arguments: Sequence[str], overrides) -> None:
+    """Several values only in a multirun (``-m``, ``hydra.mode``, an experiment file), and
+    only as lists or ranges (the basic sweeper samples no ``interval``): one line each, not
+    Hydra's five-line "Ambiguous value" or a traceback."""
+    from hydra.core.override_parser.types import ValueType
+
+    multirun = any(a in ("-m", "--multirun") for a in arguments) or any(
+        o.key_or_group in ("hydra.mode", "experiment") for o in overrides)  # a mode of its own
+    for override in overrides:
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            raise ConfigError(f"`{override.input_line}`: a sweep here lists its values, "
+                              f"a,b,c or range(start,stop,step); an interval needs a sampler: "
+                              f"python -m recsys.tune")  # fmt: skip
+    for override in overrides:
+        if override.is_sweep_override() and not multirun and not override.is_hydra_override():
+            raise ConfigError(f"`{override.input_line}` lists several values: a sweep runs with "
+                              f"-m (python -m recsys.train -m {override.input_line})")  # fmt: skip
 
 
 def _check_swept_values(overrides, choices: list[str], config_name: str) -> None:
@@ -464,13 +477,16 @@ def _check_hydra_choice(override) -> None:
                           f"of {', '.join(sorted(options))}{hint}")  # fmt: skip
 
 
+def settable(keys) -> list[str]:
+    """``keys`` (dotted) less Hydra's own (``_target_``, ``_partial_``), sorted."""
+    return sorted(k for k in keys if not k.rpartition(".")[2].startswith("_"))
+
+
 def _key_hint(key: str, keys: set[str], line: str) -> str:
     """The nearest key beside ``key`` (or anywhere), else the keys of its parent node."""
     parent, _, leaf = key.rpartition(".")
-    siblings = sorted(k for k in keys if k.rpartition(".")[0] == parent
-                      and not k.rpartition(".")[2].startswith("_"))  # fmt: skip
-    others = sorted(k for k in keys if not k.rpartition(".")[2].startswith("_")
-                    and not key.startswith(f"{k}."))  # not the key's own parents  # fmt: skip
+    siblings = [k for k in settable(keys) if k.rpartition(".")[0] == parent]
+    others = [k for k in settable(keys) if not key.startswith(f"{k}.")]  # not its own parents
     hint = _nearest(key, siblings) or _nearest(key, others)
     if hint:
         return hint

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.cli import ArgumentParser, positive_int
-from recsys.errors import NotFoundError, RecsysError
+from recsys.errors import ConfigError, NotFoundError, RecsysError
 from recsys.models.als import als_user_step
 
 COLUMNS = ["rank", "movie_id", "title", "year", "genres", "score"]
@@ -151,9 +151,7 @@ class BundleRecommender:
     def liked_rows(self, liked: list[int | str]) -> np.ndarray:
         """The distinct rows of liked movies given by id or title (``NotFoundError`` for one
         the bundle does not have, ``RecsysError`` for none at all)."""
-        if isinstance(liked, str) or not isinstance(liked, list | tuple | np.ndarray):  # "Fargo"
-            raise RecsysError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
-                              f"liked=['Fargo (1996)']")  # fmt: skip
+        check_liked(liked)
         if not len(liked):
             raise RecsysError("name at least one liked movie (title or id)")
         return np.unique([self.movie_row(m) for m in liked])
@@ -410,6 +408,14 @@ def check_k(k) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise RecsysError(f"k must be a positive whole number (how many movies to show), "
                           f"got {k!r}")  # fmt: skip
+
+
+def check_liked(liked) -> None:
+    """``ConfigError`` unless ``liked`` is a list of films: a lone title would be read as its
+    letters ("Fargo": the films F, a, r, g, o)."""
+    if isinstance(liked, str) or not isinstance(liked, list | tuple | np.ndarray):
+        raise ConfigError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
+                          f"liked=['Fargo (1996)']")  # fmt: skip
 
 
 def normalise_title(title: str) -> str:

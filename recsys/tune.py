@@ -52,6 +52,7 @@ from recsys.config import (
     check_config,
     check_values,
     is_int,
+    is_seed,
     load_split,
 )
 from recsys.errors import ConfigError, RecsysError, first_line
@@ -153,7 +154,7 @@ def budget(cfg: DictConfig) -> int:
 
 def _is_seeds(value) -> bool:
     return value is None or (isinstance(value, ListConfig | list) and len(value) > 0
-                             and all(is_int(seed, 0, 2**32) for seed in value))  # fmt: skip
+                             and all(is_seed(seed) for seed in value))  # fmt: skip
 
 
 _TUNE_RULES = [
@@ -162,7 +163,7 @@ _TUNE_RULES = [
     ("tune.study", "a name", lambda v: isinstance(v, str) and v != ""),
     ("tune.storage", "an Optuna storage URL, e.g. sqlite:///optuna.db",
      lambda v: isinstance(v, str) and "://" in v),
-    ("tune.seed", "an integer from 0 to 2**32 - 1", lambda v: is_int(v, 0, 2**32)),
+    ("tune.seed", "an integer from 0 to 2**32 - 1", is_seed),
     ("tune.seeds", "null or a list of split seeds, e.g. [1,2,3]", _is_seeds),
     ("tune.confirm_top", "an integer >= 0 (0: no confirmation)", lambda v: is_int(v, 0)),
     ("tune.confirm_seeds", "null or a list of split seeds, e.g. [2,3]", _is_seeds),

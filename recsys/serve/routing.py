@@ -50,7 +50,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.demo import BundleRecommender, check_k, co_rating_pmi_rows, normalise_title
+from recsys.demo import (
+    BundleRecommender,
+    check_k,
+    check_liked,
+    co_rating_pmi_rows,
+    normalise_title,
+)
 from recsys.errors import ConfigError, RecsysError
 
 ROUTES = ("known-user", "fold-in", "demographics", "popular")
@@ -140,9 +146,7 @@ class RoutedRecommender:
     def recommend(self, user_id: int | None = None, liked: list[int | str] | tuple = (),
                   demographics: Demographics | None = None, k: int = 10) -> Recommendation:
         """Top-``k`` films by the first route of the chain that fits what is given."""
-        if isinstance(liked, str) or not isinstance(liked, list | tuple | np.ndarray):  # "Fargo"
-            raise ConfigError(f"liked is a list of films (titles or ids), got {liked!r}: e.g. "
-                              f"liked=['Fargo (1996)']")  # fmt: skip
+        check_liked(liked)
         if user_id is not None:
             if len(liked) or demographics is not None:
                 raise ConfigError("give a known user's id, or a new user's liked films and/or "
